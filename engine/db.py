@@ -1,0 +1,569 @@
+"""The library database: SQLite is the source of truth.
+
+Photos are identified by their content hash (``images``); paths point at them
+(``files``). Vectors are stored per (image, image space): every model that
+shares an image tower shares one space, so a fine-tuned text side needs no
+re-indexing. Every indexing batch is one transaction, and every change to a
+space's vectors bumps that space's ``seq``, which lets the ANN cache tell how
+far behind it is (see engine.ann).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from .errors import DatabaseError, SchemaTooNew
+
+SCHEMA_VERSION = 1
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE folders (
+    id INTEGER PRIMARY KEY,
+    path TEXT UNIQUE NOT NULL,
+    added_at REAL NOT NULL,
+    online INTEGER NOT NULL DEFAULT 1,
+    poll INTEGER NOT NULL DEFAULT 0,      -- watch by polling (network shares)
+    last_scan REAL
+);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    hash TEXT UNIQUE NOT NULL,            -- blake2b-128 of the file's bytes
+    width INTEGER, height INTEGER,        -- upright, full resolution
+    format TEXT,
+    taken_at TEXT,                        -- ISO 8601 from EXIF, NULL if unknown
+    camera_make TEXT, camera_model TEXT,
+    gps_lat REAL, gps_lon REAL,
+    added_at REAL NOT NULL,
+    orphan_since REAL                     -- set when its last file went away
+);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    path TEXT UNIQUE NOT NULL,
+    folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ext TEXT NOT NULL
+);
+CREATE INDEX files_image ON files(image_id);
+CREATE INDEX files_folder ON files(folder_id);
+CREATE TABLE failures (
+    path TEXT PRIMARY KEY,
+    folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    size INTEGER, mtime_ns INTEGER,       -- a failed file is retried only once it changes
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE spaces (
+    id INTEGER PRIMARY KEY,
+    key TEXT UNIQUE NOT NULL,             -- image-tower identity (ModelSpec.space)
+    dim INTEGER NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0        -- bumped by every change to this space's vectors
+);
+CREATE TABLE vectors (
+    space_id INTEGER NOT NULL REFERENCES spaces(id) ON DELETE CASCADE,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    vec BLOB NOT NULL,                    -- float32, L2-normalised
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (space_id, image_id)
+) WITHOUT ROWID;
+CREATE INDEX vectors_seq ON vectors(space_id, seq);
+CREATE TABLE tombstones (               -- vectors removed, so the ANN cache can catch up
+    space_id INTEGER NOT NULL,
+    image_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (space_id, image_id)
+) WITHOUT ROWID;
+"""
+
+# Migrations from version N to N+1, each run inside one transaction.
+MIGRATIONS: dict[int, str] = {}
+
+
+@dataclass
+class FileRow:
+    path: str
+    image_id: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class NewPhoto:
+    """One photo ready to be written: its file, its content and (if embedded) its vector."""
+
+    path: str
+    folder_id: int
+    size: int
+    mtime_ns: int
+    hash: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = None  # None: the hash already has a vector in this space
+
+
+@dataclass
+class Failure:
+    path: str
+    folder_id: int
+    size: int | None
+    mtime_ns: int | None
+    reason: str
+
+
+def _ext(path: str) -> str:
+    dot = path.rfind(".")
+    return path[dot + 1 :].lower() if dot > path.rfind("/") and dot > path.rfind("\\") else ""
+
+
+class LibraryDB:
+    """One connection to the library database. Use one instance per thread."""
+
+    def __init__(self, path: Path, *, readonly: bool = False, timeout: float = 30.0):
+        self.path = Path(path)
+        try:
+            if readonly:
+                conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, timeout=timeout, check_same_thread=False
+                )
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
+            conn.isolation_level = None  # explicit BEGIN/COMMIT below
+            conn.execute("PRAGMA foreign_keys=ON")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+        except sqlite3.Error as e:
+            raise DatabaseError(f"cannot open the library database {self.path}: {e}") from e
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._check_schema(readonly)
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _version(self) -> int:
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            return 0  # empty database
+        except sqlite3.DatabaseError as e:
+            raise DatabaseError(f"{self.path} is not a photosift database ({e})") from e
+        return int(row[0]) if row else 0
+
+    def _check_schema(self, readonly: bool) -> None:
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} was written by a newer photosift (schema {version}, this version "
+                f"reads up to {SCHEMA_VERSION}); it was left untouched. Update photosift to open it."
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if readonly:
+            raise DatabaseError(f"{self.path} needs upgrading; open it read-write once")
+        if version == 0 and self.db.table_names():
+            raise DatabaseError(f"{self.path} is not a photosift database; it was left untouched")
+        with self.transaction():
+            if version == 0:
+                for stmt in _SCHEMA_V1.split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                version = 1
+            while version < SCHEMA_VERSION:
+                for stmt in MIGRATIONS[version].split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                version += 1
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(version),)
+            )
+
+    def transaction(self):
+        """Context manager: one IMMEDIATE transaction (writers queue instead of failing)."""
+        return _Transaction(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- folders --------------------------------------------------------------------------
+
+    def add_folder(self, path: str, *, poll: bool = False) -> int:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO folders(path, added_at, poll) VALUES(?,?,?)",
+                (path, time.time(), int(poll)),
+            )
+            return self.conn.execute("SELECT id FROM folders WHERE path=?", (path,)).fetchone()[0]
+
+    def remove_folder(self, folder_id: int) -> list[int]:
+        """Forget a folder and its files. Returns the images left without any file."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM files WHERE folder_id=?", (folder_id,))
+            self.conn.execute("DELETE FROM folders WHERE id=?", (folder_id,))
+            return self._mark_orphans()
+
+    def folders(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT f.id, f.path, f.online, f.poll, f.last_scan, "
+            "(SELECT COUNT(*) FROM files WHERE folder_id=f.id), "
+            "(SELECT COUNT(*) FROM failures WHERE folder_id=f.id) FROM folders f ORDER BY f.path"
+        )
+        cols = ("id", "path", "online", "poll", "last_scan", "files", "failures")
+        return [dict(zip(cols, r, strict=True)) for r in cur]
+
+    def folder_id(self, path: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM folders WHERE path=?", (path,)).fetchone()
+        return row[0] if row else None
+
+    def set_folder_state(self, folder_id: int, *, online: bool, scanned: bool = False) -> None:
+        with self.transaction():
+            if scanned:
+                self.conn.execute(
+                    "UPDATE folders SET online=?, last_scan=? WHERE id=?",
+                    (int(online), time.time(), folder_id),
+                )
+            else:
+                self.conn.execute("UPDATE folders SET online=? WHERE id=?", (int(online), folder_id))
+
+    # -- files ----------------------------------------------------------------------------
+
+    def files_in_folder(self, folder_id: int) -> dict[str, FileRow]:
+        cur = self.conn.execute(
+            "SELECT path, image_id, size, mtime_ns FROM files WHERE folder_id=?", (folder_id,)
+        )
+        return {r[0]: FileRow(*r) for r in cur}
+
+    def failures_in_folder(self, folder_id: int) -> dict[str, tuple[int | None, int | None]]:
+        cur = self.conn.execute(
+            "SELECT path, size, mtime_ns FROM failures WHERE folder_id=?", (folder_id,)
+        )
+        return {r[0]: (r[1], r[2]) for r in cur}
+
+    def remove_files(self, paths: Iterable[str]) -> list[int]:
+        """Drop file rows (the files are gone). Returns images left without any file."""
+        paths = list(paths)
+        with self.transaction():
+            self.conn.executemany("DELETE FROM files WHERE path=?", ((p,) for p in paths))
+            self.conn.executemany("DELETE FROM failures WHERE path=?", ((p,) for p in paths))
+            return self._mark_orphans()
+
+    def move_file(self, old: str, new: str, folder_id: int, size: int, mtime_ns: int) -> bool:
+        """Point an existing file row at its new path. False if `old` was not indexed."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM files WHERE path=?", (new,))
+            cur = self.conn.execute(
+                "UPDATE files SET path=?, folder_id=?, size=?, mtime_ns=?, ext=? WHERE path=?",
+                (new, folder_id, size, mtime_ns, _ext(new), old),
+            )
+            self._mark_orphans()
+            return cur.rowcount > 0
+
+    def _mark_orphans(self) -> list[int]:
+        now = time.time()
+        self.conn.execute(
+            "UPDATE images SET orphan_since=? WHERE orphan_since IS NULL AND "
+            "NOT EXISTS (SELECT 1 FROM files WHERE files.image_id=images.id)",
+            (now,),
+        )
+        return [r[0] for r in self.conn.execute("SELECT id FROM images WHERE orphan_since=?", (now,))]
+
+    def failures(self, folder_id: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT path, reason, at FROM failures"
+        args: tuple = ()
+        if folder_id is not None:
+            sql += " WHERE folder_id=?"
+            args = (folder_id,)
+        return [dict(path=p, reason=r, at=a) for p, r, a in self.conn.execute(sql + " ORDER BY path", args)]
+
+    # -- spaces and vectors ---------------------------------------------------------------
+
+    def space_id(self, key: str, dim: int) -> int:
+        row = self.conn.execute("SELECT id, dim FROM spaces WHERE key=?", (key,)).fetchone()
+        if row:
+            if row[1] != dim:
+                raise DatabaseError(f"image space {key!r} holds {row[1]}-d vectors, not {dim}-d")
+            return row[0]
+        with self.transaction():
+            self.conn.execute("INSERT OR IGNORE INTO spaces(key, dim) VALUES(?,?)", (key, dim))
+            return self.conn.execute("SELECT id FROM spaces WHERE key=?", (key,)).fetchone()[0]
+
+    def space_seq(self, space_id: int) -> int:
+        return self.conn.execute("SELECT seq FROM spaces WHERE id=?", (space_id,)).fetchone()[0]
+
+    def known_hashes(self, space_id: int) -> set[str]:
+        """Content hashes that already have a vector in this space (never re-embedded)."""
+        cur = self.conn.execute(
+            "SELECT i.hash FROM images i JOIN vectors v ON v.image_id=i.id WHERE v.space_id=?",
+            (space_id,),
+        )
+        return {r[0] for r in cur}
+
+    def commit_batch(
+        self, space_id: int, photos: list[NewPhoto], failures: list[Failure] = ()
+    ) -> tuple[int, list[tuple[int, np.ndarray]]]:
+        """Write one batch in one transaction.
+
+        Returns the new seq of the space and the (image_id, vector) pairs added, for the ANN.
+        """
+        added: list[tuple[int, np.ndarray]] = []
+        now = time.time()
+        with self.transaction():
+            seq = self.conn.execute("SELECT seq FROM spaces WHERE id=?", (space_id,)).fetchone()[0] + 1
+            for p in photos:
+                m = p.meta
+                self.conn.execute(
+                    "INSERT INTO images(hash, width, height, format, taken_at, camera_make, "
+                    "camera_model, gps_lat, gps_lon, added_at) VALUES(?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(hash) DO UPDATE SET orphan_since=NULL",
+                    (
+                        p.hash, m.get("width"), m.get("height"), m.get("format"), m.get("taken_at"),
+                        m.get("camera_make"), m.get("camera_model"), m.get("gps_lat"),
+                        m.get("gps_lon"), now,
+                    ),
+                )  # fmt: skip
+                image_id = self.conn.execute("SELECT id FROM images WHERE hash=?", (p.hash,)).fetchone()[0]
+                if p.vector is not None:
+                    vec = np.ascontiguousarray(p.vector, dtype=np.float32)
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO vectors(space_id, image_id, vec, seq) VALUES(?,?,?,?)",
+                        (space_id, image_id, vec.tobytes(), seq),
+                    )
+                    self.conn.execute(
+                        "DELETE FROM tombstones WHERE space_id=? AND image_id=?", (space_id, image_id)
+                    )
+                    added.append((image_id, vec))
+                self.conn.execute(
+                    "INSERT INTO files(path, folder_id, image_id, size, mtime_ns, ext) "
+                    "VALUES(?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET folder_id=excluded.folder_id,"
+                    " image_id=excluded.image_id, size=excluded.size, mtime_ns=excluded.mtime_ns",
+                    (p.path, p.folder_id, image_id, p.size, p.mtime_ns, _ext(p.path)),
+                )
+                self.conn.execute("DELETE FROM failures WHERE path=?", (p.path,))
+            for f in failures:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO failures(path, folder_id, size, mtime_ns, reason, at) "
+                    "VALUES(?,?,?,?,?,?)",
+                    (f.path, f.folder_id, f.size, f.mtime_ns, f.reason, now),
+                )
+                # A file that used to be fine and is now broken no longer shows its old content.
+                self.conn.execute("DELETE FROM files WHERE path=?", (f.path,))
+            if failures:
+                self._mark_orphans()
+            self.conn.execute("UPDATE spaces SET seq=? WHERE id=?", (seq, space_id))
+        return seq, added
+
+    def gc_orphans(self, grace_s: float = 0.0) -> list[tuple[int, int]]:
+        """Delete images without files for longer than `grace_s`, with their vectors.
+
+        Returns (space_id, image_id) pairs whose vectors were removed, for the ANN.
+        """
+        cutoff = time.time() - grace_s
+        removed: list[tuple[int, int]] = []
+        with self.transaction():
+            ids = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT id FROM images WHERE orphan_since IS NOT NULL AND orphan_since<=? AND "
+                    "NOT EXISTS (SELECT 1 FROM files WHERE files.image_id=images.id)",
+                    (cutoff,),
+                )
+            ]
+            if not ids:
+                return removed
+            for (space_id,) in self.conn.execute("SELECT id FROM spaces").fetchall():
+                seq = self.space_seq(space_id) + 1
+                gone = [
+                    i
+                    for i in ids
+                    if self.conn.execute(
+                        "SELECT 1 FROM vectors WHERE space_id=? AND image_id=?", (space_id, i)
+                    ).fetchone()
+                ]
+                if not gone:
+                    continue
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO tombstones(space_id, image_id, seq) VALUES(?,?,?)",
+                    ((space_id, i, seq) for i in gone),
+                )
+                self.conn.executemany(
+                    "DELETE FROM vectors WHERE space_id=? AND image_id=?", ((space_id, i) for i in gone)
+                )
+                self.conn.execute("UPDATE spaces SET seq=? WHERE id=?", (seq, space_id))
+                removed += [(space_id, i) for i in gone]
+            self.conn.executemany("DELETE FROM images WHERE id=?", ((i,) for i in ids))
+        return removed
+
+    def vector_count(self, space_id: int) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM vectors WHERE space_id=?", (space_id,)).fetchone()[0]
+
+    def iter_vectors(
+        self, space_id: int, *, after_seq: int = 0, chunk: int = 10_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(image_ids int64 [n], vectors float32 [n, d]) chunks, optionally only newer than a seq."""
+        cur = self.conn.execute(
+            "SELECT image_id, vec FROM vectors WHERE space_id=? AND seq>? ORDER BY image_id",
+            (space_id, after_seq),
+        )
+        while rows := cur.fetchmany(chunk):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            yield ids, vecs
+
+    def tombstones_after(self, space_id: int, seq: int) -> list[int]:
+        cur = self.conn.execute(
+            "SELECT image_id FROM tombstones WHERE space_id=? AND seq>?", (space_id, seq)
+        )
+        return [r[0] for r in cur]
+
+    def vectors_for(self, space_id: int, image_ids: list[int]) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        for i in range(0, len(image_ids), 500):
+            chunk = image_ids[i : i + 500]
+            q = ",".join("?" * len(chunk))
+            for image_id, vec in self.conn.execute(
+                f"SELECT image_id, vec FROM vectors WHERE space_id=? AND image_id IN ({q})",
+                (space_id, *chunk),
+            ):
+                out[image_id] = np.frombuffer(vec, dtype=np.float32)
+        return out
+
+    # -- lookups for search and status ----------------------------------------------------
+
+    def image_id_for_path(self, path: str) -> int | None:
+        row = self.conn.execute("SELECT image_id FROM files WHERE path=?", (path,)).fetchone()
+        return row[0] if row else None
+
+    def image_id_for_hash(self, h: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM images WHERE hash=?", (h,)).fetchone()
+        return row[0] if row else None
+
+    def describe_images(self, image_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Path(s) and metadata for images, for result lists. Offline files come last."""
+        out: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(image_ids), 500):
+            chunk = image_ids[i : i + 500]
+            q = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                "SELECT i.id, f.path, fo.online, i.width, i.height, i.format, i.taken_at, "
+                "i.camera_make, i.camera_model, f.size FROM images i JOIN files f ON f.image_id=i.id "
+                f"JOIN folders fo ON fo.id=f.folder_id WHERE i.id IN ({q}) "
+                "ORDER BY fo.online DESC, f.path",
+                chunk,
+            ):
+                d = out.get(row[0])
+                if d is None:
+                    out[row[0]] = dict(
+                        image_id=row[0], path=row[1], online=bool(row[2]), width=row[3],
+                        height=row[4], format=row[5], taken_at=row[6], camera_make=row[7],
+                        camera_model=row[8], size=row[9], other_paths=[],
+                    )  # fmt: skip
+                else:
+                    d["other_paths"].append(row[1])
+        return out
+
+    def filtered_image_ids(
+        self,
+        *,
+        folders: list[str] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        exts: list[str] | None = None,
+    ) -> set[int]:
+        """Images with at least one file matching every given filter."""
+        where, args = [], []
+        if folders:
+            parts = []
+            for f in folders:
+                f = f.rstrip("/\\")
+                parts.append("(f.path = ? OR f.path LIKE ? ESCAPE '\\')")
+                esc = f.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                args += [f, esc + "/%"]
+            where.append("(" + " OR ".join(parts) + ")")
+        if date_from:
+            where.append("i.taken_at >= ?")
+            args.append(date_from)
+        if date_to:
+            where.append("i.taken_at < ?")
+            args.append(_day_after(date_to))
+        if exts:
+            norm = [e.lower().lstrip(".") for e in exts]
+            norm += [{"jpg": "jpeg", "jpeg": "jpg", "tif": "tiff", "tiff": "tif"}.get(e, e) for e in norm]
+            where.append(f"f.ext IN ({','.join('?' * len(norm))})")
+            args += norm
+        sql = "SELECT DISTINCT i.id FROM images i JOIN files f ON f.image_id=i.id"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return {r[0] for r in self.conn.execute(sql, args)}
+
+    def live_image_ids(self, space_id: int) -> np.ndarray:
+        cur = self.conn.execute(
+            "SELECT v.image_id FROM vectors v WHERE v.space_id=? AND EXISTS "
+            "(SELECT 1 FROM files f WHERE f.image_id=v.image_id)",
+            (space_id,),
+        )
+        return np.fromiter((r[0] for r in cur), dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        one = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+        return dict(
+            folders=one("SELECT COUNT(*) FROM folders"),
+            offline_folders=one("SELECT COUNT(*) FROM folders WHERE online=0"),
+            files=one("SELECT COUNT(*) FROM files"),
+            images=one("SELECT COUNT(*) FROM images WHERE orphan_since IS NULL"),
+            failures=one("SELECT COUNT(*) FROM failures"),
+        )
+
+    def vectors_per_space(self) -> dict[str, int]:
+        cur = self.conn.execute(
+            "SELECT s.key, COUNT(v.image_id) FROM spaces s LEFT JOIN vectors v ON v.space_id=s.id "
+            "GROUP BY s.id ORDER BY s.key"
+        )
+        return dict(cur.fetchall())
+
+
+def _day_after(date: str) -> str:
+    """'2024-05-01' -> '2024-05-02' so that date_to is inclusive of the whole day."""
+    import datetime as dt
+
+    try:
+        d = dt.date.fromisoformat(date[:10])
+    except ValueError:
+        return date
+    return (d + dt.timedelta(days=1)).isoformat()
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.outer = False
+
+    def __enter__(self):
+        if self.conn.in_transaction:
+            return self  # nested use joins the outer transaction
+        self.outer = True
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.outer:
+            return False
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                self.conn.execute("ROLLBACK")
+                raise DatabaseError(f"could not save to the library database: {e}") from e
+        else:
+            self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                raise DatabaseError(f"could not save to the library database: {exc}") from exc
+        return False

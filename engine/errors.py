@@ -1,0 +1,35 @@
+"""Typed errors raised by the engine. The CLI and GUI decide what the user sees."""
+
+from __future__ import annotations
+
+
+class PhotosiftError(Exception):
+    """Base class: every error the engine raises on purpose."""
+
+
+class DecodeError(PhotosiftError):
+    """A file could not be turned into an upright RGB photo. ``str(e)`` is a one-line reason."""
+
+
+class ModelError(PhotosiftError):
+    """A model is unknown, missing, corrupt or inconsistent with its registry entry."""
+
+
+class ModelNotAvailable(ModelError):
+    """The model is neither in the local cache nor downloadable right now."""
+
+
+class DatabaseError(PhotosiftError):
+    """The library database cannot be opened or used safely."""
+
+
+class SchemaTooNew(DatabaseError):
+    """The database was written by a newer photosift; it is left untouched."""
+
+
+class QueryError(PhotosiftError):
+    """A search query is empty, absurd or refers to something that does not exist."""
+
+
+class Cancelled(PhotosiftError):
+    """Long work was cancelled by the caller; everything committed so far is kept."""
