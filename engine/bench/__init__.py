@@ -1,0 +1,29 @@
+"""`photosift bench ...`: benchmarks measured as ratios within one run, never timed unit tests."""
+
+from __future__ import annotations
+
+import argparse
+
+BENCHES = ("pipeline", "query", "rescan", "quality")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("which", choices=[*BENCHES, "all"], help="which benchmark to run")
+    p.add_argument("--photos", help="folder of photos (default: ../shared/data/photos)")
+    p.add_argument("--sizes", default="100000,1000000", help="query bench: stored vector counts")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+
+
+def main(args) -> int:
+    import json
+    import sys
+
+    which = BENCHES if args.which == "all" else (args.which,)
+    results = {}
+    for name in which:
+        mod = __import__(f"engine.bench.{name}", fromlist=["run"])
+        results[name] = mod.run(args, out=sys.stdout if not args.json else None)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 0

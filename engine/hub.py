@@ -1,0 +1,245 @@
+"""Getting a model onto this machine: bundled, already here, the Hugging Face hub, or a folder.
+
+Downloads go through huggingface_hub into the standard HF cache (resume of
+partial files, offline mode and the cache layout are its job). A hub repo may
+hold a ready photosift model folder (ONNX; no torch needed) or open_clip
+weights, which are converted to ONNX once with the training extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import Cancelled, ModelError, ModelNotAvailable
+from .registry import MODEL_FILE, ModelSpec, Registry, load_spec, resources_dir, save_spec
+from .settings import Settings
+
+MODEL_FOLDER_FILES = ("model.json", "image.onnx", "text.onnx", "tokenizer.json")
+OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
+
+
+@dataclass
+class DownloadProgress:
+    file: str
+    done: int
+    total: int | None
+
+
+def _offline(offline: bool | None) -> bool:
+    if offline is not None:
+        return offline
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+
+
+def local_model_folder(spec: ModelSpec, settings: Settings) -> Path | None:
+    """A runnable folder for `spec` that is already on this machine, or None."""
+    candidates = []
+    if spec.source.bundled:
+        candidates.append(resources_dir() / spec.source.bundled)
+    candidates.append(settings.models_dir / spec.key)
+    for c in candidates:
+        if all((c / f).is_file() for f in MODEL_FOLDER_FILES):
+            return c
+    return None
+
+
+def local_models(settings: Settings) -> list[ModelSpec]:
+    """Model folders in the user's models directory (imported, converted, fine-tuned)."""
+    out = []
+    if settings.models_dir.is_dir():
+        for d in sorted(settings.models_dir.iterdir()):
+            if (d / MODEL_FILE).is_file():
+                try:
+                    out.append(load_spec(d / MODEL_FILE))
+                except ModelError:
+                    continue  # a broken folder is reported by `models list`, not fatal here
+    return out
+
+
+def full_registry(settings: Settings) -> Registry:
+    """Bundled registry entries plus the user's own model folders."""
+    reg = Registry.load()
+    for spec in local_models(settings):
+        if spec.key not in reg:
+            reg.add(spec)
+    return reg
+
+
+def _tqdm_for(callback: Callable[[DownloadProgress], None] | None, cancel: threading.Event | None):
+    """A tqdm class huggingface_hub can drive, forwarding to a plain callback."""
+    from tqdm.auto import tqdm
+
+    class _Bridge(tqdm):
+        def __init__(self, *a, **kw):
+            kw["disable"] = True  # never print: the caller decides what the user sees
+            self._name = str(kw.get("desc") or "")
+            super().__init__(*a, **kw)
+
+        def update(self, n=1):
+            super().update(n)
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("download cancelled; it resumes where it stopped next time")
+            if callback is not None:
+                callback(DownloadProgress(self._name, int(self.n), self.total))
+
+    return _Bridge
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool, progress, cancel) -> dict[str, Path]:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    got: dict[str, Path] = {}
+    for name in files:
+        try:
+            p = hf_hub_download(
+                repo, name, revision=spec.source.revision, local_files_only=offline,
+                tqdm_class=_tqdm_for(progress, cancel),
+            )  # fmt: skip
+        except LocalEntryNotFoundError as e:
+            raise ModelNotAvailable(_not_available(spec, offline, repo, str(e).splitlines()[0])) from e
+        except Cancelled:
+            raise
+        except Exception as e:  # network, auth, missing file: all mean "not available now"
+            raise ModelNotAvailable(_not_available(spec, offline, repo, f"{type(e).__name__}: {e}")) from e
+        want = (spec.source.files.get(name) or {}).get("sha256")
+        if want and _sha256(Path(p)) != want:
+            raise ModelError(
+                f"model {spec.key!r}: {name} from {repo} does not match its checksum; delete it "
+                f"from the Hugging Face cache ({_hub_cache()}) and download again"
+            )
+        got[name] = Path(p)
+    return got
+
+
+def _not_available(spec: ModelSpec, offline: bool, repo: str | None, why: str) -> str:
+    where = [f"the Hugging Face cache ({_hub_cache()})"]
+    if repo:
+        where.append(f"hub repo {repo}" + (" (not asked: offline mode)" if offline else ""))
+    return (
+        f"model {spec.key!r} ({spec.name}) is not on this machine and could not be downloaded: {why}. "
+        f"Looked in: {'; '.join(where)}. To use it without internet, copy an exported model "
+        f"folder here and run `photosift models import FOLDER` (or Models > Import in the app)."
+    )
+
+
+def fetch_model(
+    spec: ModelSpec,
+    settings: Settings,
+    *,
+    progress: Callable[[DownloadProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    offline: bool | None = None,
+) -> Path:
+    """Return a runnable model folder for `spec`, downloading (and converting) if needed.
+
+    Raises ModelNotAvailable with where it looked and how to import the model.
+    """
+    local = local_model_folder(spec, settings)
+    if local is not None:
+        return local
+    offline = _offline(offline)
+    src = spec.source
+    if src.onnx_repo:
+        got = _download(spec, src.onnx_repo, MODEL_FOLDER_FILES, offline, progress, cancel)
+        folder = got["model.json"].parent
+        found = load_spec(folder / MODEL_FILE)
+        if found.key != spec.key or found.embed_dim != spec.embed_dim:
+            raise ModelError(f"hub repo {src.onnx_repo} holds model {found.key!r}, not {spec.key!r}")
+        return folder
+    if src.hf_repo and src.open_clip_name:
+        got = _download(spec, src.hf_repo, OPEN_CLIP_FILES, offline, progress, cancel)
+        return convert_open_clip(spec, settings, got["open_clip_config.json"].parent)
+    raise ModelNotAvailable(_not_available(spec, offline, None, "it has no download source"))
+
+
+def convert_open_clip(spec: ModelSpec, settings: Settings, weights_dir: Path) -> Path:
+    """One-time ONNX export of downloaded open_clip weights (needs the training extra)."""
+    try:
+        from training.export import export_from_pretrained
+    except ImportError as e:
+        raise ModelNotAvailable(
+            f"model {spec.key!r} was downloaded as open_clip weights ({weights_dir}) and needs a "
+            f"one-time conversion to ONNX, which needs the training extra: "
+            f"pip install 'photosift[train]'. Or import an exported folder with `photosift models import`."
+        ) from e
+    out = settings.models_dir / spec.key
+    export_from_pretrained(spec, weights_dir, out)
+    return out
+
+
+def import_model_folder(src: Path, settings: Settings) -> ModelSpec:
+    """Check a model folder (files, schema, both towers run) and copy it into the models dir."""
+    src = Path(src).expanduser()
+    if not src.is_dir():
+        raise ModelError(f"{src} is not a folder")
+    missing = [f for f in MODEL_FOLDER_FILES if not (src / f).is_file()]
+    if missing:
+        raise ModelError(f"{src} is not a photosift model folder: missing {', '.join(missing)}")
+    spec = load_spec(src / MODEL_FILE)
+    check_model_folder(src)
+    dest = settings.models_dir / spec.key
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key}-", dir=settings.models_dir))
+    try:
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.replace(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return spec
+
+
+def check_model_folder(folder: Path) -> None:
+    """Load both towers and run one tiny input through each; raise ModelError if anything is off."""
+    import numpy as np
+
+    from .runtime import OnnxModel
+
+    model = OnnxModel(folder, prefer_cpu=True)
+    h, w = model.input_size
+    if model.spec.preprocess.resize_mode != "naflex":
+        v = model.encode_images(np.zeros((1, 3, h, w), dtype=np.float32))
+        if v.shape != (1, model.spec.embed_dim) or not np.isfinite(v).all():
+            raise ModelError(f"{folder}: image tower gives {v.shape} / non-finite vectors")
+    t = model.encode_texts(["a photo"])
+    if t.shape != (1, model.spec.embed_dim) or not np.isfinite(t).all():
+        raise ModelError(f"{folder}: text tower gives {t.shape} / non-finite vectors")
+
+
+def record_hashes(folder: Path) -> ModelSpec:
+    """Store the sha256 of each file of a model folder in its model.json (trust on first use)."""
+    spec = load_spec(folder / MODEL_FILE)
+    files = {
+        f: {"sha256": _sha256(folder / f), "size": (folder / f).stat().st_size}
+        for f in MODEL_FOLDER_FILES[1:]
+        if (folder / f).is_file()
+    }
+    spec = spec.with_(source=spec.source.__class__(**{**spec.source.__dict__, "files": files}))
+    save_spec(spec, folder / MODEL_FILE)
+    return spec

@@ -1,0 +1,192 @@
+"""The library as one object: database, active model, ANN cache, scanning and search.
+
+This is what the CLI and the engine server drive. It opens cheaply; the model
+is loaded on first use so a window can be up before the model is.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .ann import AnnIndex
+from .db import LibraryDB
+from .errors import ModelError, ModelNotAvailable, QueryError
+from .hub import fetch_model, full_registry, local_model_folder
+from .indexer import Indexer, IndexReport, Progress
+from .registry import ModelSpec
+from .scan import normalize_folder, plan_scan
+from .search import Hit, Query, Searcher
+from .settings import Settings
+
+DEMO_MODEL = "demo"
+
+
+@dataclass
+class ScanReport(IndexReport):
+    unchanged: int = 0
+    offline: list[str] | None = None
+
+
+def choose_model(settings: Settings) -> ModelSpec:
+    """The model to use: the configured one, else the best one already here, else the demo."""
+    reg = full_registry(settings)
+    if settings.model:
+        return reg.get(settings.model)
+    here = [s for s in reg if s.key != DEMO_MODEL and local_model_folder(s, settings)]
+    if here:
+        return here[0]
+    return reg.get(DEMO_MODEL)
+
+
+class Library:
+    def __init__(self, settings: Settings, *, model_key: str | None = None):
+        self.settings = settings
+        self.db = LibraryDB(settings.db_path)
+        self._model_key = model_key
+        self._model = None
+        self._ann: AnnIndex | None = None
+        self._space_id: int | None = None
+        self._lock = threading.RLock()
+
+    # -- model -----------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> ModelSpec:
+        if self._model is not None:
+            return self._model.spec
+        if self._model_key:
+            return full_registry(self.settings).get(self._model_key)
+        return choose_model(self.settings)
+
+    def model(self):
+        """The loaded model (loading it, and its ANN cache, on first use)."""
+        with self._lock:
+            if self._model is None:
+                from .runtime import OnnxModel
+
+                spec = self.spec
+                folder = local_model_folder(spec, self.settings)
+                if folder is None:
+                    raise ModelNotAvailable(
+                        f"model {spec.key!r} is not downloaded yet; run `photosift models download "
+                        f"{spec.key}` or import it with `photosift models import FOLDER`"
+                    )
+                int8 = self.settings.int8 and (folder / "image.int8.onnx").is_file()
+                self._model = OnnxModel(folder, int8=int8)
+            return self._model
+
+    @property
+    def space_id(self) -> int:
+        if self._space_id is None:
+            spec = self.model().spec
+            self._space_id = self.db.space_id(spec.space, spec.embed_dim)
+        return self._space_id
+
+    def ann(self) -> AnnIndex:
+        with self._lock:
+            if self._ann is None:
+                spec = self.model().spec
+                path = self.settings.ann_dir / f"{_safe(spec.space)}.hnsw"
+                self._ann = AnnIndex.open(
+                    self.db, self.space_id, spec.embed_dim, path,
+                    exact_threshold=self.settings.exact_threshold,
+                )  # fmt: skip
+            return self._ann
+
+    def download_model(self, key: str, **kw) -> Path:
+        return fetch_model(full_registry(self.settings).get(key), self.settings, **kw)
+
+    # -- folders and indexing --------------------------------------------------------------
+
+    def add_folder(self, path: str | Path, *, poll: bool = False) -> str:
+        p = normalize_folder(path)
+        if not Path(p).is_dir():
+            raise QueryError(f"{path} is not a folder")
+        for f in self.db.folders():
+            if p == f["path"]:
+                return p
+        self.db.add_folder(p, poll=poll)
+        return p
+
+    def remove_folder(self, path: str | Path) -> None:
+        p = normalize_folder(path)
+        fid = self.db.folder_id(p)
+        if fid is None:
+            raise QueryError(f"{path} is not one of the library's folders")
+        self.db.remove_folder(fid)
+        self._gc()
+
+    def _gc(self, grace_s: float = 0.0) -> int:
+        removed = self.db.gc_orphans(grace_s)
+        if removed and self._ann is not None:
+            mine = [i for s, i in removed if s == self._space_id]
+            self._ann.remove(mine)
+            self._ann.seq = self.db.space_seq(self._space_id)
+        return len(removed)
+
+    def scan(
+        self,
+        folders: list[str] | None = None,
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        pause: threading.Event | None = None,
+    ) -> ScanReport:
+        """Bring the index in line with the folders (all of them by default)."""
+        chosen = None
+        if folders:
+            wanted = {normalize_folder(f) for f in folders}
+            chosen = [f for f in self.db.folders() if f["path"] in wanted]
+        plan = plan_scan(self.db, chosen)
+        ann = self.ann()
+        indexer = Indexer(
+            self.db, self.model(), self.space_id, ann,
+            batch_size=self.settings.batch_size, workers=self.settings.workers,
+        )  # fmt: skip
+        rep = indexer.run(plan.todo, progress=progress, cancel=cancel, pause=pause)
+        report = ScanReport(**rep.__dict__, unchanged=plan.unchanged, offline=plan.offline)
+        if not rep.cancelled:
+            # Only after new files are in: a moved photo found its vector under the new path.
+            self.db.remove_files(plan.missing)
+            report.removed = self._gc()
+        self.save()
+        return report
+
+    # -- search ----------------------------------------------------------------------------
+
+    def searcher(self) -> Searcher:
+        return Searcher(self.db, self.model(), self.ann(), self.space_id)
+
+    def search(self, query: Query | str, **kw) -> list[Hit]:
+        if isinstance(query, str):
+            query = Query(text=query, **kw)
+        return self.searcher().search(query)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        st = dict(self.db.counts())
+        st["folders_detail"] = self.db.folders()
+        st["vectors"] = self.db.vectors_per_space()
+        try:
+            spec = self.spec
+            st["model"] = dict(key=spec.key, name=spec.name, here=bool(local_model_folder(spec, self.settings)))
+        except ModelError as e:
+            st["model"] = dict(error=str(e))
+        st["failures_detail"] = self.db.failures()
+        return st
+
+    def save(self) -> None:
+        if self._ann is not None:
+            self._ann.save()
+
+    def close(self) -> None:
+        self.save()
+        self.db.close()
+
+
+def _safe(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in key)

@@ -1,0 +1,143 @@
+"""Run a model folder with ONNX Runtime: images and texts in, unit vectors out."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+from .registry import MODEL_FILE, ModelSpec, load_spec
+
+# Execution providers in order of preference; only those this onnxruntime build has are used.
+PREFERRED_PROVIDERS = (
+    "CUDAExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+def available_providers(prefer_cpu: bool = False) -> list[str]:
+    """The providers to ask for, best first (GPU ones whenever this build has them)."""
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    if prefer_cpu:
+        return ["CPUExecutionProvider"]
+    return [p for p in PREFERRED_PROVIDERS if p in have] or ["CPUExecutionProvider"]
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+class OnnxModel:
+    """A loaded model folder (see engine.registry for the layout).
+
+    Thread-safety: ``encode_*`` may be called from several threads; ONNX Runtime
+    sessions are thread-safe for ``run``.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        int8: bool = False,
+        prefer_cpu: bool = False,
+        threads: int | None = None,
+        load_text: bool = True,
+        load_image: bool = True,
+    ):
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        self.spec: ModelSpec = load_spec(self.folder / MODEL_FILE)
+        self.int8 = int8
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.providers = available_providers(prefer_cpu)
+        self._image = self._text = None
+        image_file = "image.int8.onnx" if int8 else "image.onnx"
+        if load_image:
+            self._image = self._session(image_file, opts)
+        if load_text:
+            self._text = self._session("text.onnx", opts)
+            from .tokenizer import Tokenizer
+
+            self.tokenizer = Tokenizer.from_file(self.folder / "tokenizer.json", self.spec.tokenizer)
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _session(self, name: str, opts):
+        import onnxruntime as ort
+
+        path = self.folder / name
+        if not path.is_file():
+            raise ModelError(f"model {self.spec.key!r}: {name} is missing from {self.folder}")
+        try:
+            sess = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=self.providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"model {self.spec.key!r}: {name} cannot be loaded ({first})") from e
+        out = sess.get_outputs()[0].shape
+        if isinstance(out[-1], int) and out[-1] != self.spec.embed_dim:
+            raise ModelError(
+                f"model {self.spec.key!r}: {name} gives {out[-1]}-d vectors, "
+                f"model.json says {self.spec.embed_dim}"
+            )
+        return sess
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.spec.preprocess.size
+
+    def preprocess(self, image) -> np.ndarray:
+        """Decoded upright RGB PIL image -> float32 [3, H, W] network input."""
+        from .preprocess import preprocess
+
+        return preprocess(image, self.spec.preprocess)
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 [N, 3, H, W] -> L2-normalised float32 [N, D]."""
+        if self._image is None:
+            raise ModelError(f"model {self.spec.key!r} was loaded without its image tower")
+        inp = self._image.get_inputs()[0].name
+        out = self._image.run(None, {inp: np.ascontiguousarray(pixels, dtype=np.float32)})[0]
+        return l2_normalize(out)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Texts -> L2-normalised float32 [N, D]. Recent texts are cached."""
+        if self._text is None:
+            raise ModelError(f"model {self.spec.key!r} was loaded without its text tower")
+        result: list[np.ndarray | None] = []
+        missing: list[int] = []
+        with self._cache_lock:
+            for i, t in enumerate(texts):
+                v = self._text_cache.get(t)
+                if v is not None:
+                    self._text_cache.move_to_end(t)
+                else:
+                    missing.append(i)
+                result.append(v)
+        if missing:
+            tokens = self.tokenizer.encode([texts[i] for i in missing])
+            inp = self._text.get_inputs()[0].name
+            vecs = l2_normalize(self._text.run(None, {inp: tokens})[0])
+            with self._cache_lock:
+                for i, v in zip(missing, vecs, strict=True):
+                    result[i] = v
+                    self._text_cache[texts[i]] = v
+                while len(self._text_cache) > 1024:
+                    self._text_cache.popitem(last=False)
+        return np.stack(result).astype(np.float32)  # type: ignore[arg-type]

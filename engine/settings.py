@@ -1,0 +1,72 @@
+"""Where photosift keeps its data, and the few settings the engine needs.
+
+Built once in ``main()`` and passed down; nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+APP_NAME = "photosift"
+
+
+def default_data_dir() -> Path:
+    """$PHOTOSIFT_HOME, else the platform's user-data folder (platformdirs)."""
+    env = os.environ.get("PHOTOSIFT_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    model: str | None = None  # active model key; None: best available (demo as last resort)
+    int8: bool = False  # use the int8 image tower when the model folder has one
+    batch_size: int = 16
+    workers: int | None = None
+    exact_threshold: int = 20_000
+    extra: dict = field(default_factory=dict)  # the app's own settings ride along
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "library.db"
+
+    @property
+    def ann_dir(self) -> Path:
+        return self.data_dir / "ann"
+
+    @property
+    def models_dir(self) -> Path:
+        """Model folders that are here: imported, exported, downloaded, fine-tuned."""
+        return self.data_dir / "models"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.data_dir / "settings.json"
+
+    @classmethod
+    def load(cls, data_dir: Path | None = None) -> Settings:
+        data_dir = Path(data_dir) if data_dir else default_data_dir()
+        s = cls(data_dir=data_dir)
+        try:
+            saved = json.loads(s.settings_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return s  # first run, or an unreadable file: defaults
+        for k, v in saved.items():
+            if k in cls.__dataclass_fields__ and k != "data_dir":
+                setattr(s, k, v)
+        return s
+
+    def save(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        d = asdict(self)
+        d.pop("data_dir")
+        tmp = self.settings_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(d, indent=2), encoding="utf-8")
+        tmp.replace(self.settings_path)
