@@ -64,7 +64,7 @@ def test_batch_is_atomic(tmp_path):
     sid = db.space_id("m", 4)
     good = NewPhoto("/p/a.jpg", fid, 1, 1, "ha", {}, unit(1, 4)[0])
     bad = NewPhoto("/p/b.jpg", 9999, 1, 1, "hb", {}, unit(1, 4)[0])  # no such folder
-    with pytest.raises(Exception):
+    with pytest.raises(sqlite3.IntegrityError):
         db.commit_batch(sid, [good, bad])
     assert db.vector_count(sid) == 0
     assert db.counts()["files"] == 0
