@@ -169,7 +169,9 @@ def fetch_model(
             raise ModelError(f"hub repo {src.onnx_repo} holds model {found.key!r}, not {spec.key!r}")
         return folder
     if src.hf_repo and src.open_clip_name:
-        got = _download(spec, src.hf_repo, OPEN_CLIP_FILES, offline, progress, cancel)
+        # The registry lists what the repo holds (tokenizer files too, for SigLIP-family models).
+        wanted = tuple(dict.fromkeys([*OPEN_CLIP_FILES, *src.files]))
+        got = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
         return convert_open_clip(spec, settings, got["open_clip_config.json"].parent)
     raise ModelNotAvailable(_not_available(spec, offline, None, "it has no download source"))
 

@@ -1,0 +1,69 @@
+"""engine.quantize on a small hand-built ONNX tower (no torch needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import ModelError
+from engine.quantize import cosine_to_fp32, int8_path, quantize_folder, quantize_int8, run_graph
+
+onnx = pytest.importorskip("onnx", reason="onnxruntime.quantization needs the onnx package")
+
+
+def write_tower(path, d_in=64, d_hidden=256, d_out=32, seed=0):
+    """pixels [N, d_in] -> MatMul -> Gelu-ish (Relu) -> MatMul -> embeddings [N, d_out]."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((d_in, d_hidden)) / d_in**0.5).astype(np.float32)
+    w2 = (rng.standard_normal((d_hidden, d_out)) / d_hidden**0.5).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+            helper.make_node("Relu", ["h"], ["a"], name="act"),
+            helper.make_node("MatMul", ["a", "w2"], ["embeddings"], name="proj"),
+        ],
+        "tower",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", d_in])],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["batch", d_out])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_quantize_writes_int8_beside_and_stays_close(tmp_path):
+    src = write_tower(tmp_path / "image.onnx")
+    dst = quantize_int8(src)
+    assert dst == tmp_path / "image.int8.onnx" and dst.is_file()
+    x = np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32)
+    cos = cosine_to_fp32(src, dst, x)
+    assert cos.shape == (16,) and cos.min() >= 0.99
+    ops = {n.op_type for n in onnx.load(str(dst)).graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_exclude_last_matmul_keeps_projection_fp32(tmp_path):
+    src = write_tower(tmp_path / "image.onnx")
+    dst = quantize_int8(src, tmp_path / "q.onnx")  # the default
+    nodes = onnx.load(str(dst)).graph.node
+    assert any(n.op_type == "MatMul" and n.name == "proj" for n in nodes)
+    everything = quantize_int8(src, tmp_path / "all.onnx", exclude_last_matmul=False)
+    assert not any(n.op_type == "MatMul" for n in onnx.load(str(everything)).graph.node)
+    x = np.ones((2, 64), dtype=np.float32)
+    assert run_graph(dst, x).shape == (2, 32)
+
+
+def test_quantize_folder_and_errors(tmp_path):
+    write_tower(tmp_path / "image.onnx")
+    assert quantize_folder(tmp_path) == [tmp_path / "image.int8.onnx"]
+    assert int8_path(tmp_path / "text.onnx").name == "text.int8.onnx"
+    with pytest.raises(ModelError, match="no such"):
+        quantize_int8(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match="quantisation failed"):
+        quantize_int8(tmp_path / "junk.onnx")
