@@ -62,6 +62,9 @@ class OnnxModel:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        # Idle ORT threads otherwise busy-wait between ops, taking the CPU that the
+        # decode workers need to stay ahead of the encoder.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = available_providers(prefer_cpu)
         self._image = self._text = None
         image_file = "image.int8.onnx" if int8 else "image.onnx"

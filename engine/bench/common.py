@@ -1,0 +1,64 @@
+"""What the benchmarks share: test photos and full-size random-weight models.
+
+No pretrained weights can be had on build machines, and none are needed for
+timing: a random-weight ViT-B-32-256 costs exactly what a trained one does.
+The model is exported once (this needs the training extra) and cached.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..registry import Registry, resources_dir
+
+
+def default_photos() -> Path:
+    p = resources_dir().parent.parent / "shared" / "data" / "photos"
+    if not p.is_dir():
+        raise SystemExit(f"benchmark photos not found at {p}; pass --photos DIR")
+    return p
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("PHOTOSIFT_BENCH_CACHE")
+    if base:
+        return Path(base)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("photosift", appauthor=False)) / "bench-models"
+
+
+def random_weight_folder(key: str, log=print) -> Path:
+    """A model folder with the registry model's architecture and random weights (built once)."""
+    folder = cache_dir() / key
+    if (folder / "model.json").is_file():
+        return folder
+    spec = Registry.load().get(key)
+    log(f"  exporting a random-weight {spec.architecture} for timing (once; needs the training extra)")
+    try:
+        import open_clip
+        import torch
+
+        from training.clip_vocab import write_clip_tokenizer_json
+        from training.export import export_open_clip
+    except ImportError as e:
+        raise SystemExit(f"this benchmark needs the training extra to build its model: {e}") from e
+    torch.manual_seed(0)
+    model = open_clip.create_model(spec.architecture, pretrained=None)
+    tok = write_clip_tokenizer_json(cache_dir() / f"{key}.tokenizer.json")
+    export_open_clip(model, spec.with_(source=spec.source.__class__()), tok, folder)
+    return folder
+
+
+def bench_model(key: str, *, log=print, text: bool = True, image: bool = True, int8: bool = False):
+    """OnnxModel of the random-weight folder; int8=True quantises its image tower once."""
+    from ..runtime import OnnxModel
+
+    folder = random_weight_folder(key, log)
+    if int8 and not (folder / "image.int8.onnx").is_file():
+        from ..quantize import quantize_folder
+
+        log("  quantising the image tower to int8 (once)")
+        quantize_folder(folder)
+    return OnnxModel(folder, int8=int8, load_text=text, load_image=image)
