@@ -44,12 +44,25 @@ def choose_model(settings: Settings) -> ModelSpec:
 class Library:
     def __init__(self, settings: Settings, *, model_key: str | None = None):
         self.settings = settings
-        self.db = LibraryDB(settings.db_path)
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._all_dbs: list[LibraryDB] = []
+        self.db  # noqa: B018 -- open (and create or migrate) now, so errors surface here
         self._model_key = model_key
         self._model = None
         self._ann: AnnIndex | None = None
         self._space_id: int | None = None
-        self._lock = threading.RLock()
+
+    @property
+    def db(self) -> LibraryDB:
+        """This thread's connection: searches run while another thread indexes."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = LibraryDB(self.settings.db_path)
+            self._local.db = db
+            with self._lock:
+                self._all_dbs.append(db)
+        return db
 
     # -- model -----------------------------------------------------------------------------
 
@@ -185,7 +198,11 @@ class Library:
 
     def close(self) -> None:
         self.save()
-        self.db.close()
+        with self._lock:
+            for db in self._all_dbs:
+                db.close()
+            self._all_dbs.clear()
+        self._local = threading.local()
 
 
 def _safe(key: str) -> str:

@@ -15,7 +15,6 @@ from engine.library import Library
 from engine.search import Filters, Query
 from engine.settings import Settings
 from tests.conftest import shared
-
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 
 
