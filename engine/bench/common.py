@@ -37,17 +37,10 @@ def random_weight_folder(key: str, log=print) -> Path:
     spec = Registry.load().get(key)
     log(f"  exporting a random-weight {spec.architecture} for timing (once; needs the training extra)")
     try:
-        import open_clip
-        import torch
-
-        from training.clip_vocab import write_clip_tokenizer_json
-        from training.export import export_open_clip
+        from training.random_models import export_random_weights
     except ImportError as e:
         raise SystemExit(f"this benchmark needs the training extra to build its model: {e}") from e
-    torch.manual_seed(0)
-    model = open_clip.create_model(spec.architecture, pretrained=None)
-    tok = write_clip_tokenizer_json(cache_dir() / f"{key}.tokenizer.json")
-    export_open_clip(model, spec.with_(source=spec.source.__class__()), tok, folder)
+    export_random_weights(spec, folder)
     return folder
 
 
