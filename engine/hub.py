@@ -39,9 +39,14 @@ def _offline(offline: bool | None) -> bool:
 
 
 def _hub_cache() -> str:
+    """The standard HF cache, read at call time (huggingface_hub reads its env once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
     from huggingface_hub import constants
 
-    return os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+    return constants.HF_HUB_CACHE
 
 
 def local_model_folder(spec: ModelSpec, settings: Settings) -> Path | None:
@@ -115,7 +120,7 @@ def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool,
         try:
             p = hf_hub_download(
                 repo, name, revision=spec.source.revision, local_files_only=offline,
-                tqdm_class=_tqdm_for(progress, cancel),
+                cache_dir=_hub_cache(), tqdm_class=_tqdm_for(progress, cancel),
             )  # fmt: skip
         except LocalEntryNotFoundError as e:
             raise ModelNotAvailable(_not_available(spec, offline, repo, str(e).splitlines()[0])) from e

@@ -17,11 +17,11 @@ from .errors import ModelError, ModelNotAvailable, QueryError
 from .hub import fetch_model, full_registry, local_model_folder
 from .indexer import Indexer, IndexReport, Progress
 from .registry import ModelSpec
-from .scan import normalize_folder, plan_scan
+from .scan import FileTask, normalize_folder, plan_scan
 from .search import Hit, Query, Searcher
 from .settings import Settings
 
-DEMO_MODEL = "demo"
+DEMO_MODEL = "photosift-demo"
 
 
 @dataclass
@@ -147,8 +147,13 @@ class Library:
         progress: Callable[[Progress], None] | None = None,
         cancel: threading.Event | None = None,
         pause: threading.Event | None = None,
+        grace_s: float = 0.0,
     ) -> ScanReport:
-        """Bring the index in line with the folders (all of them by default)."""
+        """Bring the index in line with the folders (all of them by default).
+
+        Photos whose last file went away are forgotten once they have been orphaned for
+        `grace_s` seconds (the watcher keeps them a while: a delete + create pair reuses them).
+        """
         chosen = None
         if folders:
             wanted = {normalize_folder(f) for f in folders}
@@ -164,9 +169,28 @@ class Library:
         if not rep.cancelled:
             # Only after new files are in: a moved photo found its vector under the new path.
             self.db.remove_files(plan.missing)
-            report.removed = self._gc()
+            report.removed = self._gc(grace_s)
         self.save()
         return report
+
+    def index_files(
+        self,
+        tasks: list[FileTask],
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+        pause: threading.Event | None = None,
+    ) -> IndexReport:
+        """Index just these files (the watcher's changes); nothing else is looked at or removed."""
+        indexer = Indexer(
+            self.db, self.model(), self.space_id, self.ann(),
+            batch_size=self.settings.batch_size, workers=self.settings.workers,
+        )  # fmt: skip
+        return indexer.run(tasks, progress=progress, cancel=cancel, pause=pause)
+
+    def gc(self, grace_s: float = 0.0) -> int:
+        """Forget photos that have had no file for at least `grace_s` seconds, with their vectors."""
+        return self._gc(grace_s)
 
     # -- search ----------------------------------------------------------------------------
 

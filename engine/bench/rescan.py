@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..library import DEMO_MODEL
 from ..scan import plan_scan
 from ..settings import Settings
 
@@ -32,7 +33,7 @@ def run(args, out=None) -> dict:
         root = Path(d) / "photos"
         log(f"rescan bench: writing {n} photos")
         make_tree(root, n)
-        lib = Library(Settings(data_dir=Path(d) / "data"), model_key="demo")
+        lib = Library(Settings(data_dir=Path(d) / "data"), model_key=DEMO_MODEL)
         lib.add_folder(root)
         t = time.perf_counter()
         first = lib.scan()

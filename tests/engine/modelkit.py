@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from engine.hub import local_model_folder
+from engine.library import DEMO_MODEL
 from engine.registry import Registry
 from engine.settings import Settings
 
-MODEL_KEY = "demo"
+MODEL_KEY = DEMO_MODEL
 
 
 def install_test_model(settings: Settings) -> None:

@@ -59,5 +59,5 @@ def test_errors_are_one_clear_line(tmp_path):
 def test_models_list(tmp_path):
     rows = json.loads(run("--data-dir", str(tmp_path), "models", "list", "--json").stdout)
     keys = {r["key"]: r for r in rows}
-    assert {"demo", "vit-b-32-256-datacomp", "mobileclip2-s0", "vit-b-16-siglip2-256"} <= set(keys)
-    assert keys["demo"]["here"] and not keys["vit-b-32-256-datacomp"]["here"]
+    assert {MODEL_KEY, "vit-b-32-256-datacomp", "mobileclip2-s0", "vit-b-16-siglip2-256"} <= set(keys)
+    assert keys[MODEL_KEY]["here"] and not keys["vit-b-32-256-datacomp"]["here"]

@@ -15,10 +15,11 @@ from engine.hub import MODEL_FOLDER_FILES, fetch_model, import_model_folder, loc
 from engine.registry import Registry, Source
 from engine.runtime import OnnxModel
 from engine.settings import Settings
+from tests.engine.modelkit import MODEL_KEY
 
 
 def demo_folder() -> Path:
-    spec = Registry.load().get("demo")
+    spec = Registry.load().get(MODEL_KEY)
     folder = local_model_folder(spec, Settings(data_dir=Path("/nonexistent")))
     assert folder is not None, "bundled demo model missing"
     return folder
@@ -37,7 +38,7 @@ def lay_out_hub_snapshot(cache: Path, repo: str, files: dict[str, bytes], commit
 
 
 def hub_spec(key="demo-from-hub", repo="photosift/demo-onnx"):
-    spec = Registry.load().get("demo")
+    spec = Registry.load().get(MODEL_KEY)
     return replace(spec, key=key, source=Source(onnx_repo=repo))
 
 
@@ -109,4 +110,4 @@ def test_import_refuses_broken_folders(tmp_path, breakage, match):
     breakage(src)
     with pytest.raises(ModelError, match=match):
         import_model_folder(src, settings)
-    assert not (settings.models_dir / "demo").exists()
+    assert not (settings.models_dir / MODEL_KEY).exists()
