@@ -276,6 +276,24 @@ class LibraryDB:
         )
         return [r[0] for r in self.conn.execute("SELECT id FROM images WHERE orphan_since=?", (now,))]
 
+    def _mark_orphans_among(self, image_ids: list[int], now: float) -> None:
+        """Like _mark_orphans, but only looks at the given images (cheap inside a batch)."""
+        for image_id in set(image_ids):
+            self.conn.execute(
+                "UPDATE images SET orphan_since=? WHERE id=? AND orphan_since IS NULL AND "
+                "NOT EXISTS (SELECT 1 FROM files WHERE files.image_id=images.id)",
+                (now, image_id),
+            )
+
+    def paths_missing_vectors(self, folder_id: int, space_id: int) -> dict[str, FileRow]:
+        """Indexed files whose photo has no vector in this space (e.g. after a model switch)."""
+        cur = self.conn.execute(
+            "SELECT path, image_id, size, mtime_ns FROM files WHERE folder_id=? AND NOT EXISTS "
+            "(SELECT 1 FROM vectors v WHERE v.space_id=? AND v.image_id=files.image_id)",
+            (folder_id, space_id),
+        )
+        return {r[0]: FileRow(*r) for r in cur}
+
     def failures(self, folder_id: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT path, reason, at FROM failures"
         args: tuple = ()
@@ -315,6 +333,7 @@ class LibraryDB:
         Returns the new seq of the space and the (image_id, vector) pairs added, for the ANN.
         """
         added: list[tuple[int, np.ndarray]] = []
+        replaced: list[int] = []
         now = time.time()
         with self.transaction():
             seq = self.conn.execute("SELECT seq FROM spaces WHERE id=?", (space_id,)).fetchone()[0] + 1
@@ -341,6 +360,9 @@ class LibraryDB:
                         "DELETE FROM tombstones WHERE space_id=? AND image_id=?", (space_id, image_id)
                     )
                     added.append((image_id, vec))
+                prev = self.conn.execute("SELECT image_id FROM files WHERE path=?", (p.path,)).fetchone()
+                if prev and prev[0] != image_id:
+                    replaced.append(prev[0])  # the path now shows other content
                 self.conn.execute(
                     "INSERT INTO files(path, folder_id, image_id, size, mtime_ns, ext) "
                     "VALUES(?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET folder_id=excluded.folder_id,"
@@ -354,10 +376,12 @@ class LibraryDB:
                     "VALUES(?,?,?,?,?,?)",
                     (f.path, f.folder_id, f.size, f.mtime_ns, f.reason, now),
                 )
+                prev = self.conn.execute("SELECT image_id FROM files WHERE path=?", (f.path,)).fetchone()
+                if prev:
+                    replaced.append(prev[0])
                 # A file that used to be fine and is now broken no longer shows its old content.
                 self.conn.execute("DELETE FROM files WHERE path=?", (f.path,))
-            if failures:
-                self._mark_orphans()
+            self._mark_orphans_among(replaced, now)
             self.conn.execute("UPDATE spaces SET seq=? WHERE id=?", (seq, space_id))
         return seq, added
 

@@ -158,7 +158,7 @@ class Library:
         if folders:
             wanted = {normalize_folder(f) for f in folders}
             chosen = [f for f in self.db.folders() if f["path"] in wanted]
-        plan = plan_scan(self.db, chosen)
+        plan = plan_scan(self.db, chosen, self.space_id)
         ann = self.ann()
         indexer = Indexer(
             self.db, self.model(), self.space_id, ann,

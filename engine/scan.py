@@ -92,8 +92,12 @@ def folder_reachable(path: str) -> bool:
         return False
 
 
-def plan_scan(db: LibraryDB, folders: list[dict] | None = None) -> ScanPlan:
-    """Compare the file system with the database for the given (or all) folders."""
+def plan_scan(db: LibraryDB, folders: list[dict] | None = None, space_id: int | None = None) -> ScanPlan:
+    """Compare the file system with the database for the given (or all) folders.
+
+    With `space_id`, files already indexed but without a vector in that space (the
+    active model changed its image tower) are planned too.
+    """
     exts = photo_extensions()
     plan = ScanPlan()
     all_folders = db.folders()
@@ -107,11 +111,13 @@ def plan_scan(db: LibraryDB, folders: list[dict] | None = None) -> ScanPlan:
         nested = {r for r in roots if r != root and r.startswith(root.rstrip(os.sep) + os.sep)}
         known = db.files_in_folder(fid)
         failed = db.failures_in_folder(fid)
+        unembedded = db.paths_missing_vectors(fid, space_id) if space_id is not None else {}
         seen: set[str] = set()
         for path, st in walk_photos(root, exts, nested):
             seen.add(path)
             row = known.get(path)
-            if row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
+            if (row is not None and row.size == st.st_size and row.mtime_ns == st.st_mtime_ns
+                    and path not in unembedded):  # fmt: skip
                 plan.unchanged += 1
                 continue
             if failed.get(path) == (st.st_size, st.st_mtime_ns):

@@ -164,3 +164,15 @@ def test_stale_ann_catches_up_with_adds_and_deletes(tmp_path):
     assert ann.rebuilt_reason is None  # caught up, not rebuilt
     assert len(ann) == 1500 + 100 - 10
     assert ann.ids().tolist() == sorted(next(db.iter_vectors(sid, chunk=10_000))[0].tolist())
+
+
+def test_new_content_at_same_path_orphans_the_old_image(tmp_path):
+    db = LibraryDB(tmp_path / "lib.db")
+    sid, _, _ = fill(db, 2, d=4)
+    old = db.image_id_for_path("/photos/0.jpg")
+    fid = db.folder_id("/photos")
+    db.commit_batch(sid, [NewPhoto("/photos/0.jpg", fid, 2, 2, "new-content", {}, unit(1, 4, 7)[0])])
+    assert db.image_id_for_path("/photos/0.jpg") != old
+    removed = db.gc_orphans()
+    assert [i for _, i in removed] == [old]
+    assert db.vector_count(sid) == 2

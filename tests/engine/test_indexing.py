@@ -167,3 +167,26 @@ def test_search_filters_negatives_and_bad_queries(settings, tmp_path):
             lib.search(bad)
     for text in ["ROTE Äpfel", "红色的汽车", "سيارة حمراء", "🐱 cat", "e\u0301te\u0301"]:
         assert len(lib.search(text, k=3)) == 3
+
+
+def test_switching_image_space_embeds_the_library_again(settings, tmp_path):
+    """A model with another image tower needs its own vectors; switching back needs none."""
+    import json
+
+    make_photos(tmp_path / "photos", 6)
+    lib = lib_for(settings)
+    lib.add_folder(tmp_path / "photos")
+    assert lib.scan().embedded == 6
+    lib.close()
+    other = settings.models_dir / "demo-other-tower"
+    shutil.copytree(lib.model().folder, other, ignore=shutil.ignore_patterns("*.safetensors"))
+    meta = json.loads((other / "model.json").read_text())
+    meta.update(key="demo-other-tower", image_space="another-image-tower")
+    meta.pop("source", None)
+    (other / "model.json").write_text(json.dumps(meta))
+    lib2 = Library(settings, model_key="demo-other-tower")
+    rep = lib2.scan()
+    assert rep.embedded == 6 and rep.reused == 0
+    assert lib2.db.vectors_per_space() == {"another-image-tower": 6, MODEL_KEY: 6}
+    lib2.close()
+    assert lib_for(settings).scan().embedded == 0
