@@ -204,6 +204,25 @@ def cmd_models(args) -> int:
         spec = import_model_folder(Path(args.key), settings)
         print(f"imported model {spec.key} ({spec.name})")
         return 0
+    if args.action == "quantize":
+        if not args.key:
+            raise SystemExit("models quantize needs a model key")
+        import shutil
+
+        from .quantize import quantize_folder
+        from .registry import resources_dir
+
+        spec = full_registry(settings).get(args.key)
+        folder = local_model_folder(spec, settings)
+        if folder is None:
+            raise SystemExit(f"model {args.key} is not here yet; download or import it first")
+        if resources_dir() in folder.parents:  # bundled: never write into the app's own files
+            dest = settings.models_dir / spec.key
+            shutil.copytree(folder, dest, dirs_exist_ok=True)
+            folder = dest
+        quantize_folder(folder)
+        print(f"wrote {folder / 'image.int8.onnx'}; index with --int8 (or set int8 in settings) to use it")
+        return 0
     if args.action == "use":
         reg = full_registry(settings)
         reg.get(args.key)
@@ -264,8 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_status)
 
-    sp = sub.add_parser("models", help="list, download, import or choose models")
-    sp.add_argument("action", choices=["list", "download", "import", "use"])
+    sp = sub.add_parser("models", help="list, download, import, quantize or choose models")
+    sp.add_argument("action", choices=["list", "download", "import", "quantize", "use"])
     sp.add_argument("key", nargs="?", help="model key (download, use) or folder (import)")
     common(sp)
     sp.set_defaults(func=cmd_models)

@@ -51,10 +51,10 @@ def _hub_cache() -> str:
 
 def local_model_folder(spec: ModelSpec, settings: Settings) -> Path | None:
     """A runnable folder for `spec` that is already on this machine, or None."""
-    candidates = []
+    # The user's own copy wins over the bundled one (it may carry an int8 tower).
+    candidates = [settings.models_dir / spec.key]
     if spec.source.bundled:
         candidates.append(resources_dir() / spec.source.bundled)
-    candidates.append(settings.models_dir / spec.key)
     for c in candidates:
         if all((c / f).is_file() for f in MODEL_FOLDER_FILES):
             return c

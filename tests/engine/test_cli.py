@@ -61,3 +61,19 @@ def test_models_list(tmp_path):
     keys = {r["key"]: r for r in rows}
     assert {MODEL_KEY, "vit-b-32-256-datacomp", "mobileclip2-s0", "vit-b-16-siglip2-256"} <= set(keys)
     assert keys[MODEL_KEY]["here"] and not keys["vit-b-32-256-datacomp"]["here"]
+
+
+def test_models_quantize_then_index_int8(tmp_path):
+    data = tmp_path / "data"
+    out = run("--data-dir", str(data), "models", "quantize", MODEL_KEY).stdout
+    assert "image.int8.onnx" in out
+    assert (data / "models" / MODEL_KEY / "image.int8.onnx").is_file()
+    make_photos(tmp_path / "photos", 4)
+    rep = json.loads(run("index", str(tmp_path / "photos"), "--int8", "--json", data=data).stdout)
+    assert rep["embedded"] == 4
+    from engine.library import Library
+    from engine.settings import Settings
+
+    lib = Library(Settings(data_dir=data, int8=True), model_key=MODEL_KEY)
+    assert lib.model().int8 and lib.model().folder == data / "models" / MODEL_KEY
+    lib.close()
