@@ -117,25 +117,16 @@ def _filters(args):
 
 
 def cmd_search(args) -> int:
+    """`search TEXT [--like PHOTO]` and `similar PHOTO [--text TEXT]`: one query, two spellings."""
     from .search import Query
 
+    if args.command == "similar":
+        text, like = args.text or "", [args.photo]
+    else:
+        text, like = args.text, args.like or []
     lib = _library(args)
     try:
-        q = Query(text=args.text, like=args.like or [], negatives=args.exclude or [],
-                  filters=_filters(args), k=args.k)  # fmt: skip
-        _print_hits(lib.search(q), args.json)
-    finally:
-        lib.close()
-    return 0
-
-
-def cmd_similar(args) -> int:
-    from .search import Query
-
-    lib = _library(args)
-    try:
-        q = Query(text=args.text or "", like=[args.photo], negatives=args.exclude or [],
-                  filters=_filters(args), k=args.k)  # fmt: skip
+        q = Query(text=text, like=like, negatives=args.exclude or [], filters=_filters(args), k=args.k)
         _print_hits(lib.search(q), args.json)
     finally:
         lib.close()
@@ -276,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("photo", help="a photo file (indexed or not)")
     sp.add_argument("--text", help="mix in a text query")
     filters(sp)
-    sp.set_defaults(func=cmd_similar)
+    sp.set_defaults(func=cmd_search)
 
     sp = sub.add_parser("status", help="counts, folders (offline ones too), files that failed and why")
     sp.add_argument("--limit", type=int, default=50, help="how many failures to list")

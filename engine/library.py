@@ -159,12 +159,7 @@ class Library:
             wanted = {normalize_folder(f) for f in folders}
             chosen = [f for f in self.db.folders() if f["path"] in wanted]
         plan = plan_scan(self.db, chosen, self.space_id)
-        ann = self.ann()
-        indexer = Indexer(
-            self.db, self.model(), self.space_id, ann,
-            batch_size=self.settings.batch_size, workers=self.settings.workers,
-        )  # fmt: skip
-        rep = indexer.run(plan.todo, progress=progress, cancel=cancel, pause=pause)
+        rep = self._indexer().run(plan.todo, progress=progress, cancel=cancel, pause=pause)
         report = ScanReport(**rep.__dict__, unchanged=plan.unchanged, offline=plan.offline)
         if not rep.cancelled:
             # Only after new files are in: a moved photo found its vector under the new path.
@@ -182,11 +177,13 @@ class Library:
         pause: threading.Event | None = None,
     ) -> IndexReport:
         """Index just these files (the watcher's changes); nothing else is looked at or removed."""
-        indexer = Indexer(
+        return self._indexer().run(tasks, progress=progress, cancel=cancel, pause=pause)
+
+    def _indexer(self) -> Indexer:
+        return Indexer(
             self.db, self.model(), self.space_id, self.ann(),
             batch_size=self.settings.batch_size, workers=self.settings.workers,
         )  # fmt: skip
-        return indexer.run(tasks, progress=progress, cancel=cancel, pause=pause)
 
     def gc(self, grace_s: float = 0.0) -> int:
         """Forget photos that have had no file for at least `grace_s` seconds, with their vectors."""

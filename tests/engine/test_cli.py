@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.engine.modelkit import MODEL_KEY
-from tests.engine.test_indexing import make_photos
+from tests.helpers import make_photos
 
 COMMANDS = ["", "index", "search", "similar", "status", "models", "bench"]
 

@@ -11,7 +11,7 @@ import sys
 import time
 
 from tests.engine.modelkit import MODEL_KEY
-from tests.engine.test_indexing import make_photos
+from tests.helpers import make_photos
 
 
 def _cli(data, *args):

@@ -6,7 +6,6 @@ import os
 import shutil
 import threading
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -16,6 +15,7 @@ from engine.search import Filters, Query
 from engine.settings import Settings
 from tests.conftest import shared
 from tests.engine.modelkit import MODEL_KEY, install_test_model
+from tests.helpers import make_photos
 
 
 @pytest.fixture
@@ -24,21 +24,6 @@ def settings(tmp_path):
     install_test_model(s)
     return s
 
-
-def make_photos(folder, n, seed=0):
-    """Distinct, decodable JPEGs: colour fields with a shape, so vectors differ."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(n):
-        px = np.zeros((48, 64, 3), np.uint8)
-        px[:] = rng.integers(0, 255, 3)
-        y, x = rng.integers(0, 30), rng.integers(0, 40)
-        px[y : y + 16, x : x + 20] = rng.integers(0, 255, 3)
-        p = folder / f"p{i:03d}.jpg"
-        Image.fromarray(px).save(p, quality=90)
-        paths.append(p)
-    return paths
 
 
 def lib_for(settings):

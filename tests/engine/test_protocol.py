@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -28,35 +27,12 @@ from engine import protocol as P
 from engine.client import EngineClient, EngineDied, EngineError
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY, install_test_model
+from tests.helpers import make_photos, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60.0
 
 
-def make_photos(folder: Path, n: int, seed: int = 0, prefix: str = "p") -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        px = np.zeros((48, 64, 3), np.uint8)
-        px[:] = rng.integers(0, 255, 3)
-        y, x = rng.integers(0, 30), rng.integers(0, 40)
-        px[y : y + 16, x : x + 20] = rng.integers(0, 255, 3)
-        p = folder / f"{prefix}{i:03d}.jpg"
-        Image.fromarray(px).save(p, quality=90)
-        out.append(p)
-    return out
-
-
-def wait_for(cond, what: str, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.02)
 
 
 class Events:

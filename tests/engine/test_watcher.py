@@ -20,6 +20,7 @@ from engine.library import Library
 from engine.settings import Settings
 from engine.watcher import Watcher
 from tests.engine.modelkit import MODEL_KEY, install_test_model
+from tests.helpers import wait_for
 
 TIMEOUT = 20.0  # generous for a loaded 2-core machine; convergence is usually well under 2 s
 
@@ -37,16 +38,6 @@ def make_photo(path: Path, seed: int) -> Path:
     os.replace(tmp, path)
     return path
 
-
-def wait_for(cond, what: str, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.05)
 
 
 def fs_state(*roots: Path) -> dict[str, tuple[int, int]]:
