@@ -1,0 +1,525 @@
+"""Pretrain the small demo model on the procedural world (CPU, minutes).
+
+No pretrained CLIP weights exist on the machines this project is built on, so
+the app's fallback model is made here: a small open_clip CLIP (ViT image tower,
+causal text transformer) trained from scratch on ``training.world`` scenes with
+either loss:
+
+* ``clip``: softmax contrastive (InfoNCE both ways), learnable temperature;
+* ``siglip``: pairwise sigmoid, learnable temperature and bias (calibrated
+  per-pair scores, which tagging relies on; the shipped demo model uses it).
+
+Every caption carries its meaning, so the loss knows which other images in the
+batch a caption also describes ("a red object" fits many): those pairs are
+positives, not false negatives.
+
+Images go through ``engine.preprocess`` with the demo's own ``Preprocess``: the
+model is trained on exactly what the app feeds it at run time. Texts go through
+``engine.tokenizer`` for the same reason.
+
+    python -m training.pretrain --out resources/demo            # the shipped model
+    python -m training.pretrain --loss clip --out /tmp/demo-clip # the softmax variant
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from engine.registry import Preprocess, TokenizerSpec
+
+from . import demo_tokenizer, world
+
+LOSSES = ("clip", "siglip")
+TWINS = 2  # group size with Settings.twins: a scene and its kind-twin
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that determines a training run (saved beside the checkpoint)."""
+
+    loss: str = "siglip"
+    seed: int = 0
+    # model
+    # Image tower: "resnet" is open_clip's ModifiedResNet (CLIP's RN: conv stages,
+    # attention pooling); "vit" a VisionTransformer. Measured here at equal CPU time,
+    # the small ViT learned colour, count and position but no shapes at all (a linear
+    # probe of its embedding told six kinds apart at 22%, chance 17%); convolutions
+    # learn shapes in a few hundred steps.
+    vision: str = "resnet"
+    image_size: int = (
+        96  # resnet: divisible by 32; 96 px gives a 3x3 grid to pool, like the world's
+    )
+    patch_size: int = 8  # vit only
+    vision_width: int = 24  # resnet: stem width (stages are 4x..32x); vit: token width
+    vision_layers: int = 1  # resnet: blocks per stage; vit: transformer layers
+    text_width: int = 128
+    text_layers: int = 2
+    embed_dim: int = 128
+    context_length: int = 64
+    vocab_size: int = 2048  # upper bound; the trained BPE may stop earlier
+    # data
+    n_train: int = 24_000  # scenes, rendered once; captions are redrawn every epoch
+    # Every scene comes with a twin that differs only in its kinds. Colour and position
+    # alone tell most scenes apart, so without twins shapes go unlearned. (Adding a
+    # mirrored third, ``world.mirrored``, was measured worse: shape p@10 0.67 vs 0.77.)
+    twins: bool = True
+    render_short_side: tuple[int, int] = (96, 160)  # images are drawn larger, then preprocessed
+    # optimisation
+    steps: int = 800
+    batch_size: int = 128  # small batches, more updates: the budget is CPU minutes
+    lr: float = 1e-3
+    warmup: int = 50
+    weight_decay: float = 0.1
+    bf16: bool = True  # bfloat16 autocast: about 1.3x faster on this CPU (avx512_bf16)
+    threads: int = 2
+    workers: int = 2  # processes that render the training set
+    resample_captions: bool = True  # False: every epoch sees the same captions (tests)
+
+    @classmethod
+    def smoke(cls, loss: str = "siglip") -> Settings:
+        """Tiny everything: a few seconds, for tests."""
+        return cls(
+            loss=loss,
+            vision="resnet",
+            image_size=32,
+            patch_size=8,
+            vision_width=8,
+            vision_layers=1,
+            text_width=32,
+            text_layers=1,
+            embed_dim=32,
+            context_length=64,
+            vocab_size=512,
+            n_train=32,
+            render_short_side=(32, 48),
+            steps=30,
+            batch_size=32,
+            lr=3e-3,
+            warmup=0,
+            weight_decay=0.0,
+            twins=False,
+            bf16=False,
+            threads=1,
+            workers=0,
+            resample_captions=False,
+        )
+
+
+def demo_preprocess(s: Settings) -> Preprocess:
+    """Squash, not crop: a crop would cut away objects near the edges, and with
+    them the truth of captions such as "something on the left"."""
+    return Preprocess(
+        size=(s.image_size, s.image_size),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        interpolation="bicubic",
+        resize_mode="squash",
+    )
+
+
+def tokenizer_spec(s: Settings) -> TokenizerSpec:
+    return TokenizerSpec(kind="hf", context_length=s.context_length)
+
+
+def model_config(s: Settings, vocab_size: int) -> dict:
+    """An open_clip ``model_cfg`` (what open_clip_config.json holds)."""
+    cfg = {
+        "embed_dim": s.embed_dim,
+        "vision_cfg": {
+            "image_size": s.image_size,
+            "patch_size": s.patch_size,
+            "width": s.vision_width,
+            "layers": s.vision_layers,
+            "head_width": 32,
+            "mlp_ratio": 4.0,
+        }
+        if s.vision == "vit"
+        else {
+            "image_size": s.image_size,
+            "width": s.vision_width,
+            "layers": [s.vision_layers] * 4,  # a list selects open_clip's ModifiedResNet
+        },
+        "text_cfg": {
+            "context_length": s.context_length,
+            "vocab_size": vocab_size,
+            "width": s.text_width,
+            "heads": max(1, s.text_width // 32),
+            "layers": s.text_layers,
+            "pad_id": 0,
+            # argmax pooling reads the position of the highest id: the tokenizer's <end>
+            "pool_type": "argmax",
+        },
+    }
+    if s.loss == "siglip":
+        # SigLIP starts at t = 10, b = -10: right for one positive among 32k. Here a
+        # caption is true of about a fifth of a batch ("a red object"), so b starts
+        # near that prior's log-odds; from -10 it would crawl there for most of the run.
+        cfg["init_logit_scale"] = math.log(10.0)
+        cfg["init_logit_bias"] = -2.0
+    return cfg
+
+
+def build_model(cfg: dict, seed: int = 0):
+    """A fresh open_clip CLIP from a config dict, deterministic from ``seed``."""
+    import torch
+    from open_clip.model import CLIP
+
+    torch.manual_seed(seed)
+    return CLIP(**cfg)
+
+
+def image_preprocessor(p: Preprocess) -> Callable:
+    """The run-time preprocessing (PIL image -> float32 [3, H, W])."""
+    from engine.preprocess import preprocess
+
+    return lambda image: preprocess(image, p)
+
+
+def text_tokenizer(tokenizer_json: Path, spec: TokenizerSpec) -> Callable[[list[str]], np.ndarray]:
+    """The run-time tokenizer (texts -> int64 [N, context_length])."""
+    from engine.tokenizer import Tokenizer
+
+    return Tokenizer.from_file(tokenizer_json, spec).encode
+
+
+def _render_size(rng: np.random.Generator, short: tuple[int, int]) -> tuple[int, int]:
+    """Mostly near-square, some wide panoramas and tall portraits: the squash
+    preprocessing then shows the model the distortions it meets at run time."""
+    a = int(rng.integers(*short))
+    r = rng.random()
+    if r < 0.7:
+        return a, int(a * rng.uniform(0.8, 1.25))
+    if r < 0.85:
+        return a, int(a * rng.uniform(1.5, 3.5))  # panorama
+    return int(a * rng.uniform(1.5, 2.5)), a  # portrait
+
+
+def training_scenes(s: Settings) -> list[world.Scene]:
+    """``n_train`` train-split scenes; with ``twins``, every odd one is its
+    predecessor with the kinds redrawn (``world.with_new_kinds``)."""
+    if not s.twins:
+        return world.scenes("train", s.n_train, seed=s.seed)
+    out: list[world.Scene] = []
+    for k, scene in enumerate(world.scenes("train", (s.n_train + 1) // 2, seed=s.seed)):
+        out += [scene, world.with_new_kinds(scene, np.random.default_rng([s.seed, 77, k]))]
+    return out[: s.n_train]
+
+
+def _render_chunk(args) -> np.ndarray:
+    start, scene_list, s = args
+    pre = image_preprocessor(demo_preprocess(s))
+    out = np.empty((len(scene_list), 3, s.image_size, s.image_size), dtype=np.float16)
+    for k, scene in enumerate(scene_list):
+        size = _render_size(np.random.default_rng([s.seed, 99, start + k]), s.render_short_side)
+        out[k] = pre(world.render(scene, size))
+    return out
+
+
+def render_training_set(s: Settings) -> tuple[list[world.Scene], np.ndarray]:
+    """The training scenes, rendered at varied sizes and preprocessed for the model
+    (float16 to halve the memory; the rounding is far below the model's noise)."""
+    scene_list = training_scenes(s)
+    chunk = 1000
+    jobs = [(i, scene_list[i : i + chunk], s) for i in range(0, len(scene_list), chunk)]
+    if s.workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(s.workers) as pool:
+            parts = pool.map(_render_chunk, jobs)
+    else:
+        parts = [_render_chunk(j) for j in jobs]
+    return scene_list, np.concatenate(parts)
+
+
+def train(
+    s: Settings,
+    tokenizer_json: Path,
+    *,
+    progress: Callable[[dict], None] | None = None,
+):
+    """Train a model; returns ``(model, history)``. ``history`` holds one dict per logged step.
+
+    The loss is written out here on purpose: it is the whole idea of the model.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if s.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, not {s.loss!r}")
+    torch.set_num_threads(s.threads)
+    tokenize = text_tokenizer(tokenizer_json, tokenizer_spec(s))
+    from tokenizers import Tokenizer
+
+    vocab_size = Tokenizer.from_file(str(tokenizer_json)).get_vocab_size()
+
+    t0 = time.time()
+    scene_list, pixels = render_training_set(s)
+    arr = world.scene_array(scene_list)
+    render_s = time.time() - t0
+
+    model = build_model(model_config(s, vocab_size), s.seed)
+    model.train()
+    # No weight decay on gains, biases, embeddings' scale parameters and the temperature.
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "logit" in n]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": s.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=s.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+
+    def lr_at(step: int) -> float:
+        if step < s.warmup:
+            return s.lr * (step + 1) / s.warmup
+        t = (step - s.warmup) / max(1, s.steps - s.warmup)
+        return s.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+    rng = np.random.default_rng([s.seed, 1])
+    caption_rng = np.random.default_rng([s.seed, 2])
+    fixed_captions = None
+    if not s.resample_captions:
+        fixed_captions = [world.sample_caption(sc, caption_rng) for sc in scene_list]
+    history: list[dict] = []
+    # Batches are drawn in whole groups, so every twin has its original beside it.
+    group = TWINS if s.twins else 1
+    n_groups, per_batch = s.n_train // group, s.batch_size // group
+    order, pos = rng.permutation(n_groups), 0
+    t1 = time.time()
+    for step in range(s.steps):
+        if pos + per_batch > n_groups:  # new epoch
+            order, pos = rng.permutation(n_groups), 0
+        idx = (order[pos : pos + per_batch, None] * group + np.arange(group)).reshape(-1)
+        pos += per_batch
+        batch_scenes = [scene_list[i] for i in idx]
+        if fixed_captions is None:
+            caps = [world.sample_caption(sc, caption_rng) for sc in batch_scenes]
+        else:
+            caps = [fixed_captions[i] for i in idx]
+        # positives[i, j]: caption j is true of image i (the diagonal always is)
+        positives = torch.from_numpy(
+            world.match_matrix(batch_scenes, [c.meaning for c in caps], arr[idx])
+        )
+        images = torch.from_numpy(pixels[idx].astype(np.float32))
+        tokens = torch.from_numpy(tokenize([c.text for c in caps]))
+
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s.bf16):
+            img_raw, txt_raw = model.encode_image(images), model.encode_text(tokens)
+        img = F.normalize(img_raw.float(), dim=-1)
+        txt = F.normalize(txt_raw.float(), dim=-1)
+        scale = model.logit_scale.exp()
+        logits = scale * img @ txt.T  # [images, captions]
+        if s.loss == "siglip":
+            # Sigmoid loss: every (image, caption) pair is its own binary question.
+            logits = logits + model.logit_bias
+            labels = positives.float() * 2 - 1
+            loss = -F.logsigmoid(labels * logits).sum() / len(images)
+        else:
+            # Softmax loss, both directions, spreading the target over all true pairs.
+            p = positives.float()
+            loss_i2t = -(p / p.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()
+            loss_t2i = -(p / p.sum(0, keepdim=True) * F.log_softmax(logits, 0)).sum(0).mean()
+            loss = (loss_i2t + loss_t2i) / 2
+
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():  # CLIP's cap on the temperature, so the softmax can't collapse
+            model.logit_scale.clamp_(0, math.log(100))
+
+        if step % 25 == 0 or step == s.steps - 1:
+            rec = {
+                "step": step,
+                "loss": round(loss.item(), 5),
+                "lr": lr_at(step),
+                "scale": round(scale.item(), 3),
+                "elapsed_s": round(time.time() - t1, 1),
+            }
+            if s.loss == "siglip":
+                rec["bias"] = round(model.logit_bias.item(), 3)
+            history.append(rec)
+            if progress:
+                progress(rec)
+    model.eval()
+    timings = {"render_s": round(render_s, 1), "train_s": round(time.time() - t1, 1)}
+    return model, history, timings
+
+
+def save_checkpoint(model, s: Settings, vocab_size: int, out_dir: Path) -> None:
+    """open_clip's local-dir layout: ``open_clip.create_model("local-dir:<out_dir>")`` loads it."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = demo_preprocess(s)
+    cfg = {
+        "model_cfg": model_config(s, vocab_size),
+        "preprocess_cfg": {
+            "mean": list(p.mean),
+            "std": list(p.std),
+            "interpolation": p.interpolation,
+            "resize_mode": p.resize_mode,
+        },
+    }
+    (out_dir / "open_clip_config.json").write_text(
+        json.dumps(cfg, indent=2) + "\n", encoding="utf-8"
+    )
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / "open_clip_model.safetensors"))
+
+
+def load_checkpoint(folder: Path):
+    """The trained torch model back from a folder written by ``save_checkpoint``."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((Path(folder) / "open_clip_config.json").read_text(encoding="utf-8"))
+    model = build_model(cfg["model_cfg"])
+    model.load_state_dict(load_file(str(Path(folder) / "open_clip_model.safetensors")))
+    return model.eval()
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    d = Settings()
+    ap = argparse.ArgumentParser(
+        prog="python -m training.pretrain", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument("--out", type=Path, required=True, help="output folder (the model folder)")
+    ap.add_argument("--loss", choices=LOSSES, default=d.loss)
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--steps", type=int, default=d.steps)
+    ap.add_argument("--batch-size", type=int, default=d.batch_size)
+    ap.add_argument("--n-train", type=int, default=d.n_train)
+    ap.add_argument("--lr", type=float, default=d.lr)
+    ap.add_argument("--vision", choices=("resnet", "vit"), default=d.vision)
+    ap.add_argument("--image-size", type=int, default=d.image_size)
+    ap.add_argument("--patch-size", type=int, default=d.patch_size)
+    ap.add_argument("--vision-width", type=int, default=d.vision_width)
+    ap.add_argument("--vision-layers", type=int, default=d.vision_layers)
+    ap.add_argument("--text-width", type=int, default=d.text_width)
+    ap.add_argument("--text-layers", type=int, default=d.text_layers)
+    ap.add_argument("--embed-dim", type=int, default=d.embed_dim)
+    ap.add_argument("--threads", type=int, default=d.threads)
+    ap.add_argument("--workers", type=int, default=d.workers)
+    ap.add_argument("--smoke", action="store_true", help="tiny settings, a few seconds")
+    ap.add_argument(
+        "--no-export", action="store_true", help="skip the ONNX model folder and registry entry"
+    )
+    ap.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    ap.add_argument(
+        "--eval-gallery",
+        type=int,
+        default=None,
+        help="held-out scenes in the evaluation (default 1000; 100 with --smoke)",
+    )
+    ap.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="also write the registry entry here (e.g. resources/models/demo.json)",
+    )
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parse(argv)
+    # The machine is shared: spinning OpenMP threads waiting for a busy core cost
+    # half the time in measurements here. Must be set before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    s = (
+        Settings.smoke(a.loss)
+        if a.smoke
+        else Settings(
+            loss=a.loss,
+            seed=a.seed,
+            steps=a.steps,
+            batch_size=a.batch_size,
+            n_train=a.n_train,
+            lr=a.lr,
+            vision=a.vision,
+            image_size=a.image_size,
+            patch_size=a.patch_size,
+            vision_width=a.vision_width,
+            vision_layers=a.vision_layers,
+            text_width=a.text_width,
+            text_layers=a.text_layers,
+            embed_dim=a.embed_dim,
+            threads=a.threads,
+            workers=a.workers,
+        )
+    )
+    if a.smoke:
+        s = replace(s, seed=a.seed)
+    out: Path = a.out
+    command = "python -m training.pretrain " + " ".join(sys.argv[1:] if argv is None else argv)
+    t0 = time.time()
+    # Work in a staging folder beside the output: the export replaces ``out`` whole,
+    # so a failed run never leaves a half-written model folder.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.stage.", dir=out.parent))
+    try:
+        tok = demo_tokenizer.build_tokenizer(s.context_length, s.vocab_size, seed=s.seed)
+        demo_tokenizer.save_tokenizer(tok, stage / "tokenizer.json")
+        vocab_size = tok.get_vocab_size()
+        print(f"tokenizer: {vocab_size} tokens", flush=True)
+
+        model, history, timings = train(
+            s, stage / "tokenizer.json", progress=lambda r: print(json.dumps(r), flush=True)
+        )
+        save_checkpoint(model, s, vocab_size, stage)
+        timings["total_train_s"] = round(time.time() - t0, 1)
+        print(f"trained in {timings['total_train_s']} s ({timings})", flush=True)
+        log = {
+            "command": command,
+            "settings": asdict(s),
+            "vocab_size": vocab_size,
+            "timings": timings,
+            "history": history,
+            "cpu_count": os.cpu_count(),
+        }
+        (stage / "train_log.json").write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
+
+        from . import demo_eval, demo_model
+
+        if a.no_export:
+            if out.exists():
+                shutil.rmtree(out)
+            stage.rename(out)
+        else:
+            spec = demo_model.export_demo(model, s, stage, out, command=command, timings=timings)
+            print(f"exported {spec.key} to {out} ({spec.size_mb} MB of ONNX)", flush=True)
+        if a.no_eval:
+            return 0
+        gallery = a.eval_gallery or (100 if a.smoke else 1000)
+        if a.no_export:
+            metrics = demo_eval.evaluate_torch(model, s, out / "tokenizer.json", n_gallery=gallery)
+        else:
+            metrics = demo_eval.evaluate_folder(out, n_gallery=gallery)
+        demo_model.write_metrics(out, metrics)
+        print(demo_eval.summary(metrics), flush=True)
+        if not a.no_export:
+            spec = demo_model.finalize(out, metrics=metrics, registry=a.registry)
+            demo_model.write_readme(out, spec, metrics, log)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
