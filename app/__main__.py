@@ -1,0 +1,117 @@
+"""``python -m app``: the photosift window.
+
+    python -m app [--data-dir DIR] [--model KEY] [--theme system|light|dark]
+    python -m app --screenshot OUT.png --folder PHOTOS --query "a red object"
+
+The screenshot mode starts the window, adds and indexes a folder, searches, selects the
+first result, waits for its thumbnails and preview, saves a grab of the window and
+exits (status 0 on success). It needs a real display (or Xvfb: ``xvfb-run python -m app
+--screenshot ...``); offscreen works too but draws no window decorations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+T0 = time.perf_counter()  # cold-start clock: as early as this process can read it
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m app", description="photosift: search your photos")
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        help="library location (default: $PHOTOSIFT_HOME or the user-data folder)",
+    )
+    ap.add_argument("--model", help="use this model key for this session")
+    ap.add_argument(
+        "--theme",
+        choices=("system", "light", "dark"),
+        help="default: the saved choice, else follow the system",
+    )
+    ap.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="OUT.png",
+        help="save a screenshot of the window with results, then exit",
+    )
+    ap.add_argument(
+        "--folder", type=Path, help="with --screenshot: the folder of photos to add and index"
+    )
+    ap.add_argument("--query", default="a red object", help="with --screenshot: what to search for")
+    ap.add_argument("--size", default="1280x800", help="with --screenshot: window size WxH")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        help="with --screenshot: give up after this many seconds",
+    )
+    ap.add_argument(
+        "--startup-probe", action="store_true", help=argparse.SUPPRESS
+    )  # the benchmark's
+    ap.add_argument("--log-level", default=os.environ.get("PHOTOSIFT_LOG", "WARNING"))
+    args = ap.parse_args(argv)
+    if args.screenshot and not args.folder:
+        ap.error("--screenshot needs --folder")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s app %(levelname)s %(name)s: %(message)s"
+    )
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from . import theme
+    from .engine_bridge import EngineBridge
+    from .main_window import MainWindow
+    from .settings import AppSettings, default_data_dir
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("photosift")
+    app.setOrganizationName("photosift")
+    app.setApplicationDisplayName("photosift")
+    data_dir = args.data_dir or default_data_dir()
+    settings = AppSettings.load(data_dir)
+    theme.apply(app, args.theme or settings.theme)
+    bridge = EngineBridge(data_dir, model=args.model)
+    win = MainWindow(bridge, settings)
+    if args.screenshot:
+        w, h = (int(x) for x in args.size.lower().split("x"))
+        win.resize(w, h)
+    win.show()
+    if args.startup_probe:
+        # The first event-loop turn after show(): the window is painted and takes input.
+        def shown():
+            print(f"shown {1000 * (time.perf_counter() - T0):.1f}", flush=True)
+
+        bridge.ready.connect(lambda _h: (print(f"engine {1000 * (time.perf_counter() - T0):.1f}", flush=True),
+                                         QTimer.singleShot(0, app.quit)))  # fmt: skip
+        QTimer.singleShot(0, shown)
+    QTimer.singleShot(0, win.start_engine)  # the window is up first; the engine follows
+    shooter = None
+    if args.screenshot:
+        from .screenshot import Shooter
+
+        shooter = Shooter(win, args.folder, args.query, args.screenshot, args.timeout)
+        shooter.start()
+    try:
+        code = app.exec()
+    finally:
+        win.save_settings()
+        bridge.stop()
+    if shooter is not None:
+        return 0 if shooter.ok else 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

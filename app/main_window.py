@@ -1,0 +1,705 @@
+"""The main window: search bar and filters, library panel, results grid, preview.
+
+Every engine call is asynchronous (EngineBridge); the window reacts to replies and
+events as they come and never waits. Search runs as you type, debounced, and a reply to
+an older search is dropped when a newer one has been sent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from PySide6.QtCore import QByteArray, QDate, QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDateEdit,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import desktop
+from .engine_bridge import EngineBridge
+from .grid import HitRole, ResultsModel, ResultsView
+from .library_panel import LibraryPanel
+from .models_dialog import DEMO_MODEL, ModelsDialog
+from .preview import PreviewPane
+from .settings import AppSettings
+from .thumbs import ThumbnailCache
+
+DEBOUNCE_MS = 250
+RESULTS_K = 1000  # the engine's maximum: the grid is virtualised, thousands are fine
+REFRESH_MS = 400  # coalesce bursts of library events into one status + search refresh
+IMAGE_EXTS = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".heic",
+    ".heif",
+    ".webp",
+    ".avif",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".gif",
+}
+TYPE_FILTERS = (
+    ("All types", []),
+    ("JPEG", ["jpg", "jpeg"]),
+    ("HEIC / HEIF", ["heic", "heif"]),
+    ("PNG", ["png"]),
+    ("WebP", ["webp"]),
+    ("AVIF", ["avif"]),
+    ("TIFF", ["tif", "tiff"]),
+)
+NO_DATE = QDate(1800, 1, 1)  # the date edits' minimum, shown as "any"
+
+
+class Banner(QFrame):
+    """A one-line notice above the results, with an optional action and a close button."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent, objectName="banner")
+        self.text = QLabel(wordWrap=True, objectName="bannerText")
+        self.text.setTextFormat(Qt.TextFormat.RichText)
+        self.action = QPushButton()
+        self.action.hide()
+        close = QToolButton(text="✕", autoRaise=True)
+        close.setAccessibleName("Dismiss")
+        close.clicked.connect(self.hide)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(12, 8, 8, 8)
+        lay.addWidget(self.text, 1)
+        lay.addWidget(self.action)
+        lay.addWidget(close)
+        self._slot = None
+        self.kind = ""
+        self.hide()
+
+    def show_message(
+        self, kind: str, html: str, level: str = "info", action: str = "", slot=None
+    ) -> None:
+        self.kind = kind
+        self.setProperty("level", level)
+        self.style().unpolish(self)
+        self.style().polish(self)
+        self.text.setText(html)
+        if self._slot is not None:
+            self.action.clicked.disconnect(self._slot)
+            self._slot = None
+        if action and slot is not None:
+            self.action.setText(action)
+            self.action.clicked.connect(slot)
+            self._slot = slot
+            self.action.show()
+        else:
+            self.action.hide()
+        self.show()
+
+    def dismiss(self, kind: str) -> None:
+        if self.kind == kind:
+            self.hide()
+
+
+class EmptyState(QWidget):
+    """What the results area says when there is nothing to show, and why."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.title = QLabel(
+            objectName="emptyTitle", alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True
+        )
+        self.hint = QLabel(
+            objectName="emptyHint", alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True
+        )
+        self.hint.setTextFormat(Qt.TextFormat.RichText)
+        self.button = QPushButton()
+        self.button.hide()
+        self._slot = None
+        lay = QVBoxLayout(self)
+        lay.addStretch(2)
+        lay.addWidget(self.title)
+        lay.addSpacing(6)
+        lay.addWidget(self.hint)
+        lay.addSpacing(12)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.button)
+        row.addStretch(1)
+        lay.addLayout(row)
+        lay.addStretch(3)
+        self.hint.setMaximumWidth(560)
+        lay.setAlignment(self.hint, Qt.AlignmentFlag.AlignHCenter)
+
+    def set(self, title: str, hint: str = "", button: str = "", slot=None) -> None:
+        self.title.setText(title)
+        self.hint.setText(hint)
+        self.hint.setVisible(bool(hint))
+        if self._slot is not None:
+            self.button.clicked.disconnect(self._slot)
+            self._slot = None
+        if button and slot is not None:
+            self.button.setText(button)
+            self.button.clicked.connect(slot)
+            self._slot = slot
+            self.button.show()
+        else:
+            self.button.hide()
+
+
+class MainWindow(QMainWindow):
+    """The photosift window. `bridge` is started by the caller (or by `start_engine`)."""
+
+    searchSent = Signal(object)  # the params of each search sent (tests and the benchmark)
+    resultsShown = Signal(int)  # number of results now in the grid
+    statusShown = Signal(object)  # each status result
+
+    def __init__(self, bridge: EngineBridge, settings: AppSettings, parent=None):
+        super().__init__(parent)
+        self.bridge = bridge
+        self.settings = settings
+        self.example: str | None = None  # search by example: a photo path
+        self.status: dict = {}
+        self.model: dict | None = None
+        self._seq = 0
+        self._shown_seq = 0
+        self._search_sent_at = 0.0
+        self._pending_search = False
+        self._models_dialog: ModelsDialog | None = None
+        self.setWindowTitle("photosift")
+        self.setAcceptDrops(True)
+        self.resize(1280, 800)
+
+        self.thumbs = ThumbnailCache(bridge, size=settings.thumb_size, parent=self)
+        self.model_ = ResultsModel(self.thumbs, self)
+        self.grid = ResultsView(self.model_, settings.thumb_size)
+        self.preview = PreviewPane(bridge)
+        self.library = LibraryPanel(bridge, settings)
+        self.banner = Banner()
+        self.empty = EmptyState()
+
+        self._build_top()
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.grid)
+        center = QWidget()
+        cl = QVBoxLayout(center)
+        cl.setContentsMargins(4, 8, 4, 4)
+        cl.addWidget(self.banner)
+        cl.addWidget(self.stack, 1)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.library)
+        self.splitter.addWidget(center)
+        self.splitter.addWidget(self.preview)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([250, 760, 300])
+        self.splitter.setChildrenCollapsible(False)
+        root = QWidget()
+        rl = QVBoxLayout(root)
+        rl.setContentsMargins(8, 8, 8, 0)
+        rl.setSpacing(6)
+        rl.addWidget(self.top)
+        rl.addWidget(self.splitter, 1)
+        self.setCentralWidget(root)
+        self.status_msg = QLabel()
+        self.engine_label = QLabel()
+        self.statusBar().addWidget(self.status_msg, 1)
+        self.statusBar().addPermanentWidget(self.engine_label)
+
+        self._debounce = QTimer(
+            self, singleShot=True, interval=DEBOUNCE_MS, timeout=self.run_search
+        )
+        self._refresh = QTimer(
+            self, singleShot=True, interval=REFRESH_MS, timeout=self._refresh_now
+        )
+        self._wire()
+        self._restore()
+        self._on_state(bridge.state)
+        self._update_empty()
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _build_top(self) -> None:
+        self.top = QWidget()
+        self.search = QLineEdit(objectName="search")
+        self.search.setPlaceholderText(
+            "Search your photos — e.g. “a red circle”, or “beach -people” to leave things out"
+        )
+        self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName("Search")
+        self.search.installEventFilter(self)
+
+        self.chip = QFrame(objectName="chip")
+        self.chip_label = QLabel()
+        chip_close = QToolButton(text="✕", objectName="chipClose")
+        chip_close.setToolTip("Stop searching by example")
+        chip_close.clicked.connect(self.clear_example)
+        cl = QHBoxLayout(self.chip)
+        cl.setContentsMargins(10, 2, 4, 2)
+        cl.addWidget(self.chip_label)
+        cl.addWidget(chip_close)
+        self.chip.hide()
+
+        self.folder_filter = QComboBox()
+        self.folder_filter.setAccessibleName("Folder filter")
+        self.folder_filter.addItem("All folders", "")
+        self.folder_filter.setMinimumContentsLength(12)
+        self.folder_filter.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.type_filter = QComboBox()
+        self.type_filter.setAccessibleName("File type filter")
+        for label, exts in TYPE_FILTERS:
+            self.type_filter.addItem(label, exts)
+        self.date_from = self._date_edit("From")
+        self.date_to = self._date_edit("To")
+        self.models_btn = QPushButton("Models…")
+        self.models_btn.setToolTip("Choose, download or import a search model")
+        self.models_btn.clicked.connect(self.open_models)
+
+        row1 = QHBoxLayout()
+        row1.setContentsMargins(0, 0, 0, 0)
+        row1.addWidget(self.search, 1)
+        row1.addWidget(self.chip)
+        row1.addWidget(self.models_btn)
+        row2 = QHBoxLayout()
+        row2.setContentsMargins(2, 0, 0, 0)
+        for w in (QLabel("Folder", objectName="hint"), self.folder_filter, QLabel("Type", objectName="hint"),
+                  self.type_filter, QLabel("Taken from", objectName="hint"), self.date_from,
+                  QLabel("to", objectName="hint"), self.date_to):  # fmt: skip
+            row2.addWidget(w)
+        row2.addStretch(1)
+        lay = QVBoxLayout(self.top)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row1)
+        lay.addLayout(row2)
+
+    def _date_edit(self, name: str) -> QDateEdit:
+        d = QDateEdit(calendarPopup=True)
+        d.setDisplayFormat("yyyy-MM-dd")
+        d.setMinimumDate(NO_DATE)
+        d.setSpecialValueText("any")  # shown at the minimum date: no limit
+        d.setDate(NO_DATE)
+        d.setAccessibleName(f"Date taken {name.lower()}")
+        return d
+
+    def _wire(self) -> None:
+        b = self.bridge
+        b.ready.connect(self._on_ready)
+        b.failed.connect(self._on_failed)
+        b.died.connect(self._on_died)
+        b.event.connect(self._on_event)
+        b.stateChanged.connect(self._on_state)
+        self.search.textChanged.connect(self._on_text)
+        self.grid.typed.connect(self._type_into_search)
+        self.grid.escapePressed.connect(self.clear_search)
+        self.grid.openRequested.connect(self.open_photo)
+        self.grid.selectionModel().currentChanged.connect(self._on_current)
+        self.model_.modelReset.connect(lambda: self.preview.show_hit(None))
+        self.preview.openRequested.connect(self.open_photo)
+        self.preview.revealRequested.connect(self.reveal_photo)
+        self.preview.similarRequested.connect(self.search_like)
+        self.library.foldersChanged.connect(self._on_folders)
+        self.library.edited.connect(self._refresh.start)
+        for combo in (self.folder_filter, self.type_filter):
+            combo.currentIndexChanged.connect(lambda *_: self.run_search())
+        for d in (self.date_from, self.date_to):
+            d.dateChanged.connect(lambda *_: self._debounce.start())
+        for keys, slot in (
+            (QKeySequence.StandardKey.Find, self.focus_search),
+            ("Ctrl+L", self.focus_search),
+            ("Ctrl+O", self.library.choose_folder),
+            (
+                "Ctrl+Shift+O",
+                lambda: self.grid.current_path() and self.reveal_photo(self.grid.current_path()),
+            ),
+            (
+                "Ctrl+M",
+                lambda: self.grid.current_path() and self.search_like(self.grid.current_path()),
+            ),
+        ):
+            QShortcut(QKeySequence(keys), self, activated=slot)
+        quit_action = QAction(
+            "Quit", self, shortcut=QKeySequence.StandardKey.Quit, triggered=self.close
+        )
+        self.addAction(quit_action)
+
+    # -- engine lifecycle --------------------------------------------------------------------------
+
+    def start_engine(self) -> None:
+        self.bridge.start()
+
+    def _on_state(self, state: str) -> None:
+        text = {"starting": "Engine: starting…", "ready": "Engine: ready", "restarting": "Engine: restarting…",
+                "failed": "Engine: stopped", "stopped": "Engine: stopped"}.get(state, state)  # fmt: skip
+        self.engine_label.setText(text)
+        ready = state == "ready"
+        self.library.set_enabled(ready)
+        if not ready:
+            self._update_empty()
+
+    def _on_ready(self, hello: dict) -> None:
+        restarted = self.banner.kind == "died"
+        self.model = hello.get("model")
+        if hello.get("library_error"):
+            self.banner.show_message(
+                "library", f"<b>The library cannot be opened.</b> {hello['library_error']}", "error"
+            )
+        elif restarted:
+            self.banner.show_message("restarted", "The engine stopped and was restarted. Your indexed photos are "
+                                     "safe; interrupted indexing goes on where it left off.")  # fmt: skip
+            QTimer.singleShot(8000, self.banner, lambda: self.banner.dismiss("restarted"))
+        elif hello.get("model_error"):
+            self.banner.show_message("model", f"<b>The search model cannot be used:</b> {hello['model_error']}",
+                                     "error", "Models…", self.open_models)  # fmt: skip
+        elif self.model and self.model.get("key") == DEMO_MODEL:
+            self.banner.show_message(
+                "demo", "<b>Demo model.</b> photosift is using its small built-in model, which knows coloured "
+                "shapes (“a red circle”, “two blue squares”), not real photos. Add a real model to search "
+                "real photos.", "info", "Models…", self.open_models)  # fmt: skip
+        self.thumbs.resume()
+        self.refresh_status()
+        if self._pending_search or self.search.text().strip() or self.example:
+            self.run_search()
+
+    def _on_failed(self, msg: str) -> None:
+        self.banner.show_message("failed", f"<b>The search engine could not start.</b> {_html(msg.splitlines()[0] if msg else '')}",
+                                 "error", "Try again", self.bridge.restart)  # fmt: skip
+        self._update_empty()
+
+    def _on_died(self, msg: str) -> None:
+        self.banner.show_message("died", f"<b>The search engine stopped unexpectedly</b> ({_html(msg)}). "
+                                 "Restarting it… your indexed photos are safe.", "error",
+                                 "Restart now", self.bridge.restart)  # fmt: skip
+
+    def _on_event(self, ev: dict) -> None:
+        self.library.on_event(ev)
+        name = ev["event"]
+        if name in ("job_done", "library_changed", "folder_state"):
+            data = ev.get("data") or {}
+            if name != "job_done" or data.get("kind") in ("scan", "watch"):
+                self.thumbs.clear_failures()
+                self._refresh.start()
+
+    def _refresh_now(self) -> None:
+        """After the library changed: new counts, and the results again (new, moved, gone photos)."""
+        self.refresh_status()
+        if self.search.text().strip() or self.example:
+            self.run_search(keep_view=True)
+
+    def refresh_status(self) -> None:
+        self.bridge.call(
+            "status", {}, on_result=self._on_status, on_error=lambda e: None, context=self
+        )
+
+    def _on_status(self, st: dict) -> None:
+        self.status = st
+        self.library.show_status(st)
+        if isinstance(st.get("model"), dict) and st["model"].get("key"):
+            self.model = {**(self.model or {}), **st["model"]}
+        self._update_empty()
+        self.statusShown.emit(st)
+
+    def _on_folders(self, paths: list[str]) -> None:
+        current = self.folder_filter.currentData() or self.settings.folder_filter
+        self.folder_filter.blockSignals(True)
+        self.folder_filter.clear()
+        self.folder_filter.addItem("All folders", "")
+        for p in paths:
+            self.folder_filter.addItem(os.path.basename(p.rstrip("/\\")) or p, p)
+            self.folder_filter.setItemData(
+                self.folder_filter.count() - 1, p, Qt.ItemDataRole.ToolTipRole
+            )
+        i = self.folder_filter.findData(current)
+        self.folder_filter.setCurrentIndex(max(0, i))
+        self.folder_filter.blockSignals(False)
+
+    # -- searching ---------------------------------------------------------------------------
+
+    def _on_text(self, _text: str) -> None:
+        self._debounce.start()  # restarts: one search once the typing pauses
+
+    def filters(self) -> dict:
+        f: dict = {}
+        folder = self.folder_filter.currentData()
+        if folder:
+            f["folders"] = [folder]
+        exts = self.type_filter.currentData()
+        if exts:
+            f["exts"] = list(exts)
+        if self.date_from.date() != NO_DATE:
+            f["date_from"] = self.date_from.date().toString("yyyy-MM-dd")
+        if self.date_to.date() != NO_DATE:
+            f["date_to"] = self.date_to.date().toString("yyyy-MM-dd")
+        return f
+
+    def run_search(self, keep_view: bool = False) -> None:
+        """Send the search now (the debounce timer ends here too)."""
+        self._debounce.stop()
+        text = self.search.text().strip()
+        if not text and not self.example:
+            self._seq += 1  # an answer still on its way is stale now
+            self.model_.set_hits([])
+            self._update_empty()
+            return
+        if not self.bridge.is_ready:
+            self._pending_search = True
+            self._update_empty()
+            return
+        self._pending_search = False
+        self._seq += 1
+        seq = self._seq
+        params: dict = {"text": text, "k": RESULTS_K}
+        if self.example:
+            params["like"] = [self.example]
+        f = self.filters()
+        if f:
+            params["filters"] = f
+        self._search_sent_at = time.monotonic()
+        self.searchSent.emit(params)
+        self.bridge.call("search", params, on_result=lambda r: self._on_results(seq, r, keep_view),
+                         on_error=lambda e: self._on_search_error(seq, e))  # fmt: skip
+
+    def _on_results(self, seq: int, r: dict, keep_view: bool) -> None:
+        if seq != self._seq:
+            return  # a newer search is on its way
+        current = self.grid.current_path() if keep_view else None
+        scroll = self.grid.verticalScrollBar().value() if keep_view else 0
+        self.model_.set_hits(r["hits"])
+        if current is not None:
+            row = self.model_.row_of(current)
+            if row is not None:
+                self.grid.setCurrentIndex(self.model_.index(row))
+        self.grid.verticalScrollBar().setValue(scroll)
+        ms = (time.monotonic() - self._search_sent_at) * 1000
+        n = len(self.model_.hits)
+        self.status_msg.setText(f"{n:,} result{'s' if n != 1 else ''} · {ms:.0f} ms")
+        self._update_empty(no_results=n == 0)
+        self.resultsShown.emit(n)
+
+    def _on_search_error(self, seq: int, e) -> None:
+        if seq != self._seq:
+            return
+        if e.code == "engine_died":
+            self._pending_search = True  # asked again once the engine is back
+            return
+        self.model_.set_hits([])
+        self.status_msg.setText(e.message)
+        self.empty.set("Cannot search", _html(e.message))
+        self.stack.setCurrentWidget(self.empty)
+        self.resultsShown.emit(0)
+
+    def search_like(self, path: str) -> None:
+        """Search by example: this photo (plus whatever text is typed)."""
+        self.example = path
+        name = os.path.basename(path)
+        self.chip_label.setText(f"Like: {name}")
+        self.chip.setToolTip(path)
+        self.chip.show()
+        self.run_search()
+
+    def clear_example(self) -> None:
+        self.example = None
+        self.chip.hide()
+        self.run_search()
+
+    def clear_search(self) -> None:
+        """Esc: empty the search box and drop the example."""
+        self.example = None
+        self.chip.hide()
+        if self.search.text():
+            self.search.clear()
+        self.run_search()
+        self.search.setFocus()
+
+    def focus_search(self) -> None:
+        self.search.setFocus()
+        self.search.selectAll()
+
+    def _type_into_search(self, text: str) -> None:
+        self.search.setFocus()
+        self.search.end(False)
+        self.search.insert(text)
+
+    # -- results and preview --------------------------------------------------------------
+
+    def _on_current(self, cur, _prev) -> None:
+        self.preview.show_hit(cur.data(HitRole) if cur.isValid() else None)
+
+    def open_photo(self, path: str) -> None:
+        desktop.open_file(path)
+
+    def reveal_photo(self, path: str) -> None:
+        desktop.reveal(path)
+
+    def _update_empty(self, no_results: bool = False) -> None:
+        """Choose between the grid and an empty state that says why there is nothing."""
+        if self.model_.rowCount() > 0:
+            self.stack.setCurrentWidget(self.grid)
+            return
+        state = self.bridge.state
+        text = self.search.text().strip()
+        folders = self.status.get("folders") if self.status else None
+        if state in ("starting", "restarting") and not self.status:
+            self.empty.set(
+                "Starting the search engine…",
+                "The window works already; the model loads in the background.",
+            )
+        elif state == "failed":
+            self.empty.set(
+                "The search engine is not running",
+                "See the message above.",
+                "Try again",
+                self.bridge.restart,
+            )
+        elif folders is not None and not folders:
+            demo = self.model is not None and self.model.get("key") == DEMO_MODEL
+            hint = ("Add a folder of photos to start. photosift indexes them on this computer and keeps "
+                    "watching the folder for new, moved and deleted photos. Nothing leaves your computer.")  # fmt: skip
+            if demo:
+                hint += ("<br><br>The built-in <b>demo model</b> is active: it knows coloured shapes, not real "
+                         "photos. Open <i>Models…</i> to download or import a real one.")  # fmt: skip
+            self.empty.set(
+                "Welcome to photosift", hint, "Add a folder…", self.library.choose_folder
+            )
+        elif (text or self.example) and no_results:
+            what = f"“{_html(text)}”" if text else "this photo"
+            self.empty.set(f"No matches for {what}", "Try other words, or clear the filters.")
+        elif text or self.example:
+            self.empty.set("Searching…")
+        else:
+            n = self.status.get("files", 0) if self.status else 0
+            self.empty.set("Type to search" + (f" {n:,} photos" if n else ""),
+                           "Describe what you are looking for, drop a photo here to find similar ones, "
+                           "or put a minus before words to leave them out (“beach -people”).")  # fmt: skip
+        self.stack.setCurrentWidget(self.empty)
+
+    # -- models ------------------------------------------------------------------------------
+
+    def open_models(self) -> ModelsDialog:
+        if self._models_dialog is None:
+            self._models_dialog = ModelsDialog(self.bridge, self)
+            self._models_dialog.modelChanged.connect(self._on_model_changed)
+        else:
+            self._models_dialog.refresh()
+        self._models_dialog.show()
+        self._models_dialog.raise_()
+        return self._models_dialog
+
+    def _on_model_changed(self, model: dict) -> None:
+        self.model = model
+        if model.get("key") != DEMO_MODEL:
+            self.banner.dismiss("demo")
+        self.banner.show_message("model", f"Now using <b>{_html(model.get('name') or model['key'])}</b>. "
+                                 "The library is re-indexed in the background; searching keeps working.")  # fmt: skip
+        self.refresh_status()
+        self.run_search()
+
+    # -- drag and drop: search by example ------------------------------------------------------
+
+    @staticmethod
+    def _dropped_photo(e) -> str | None:
+        md = e.mimeData()
+        if not md.hasUrls():
+            return None
+        for u in md.urls():
+            if u.isLocalFile() and os.path.splitext(u.toLocalFile())[1].lower() in IMAGE_EXTS:
+                return u.toLocalFile()
+        return None
+
+    def dragEnterEvent(self, e: QDragEnterEvent) -> None:
+        if self._dropped_photo(e):
+            e.acceptProposedAction()
+
+    def dragMoveEvent(self, e) -> None:
+        if self._dropped_photo(e):
+            e.acceptProposedAction()
+
+    def dropEvent(self, e: QDropEvent) -> None:
+        path = self._dropped_photo(e)
+        if path:
+            e.acceptProposedAction()
+            self.search_like(path)
+
+    # -- keyboard ---------------------------------------------------------------------------
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
+        if obj is self.search and ev.type() == QEvent.Type.KeyPress:
+            key = ev.key()
+            if key == Qt.Key.Key_Escape:
+                self.clear_search()
+                return True
+            if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                self.run_search()  # now, without waiting for the debounce
+                return True
+            if key in (Qt.Key.Key_Down, Qt.Key.Key_PageDown) and self.model_.rowCount():
+                self.grid.setFocus()
+                if not self.grid.currentIndex().isValid():
+                    self.grid.setCurrentIndex(self.model_.index(0))
+                return True
+        return super().eventFilter(obj, ev)
+
+    def keyPressEvent(self, e) -> None:
+        if e.key() == Qt.Key.Key_Escape:
+            self.clear_search()
+            return
+        super().keyPressEvent(e)
+
+    # -- settings --------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        s = self.settings
+        if s.geometry:
+            self.restoreGeometry(QByteArray.fromBase64(s.geometry.encode()))
+        if s.window_state:
+            self.restoreState(QByteArray.fromBase64(s.window_state.encode()))
+        if s.splitter:
+            self.splitter.restoreState(QByteArray.fromBase64(s.splitter.encode()))
+        if s.folder_filter:
+            self.folder_filter.addItem(os.path.basename(s.folder_filter), s.folder_filter)
+            self.folder_filter.setCurrentIndex(self.folder_filter.count() - 1)
+        if s.last_query:
+            self.search.blockSignals(True)
+            self.search.setText(s.last_query)
+            self.search.blockSignals(False)
+            self._pending_search = True
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.geometry = bytes(self.saveGeometry().toBase64()).decode()
+        s.window_state = bytes(self.saveState().toBase64()).decode()
+        s.splitter = bytes(self.splitter.saveState().toBase64()).decode()
+        s.last_query = self.search.text()
+        s.folder_filter = self.folder_filter.currentData() or ""
+        s.save()
+
+    def showEvent(self, e) -> None:
+        super().showEvent(e)
+        # High-DPI: ask the engine for thumbnails in device pixels (160 px tiles -> 320 px at 2x).
+        self.thumbs.set_size(self.settings.thumb_size, self.devicePixelRatioF())
+        handle = self.windowHandle()
+        if handle is not None and not getattr(self, "_screen_hooked", False):
+            self._screen_hooked = True
+            handle.screenChanged.connect(lambda *_: self._on_screen_changed())
+
+    def _on_screen_changed(self) -> None:
+        self.thumbs.set_size(self.settings.thumb_size, self.devicePixelRatioF())
+        self.grid.viewport().update()
+
+    def closeEvent(self, e: QCloseEvent) -> None:
+        self.save_settings()
+        super().closeEvent(e)
+
+
+def _html(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

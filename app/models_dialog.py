@@ -1,0 +1,278 @@
+"""The model manager: which models exist, which are here, download, import, switch.
+
+The engine's ``models_list`` says name, size, licence and whether a model is here. The
+speed class and description are read from the registry's JSON files (resources/models,
+data, not engine code) because the protocol's ModelInfo does not carry them yet.
+Switching models makes the engine re-embed the library in the background; searches keep
+answering from the old vectors until the new ones are in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from .library_panel import progress_text
+
+DEMO_MODEL = "photosift-demo"  # engine.library.DEMO_MODEL (not imported: it pulls numpy)
+REGISTRY_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
+
+
+def registry_extras(folder: Path = REGISTRY_DIR) -> dict[str, dict]:
+    """key -> {speed_class, description} from the registry JSON files (missing: empty)."""
+    out: dict[str, dict] = {}
+    try:
+        files = sorted(folder.glob("*.json"))
+    except OSError:
+        return out
+    for f in files:
+        try:
+            d = json.loads(f.read_text(encoding="utf-8"))
+            out[d["key"]] = {
+                "speed_class": d.get("speed_class"),
+                "description": d.get("description", ""),
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def fmt_mb(mb: float | None) -> str:
+    if mb is None:
+        return "—"
+    return f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB"
+
+
+class ModelsDialog(QDialog):
+    """Lists models; Download (with progress and Cancel), Use, Import folder."""
+
+    modelChanged = Signal(object)  # the new active ModelInfo
+
+    COLS = ("Model", "Size", "Speed", "Licence", "Status")
+
+    def __init__(self, bridge, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(760, 380)
+        self.bridge = bridge
+        self.models: list[dict] = []
+        self.extras = registry_extras()
+        self.downloads: dict[str, str] = {}  # job id -> model key
+        self.download_progress: dict[str, dict] = {}  # model key -> last progress
+
+        self.table = QTableWidget(0, len(self.COLS))
+        self.table.setHorizontalHeaderLabels(self.COLS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for c in range(1, len(self.COLS)):
+            self.table.horizontalHeader().setSectionResizeMode(
+                c, QHeaderView.ResizeMode.ResizeToContents
+            )
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.setAccessibleName("Models")
+        self.about = QLabel(wordWrap=True, objectName="modelAbout")
+        self.about.setMinimumHeight(48)
+        self.progress = QProgressBar()
+        self.progress.hide()
+        self.message = QLabel(wordWrap=True, objectName="modelMessage")
+
+        self.download_btn = QPushButton("Download")
+        self.cancel_btn = QPushButton("Cancel download")
+        self.use_btn = QPushButton("Use this model")
+        self.import_btn = QPushButton("Import folder…")
+        self.import_btn.setToolTip(
+            "A folder with model.json, image.onnx, text.onnx and tokenizer.json"
+        )
+        self.download_btn.clicked.connect(self.download_selected)
+        self.cancel_btn.clicked.connect(self.cancel_download)
+        self.use_btn.clicked.connect(self.use_selected)
+        self.import_btn.clicked.connect(self.choose_import)
+        row = QHBoxLayout()
+        for b in (self.download_btn, self.cancel_btn, self.use_btn):
+            row.addWidget(b)
+        row.addStretch(1)
+        row.addWidget(self.import_btn)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.reject)
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.about)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.message)
+        lay.addLayout(row)
+        lay.addWidget(close)
+        bridge.event.connect(self.on_event)
+        self.refresh()
+        self._update_buttons()
+
+    def refresh(self) -> None:
+        self.bridge.call("models_list", {}, on_result=lambda r: self.show_models(r["models"]),
+                         on_error=self._error, context=self)  # fmt: skip
+
+    def show_models(self, models: list[dict]) -> None:
+        key = self.selected_key()
+        self.models = models
+        self.table.setRowCount(len(models))
+        for r, m in enumerate(models):
+            ex = self.extras.get(m["key"], {})
+            status = "active" if m.get("active") else "here" if m.get("here") else "not downloaded"
+            if m["key"] in self.download_progress:
+                status = "downloading…"
+            cells = (m.get("name") or m["key"], fmt_mb(m.get("size_mb")), ex.get("speed_class") or "—",
+                     m.get("license") or "—", status)  # fmt: skip
+            for c, text in enumerate(cells):
+                it = QTableWidgetItem(text)
+                it.setData(Qt.ItemDataRole.UserRole, m["key"])
+                if c == 0:
+                    it.setToolTip(m["key"])
+                if m.get("active"):
+                    f = it.font()
+                    f.setBold(True)
+                    it.setFont(f)
+                self.table.setItem(r, c, it)
+            if m["key"] == key:
+                self.table.selectRow(r)
+        self._update_buttons()
+
+    def selected_key(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        return self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole) if rows else None
+
+    def selected(self) -> dict | None:
+        key = self.selected_key()
+        return next((m for m in self.models if m["key"] == key), None)
+
+    def _update_buttons(self) -> None:
+        m = self.selected()
+        ready = self.bridge.is_ready
+        downloading = m is not None and m["key"] in self.download_progress
+        self.download_btn.setEnabled(
+            ready and m is not None and not m.get("here") and not downloading
+        )
+        self.cancel_btn.setVisible(downloading)
+        self.use_btn.setEnabled(
+            ready and m is not None and bool(m.get("here")) and not m.get("active")
+        )
+        self.import_btn.setEnabled(ready)
+        if m is None:
+            self.about.setText("Choose a model to see what it is.")
+            return
+        desc = self.extras.get(m["key"], {}).get("description") or ""
+        if m["key"] == DEMO_MODEL:
+            desc = ("The built-in demo model. It was trained on coloured shapes, not photos: it can "
+                    "find “a red circle” but not “a dog on a beach”. Download or import a real model "
+                    "for real photos.")  # fmt: skip
+        self.about.setText(desc)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def download_selected(self) -> None:
+        m = self.selected()
+        if m is None:
+            return
+        key = m["key"]
+
+        def started(r):
+            self.downloads[r["job"]] = key
+            self.download_progress[key] = {}
+            self.progress.setRange(0, 0)
+            self.progress.show()
+            self.message.setText(f"Downloading {m.get('name') or key}…")
+            self.show_models(self.models)
+
+        self.bridge.call(
+            "download_model", {"key": key}, on_result=started, on_error=self._error, context=self
+        )
+
+    def cancel_download(self) -> None:
+        key = self.selected_key()
+        for job, k in list(self.downloads.items()):
+            if k == key:
+                self.bridge.call(
+                    "cancel",
+                    {"job": job},
+                    on_error=self._error,
+                    on_result=lambda r: None,
+                    context=self,
+                )
+
+    def use_selected(self) -> None:
+        m = self.selected()
+        if m is None:
+            return
+        self.message.setText(f"Switching to {m.get('name') or m['key']}… the library is re-indexed in the "
+                             "background; searching keeps working meanwhile.")  # fmt: skip
+
+        def done(r):
+            self.modelChanged.emit(r["model"])
+            self.refresh()
+
+        self.bridge.call(
+            "use_model", {"key": m["key"]}, on_result=done, on_error=self._error, context=self
+        )
+
+    def choose_import(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Import a model folder", os.path.expanduser("~")
+        )
+        if folder:
+            self.import_folder(folder)
+
+    def import_folder(self, folder: str) -> None:
+        def done(r):
+            self.message.setText(f"Imported {r['model'].get('name') or r['model']['key']}.")
+            self.refresh()
+
+        self.bridge.call(
+            "import_model", {"folder": folder}, on_result=done, on_error=self._error, context=self
+        )
+
+    def on_event(self, ev: dict) -> None:
+        job = ev.get("job")
+        if job not in self.downloads:
+            return
+        key = self.downloads[job]
+        name, data = ev["event"], ev.get("data") or {}
+        if name == "progress":
+            self.download_progress[key] = data
+            if data.get("total"):
+                self.progress.setRange(0, 1000)
+                self.progress.setValue(int(1000 * data["done"] / data["total"]))
+            self.message.setText(f"Downloading {key}: {progress_text(data)}")
+        elif name in ("job_done", "job_failed"):
+            self.downloads.pop(job, None)
+            self.download_progress.pop(key, None)
+            self.progress.hide()
+            if name == "job_failed":
+                self.message.setText(f"Download of {key} failed: {data.get('message')}")
+            elif data.get("cancelled"):
+                self.message.setText(f"Download of {key} cancelled.")
+            else:
+                self.message.setText(
+                    f"{key} is downloaded. Choose “Use this model” to switch to it."
+                )
+            self.refresh()
+
+    def _error(self, e) -> None:
+        self.message.setText(e.message)
