@@ -18,7 +18,7 @@ model is trained on exactly what the app feeds it at run time. Texts go through
 ``engine.tokenizer`` for the same reason.
 
     python -m training.pretrain --out resources/demo            # the shipped model
-    python -m training.pretrain --loss clip --out /tmp/demo-clip # the softmax variant
+    python -m training.pretrain --loss clip --out demo-clip # the softmax variant
 """
 
 from __future__ import annotations
