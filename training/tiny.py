@@ -18,6 +18,7 @@ test on these models can actually fail.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -274,13 +275,29 @@ def write_tiny_gemma_tokenizer(
     return path
 
 
+def write_tiny_hf_tokenizer_repo(folder: Path) -> Path:
+    """The tokenizer files of a hub repo: the raw tokenizer.json plus transformers' config for it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tiny_gemma_tokenizer(folder / "tokenizer.json", raw=True)
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "pad_token": "<pad>",
+        "eos_token": "<eos>",
+        "bos_token": "<bos>",
+        "unk_token": "<unk>",
+        "padding_side": "right",
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
 def save_open_clip_dir(tiny: TinyModel, folder: Path) -> Path:
     """Lay out ``tiny`` as an open_clip hub repo: open_clip_config.json, weights, tokenizer files.
 
     This is what ``open_clip.create_model("local-dir:...")`` and photosift's hub
     conversion read, so tests can exercise that path offline.
     """
-    import json
 
     import open_clip
     from safetensors.torch import save_model
@@ -301,19 +318,7 @@ def save_open_clip_dir(tiny: TinyModel, folder: Path) -> Path:
     if tiny.spec.tokenizer.kind == "hf":
         # The hub repo's own files: the raw tokenizer and transformers' config for it.
         model_cfg["text_cfg"]["hf_tokenizer_name"] = str(folder)
-        write_tiny_gemma_tokenizer(folder / "tokenizer.json", raw=True)
-        (folder / "tokenizer_config.json").write_text(
-            json.dumps(
-                {
-                    "tokenizer_class": "PreTrainedTokenizerFast",
-                    "pad_token": "<pad>",
-                    "eos_token": "<eos>",
-                    "bos_token": "<bos>",
-                    "unk_token": "<unk>",
-                    "padding_side": "right",
-                }
-            )
-        )
+        write_tiny_hf_tokenizer_repo(folder)
     config = {"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}
     (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     save_model(tiny.model, str(folder / "open_clip_model.safetensors"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import unicodedata
 
 import numpy as np
@@ -91,22 +90,10 @@ def hf_reference(tmp_path_factory):
     pytest.importorskip("transformers", reason="open_clip's HFTokenizer is built on transformers")
     from open_clip.tokenizer import HFTokenizer
 
-    from training.tiny import write_tiny_gemma_tokenizer
+    from training.tiny import write_tiny_hf_tokenizer_repo
 
     repo = tmp_path_factory.mktemp("hf-repo")
-    write_tiny_gemma_tokenizer(repo / "tokenizer.json", raw=True)
-    (repo / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "PreTrainedTokenizerFast",
-                "pad_token": "<pad>",
-                "eos_token": "<eos>",
-                "bos_token": "<bos>",
-                "unk_token": "<unk>",
-                "padding_side": "right",
-            }
-        )
-    )
+    write_tiny_hf_tokenizer_repo(repo)
     # ViT-B-16-SigLIP2-256's text_cfg: context 64, tokenizer_kwargs clean=canonicalize.
     cfg = open_clip.get_model_config("ViT-B-16-SigLIP2-256")["text_cfg"]
     return HFTokenizer(
