@@ -40,9 +40,14 @@ def fmt_eta(s: float | None) -> str:
 
 
 def progress_text(p: dict) -> str:
-    """'120 / 1,000 photos · 35.2 per second · about 25 s left' (and paused / failed notes)."""
+    """'120 / 1,000 photos · 35.2 per second · about 25 s left' (and paused / failed notes);
+    a download's bytes read '10.5 / 12.1 MB · 4.2 MB/s · about 1 s left'."""
     unit = "photos" if p.get("unit", "files") == "files" else "bytes"
-    parts = [f"{p['done']:,} / {p['total']:,} {unit}"]
+    if unit == "photos":
+        parts = [f"{p['done']:,} / {p['total']:,} photos"]
+    else:
+        total = f" / {p['total'] / 1e6:,.1f}" if p.get("total") else ""
+        parts = [f"{p['done'] / 1e6:,.1f}{total} MB"]
     if p.get("paused"):
         parts.append("paused")
     else:

@@ -407,8 +407,25 @@ class MainWindow(QMainWindow):
         self.library.show_status(st)
         if isinstance(st.get("model"), dict) and st["model"].get("key"):
             self.model = {**(self.model or {}), **st["model"]}
+        self._show_switch_state(st)
         self._update_empty()
         self.statusShown.emit(st)
+
+    def _show_switch_state(self, st: dict) -> None:
+        """While a model switch re-embeds the library, say which model answers searches."""
+        active = (st.get("model") or {}).get("key")
+        answering = st.get("search_model")
+        if active and answering and answering != active:
+            name = _html((st.get("model") or {}).get("name") or active)
+            self.banner.show_message("switching", f"Re-indexing your photos for <b>{name}</b>. "
+                                     f"Until it finishes, searches use the previous model "
+                                     f"(<i>{_html(answering)}</i>) and find every photo.")  # fmt: skip
+        elif self.banner.kind == "switching" and self.banner.isVisible():
+            name = _html((st.get("model") or {}).get("name") or active or "")
+            self.banner.show_message(
+                "switched", f"Re-indexing done: searches now use <b>{name}</b>."
+            )
+            QTimer.singleShot(8000, self.banner, lambda: self.banner.dismiss("switched"))
 
     def _on_folders(self, paths: list[str]) -> None:
         current = self.folder_filter.currentData() or self.settings.folder_filter

@@ -4,7 +4,8 @@ The engine's ``models_list`` says name, size, licence and whether a model is her
 speed class and description are read from the registry's JSON files (resources/models,
 data, not engine code) because the protocol's ModelInfo does not carry them yet.
 Switching models makes the engine re-embed the library in the background; searches keep
-answering from the old vectors until the new ones are in.
+answering from the old model's vectors until the new ones are all in (the engine's
+``status.search_model`` says which model answers; the window shows it in its banner).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class ModelsDialog(QDialog):
         self.extras = registry_extras()
         self.downloads: dict[str, str] = {}  # job id -> model key
         self.download_progress: dict[str, dict] = {}  # model key -> last progress
+        self._over: set[str] = set()  # download jobs that have ended
 
         self.table = QTableWidget(0, len(self.COLS))
         self.table.setHorizontalHeaderLabels(self.COLS)
@@ -193,28 +195,31 @@ class ModelsDialog(QDialog):
             return
         key = m["key"]
 
-        def started(r):
-            self.downloads[r["job"]] = key
-            self.download_progress[key] = {}
-            self.progress.setRange(0, 0)
-            self.progress.show()
-            self.message.setText(f"Downloading {m.get('name') or key}…")
-            self.show_models(self.models)
+        self.bridge.call("download_model", {"key": key}, on_result=lambda r: self._begin(r["job"], key),
+                         on_error=self._error, context=self)  # fmt: skip
 
-        self.bridge.call(
-            "download_model", {"key": key}, on_result=started, on_error=self._error, context=self
-        )
+    def _begin(self, job: str, key: str) -> None:
+        """A download job started (its reply or its job_started event, whichever came first)."""
+        if job in self.downloads or job in self._over:
+            return
+        self.downloads[job] = key
+        self.download_progress.setdefault(key, {})
+        self.progress.setRange(0, 0)  # busy until the first progress says how much
+        self.progress.show()
+        self.message.setText(f"Downloading {key}…")
+        self.show_models(self.models)
 
     def cancel_download(self) -> None:
         key = self.selected_key()
+
+        def asked(r):
+            if r.get("cancelled"):
+                self.message.setText(f"Cancelling the download of {key}…")
+
         for job, k in list(self.downloads.items()):
             if k == key:
                 self.bridge.call(
-                    "cancel",
-                    {"job": job},
-                    on_error=self._error,
-                    on_result=lambda r: None,
-                    context=self,
+                    "cancel", {"job": job}, on_result=asked, on_error=self._error, context=self
                 )
 
     def use_selected(self) -> None:
@@ -250,17 +255,22 @@ class ModelsDialog(QDialog):
 
     def on_event(self, ev: dict) -> None:
         job = ev.get("job")
+        data = ev.get("data") or {}
+        if ev["event"] == "job_started" and data.get("kind") == "download" and data.get("model"):
+            self._begin(job, data["model"])  # it can overtake the reply that names the job
         if job not in self.downloads:
             return
         key = self.downloads[job]
-        name, data = ev["event"], ev.get("data") or {}
+        name = ev["event"]
         if name == "progress":
             self.download_progress[key] = data
             if data.get("total"):
                 self.progress.setRange(0, 1000)
                 self.progress.setValue(int(1000 * data["done"] / data["total"]))
-            self.message.setText(f"Downloading {key}: {progress_text(data)}")
+            current = f" ({data['current']})" if data.get("current") else ""
+            self.message.setText(f"Downloading {key}{current}: {progress_text(data)}")
         elif name in ("job_done", "job_failed"):
+            self._over.add(job)
             self.downloads.pop(job, None)
             self.download_progress.pop(key, None)
             self.progress.hide()

@@ -97,7 +97,14 @@ shutdown           {}                                   {"ok": true}, then the e
 
 ``remove_folder`` and ``use_model`` reply once they are done (they run between
 indexing batches, never beside them). ``search`` text may hold ``-word`` and ``-"some words"``
-negatives. The engine also exits (saving its caches) when its stdin closes, so it
+negatives.
+
+``use_model`` refuses a model that is not here (``model_not_available``: download or import
+it first). When the new model has another image space, the library is re-embedded by a
+scan job; until that job ends, ``search`` and ``similar`` are answered with the previous
+model's vectors (``status.search_model`` names the model answering), so searching keeps
+working with every photo meanwhile. A ``download`` job that fetched a ready ONNX model
+folder copies it into the models folder, so the model is here when ``job_done`` comes. The engine also exits (saving its caches) when its stdin closes, so it
 never outlives the app.
 
 Events
@@ -257,6 +264,9 @@ class StatusResult(TypedDict):
     offline_folders: int
     vectors: dict[str, int]  # per image space
     model: dict[str, Any]  # ModelInfo, or {"error": message}
+    # the model that answers searches: the active one, or the previous one while a model
+    # switch re-embeds the library (added in protocol 1; older engines leave it out)
+    search_model: NotRequired[str | None]
     paused: bool
     jobs: list[JobInfo]
 

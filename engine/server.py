@@ -12,6 +12,10 @@ Threads, and why:
   batches are never redone), but a scan runs at least ``MIN_RUN_S`` between preemptions;
 * each model download runs on a thread of its own.
 
+Switching models (``use_model``) re-embeds the library in the background. Until that
+scan ends, searches are answered by the previous model's library (its vectors are all
+there), so a search never comes back half empty in the middle of a switch.
+
 stdout carries protocol only: the real stdout is kept for it and file descriptor 1 is
 pointed at stderr, so a stray print (ours or a native library's) cannot corrupt it.
 SQLite commits every batch, so a kill -9 loses at most the batch in flight; the ANN
@@ -21,6 +25,7 @@ cache is saved on shutdown and caught up from SQLite otherwise.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -118,6 +123,13 @@ class Engine:
         self._lock = threading.RLock()
         self.lib = None
         self.lib_error: str | None = None
+        # After a model switch: the previous model's library answers searches until the
+        # re-embedding scan (_fallback_job) ends. _lib_users counts the searches running on a
+        # library; one that is let go while searches run on it is closed by the last of them.
+        self._fallback = None
+        self._fallback_job: str | None = None
+        self._lib_users: dict[int, int] = {}
+        self._retired: dict[int, Any] = {}
         self.watcher = None
         self.watch_options = watch_options or {}
         self.ready = False
@@ -340,6 +352,8 @@ class Engine:
         if was_queued:
             if j.unit is not None:
                 j.unit.drop()
+            if j.id == self._fallback_job:
+                self._retire_fallback()
             self.emit("job_done", dict(kind=j.kind, cancelled=True), j.id)
         return {"cancelled": True}
 
@@ -491,6 +505,8 @@ class Engine:
         self._finish(job, result=result)
 
     def _finish(self, job: Job, *, result: dict | None = None, failed: BaseException | None = None) -> None:
+        if job.id == self._fallback_job:
+            self._retire_fallback()  # re-embedded (or given up): the active model answers from now on
         if failed is not None and isinstance(failed, Cancelled):
             failed, result = None, dict(kind=job.kind, cancelled=True)
         if failed is not None:
@@ -549,9 +565,14 @@ class Engine:
                    for f in st["folders_detail"]]  # fmt: skip
         with self._lock:
             jobs = [j.info() for j in self._jobs.values() if j.state in ("queued", "running")]
+            fallback = self._fallback
+        search_model = st["model"].get("key")
+        if fallback is not None:
+            with contextlib.suppress(PhotosiftError):
+                search_model = fallback.spec.key
         return dict(folders=folders, files=st["files"], images=st["images"], failures=st["failures"],
                     offline_folders=st["offline_folders"], vectors=st["vectors"], model=st["model"],
-                    paused=self.paused.is_set(), jobs=jobs)  # fmt: skip
+                    search_model=search_model, paused=self.paused.is_set(), jobs=jobs)  # fmt: skip
 
     def m_failures(self, folder: str | None = None) -> dict:
         db = self.library().db
@@ -579,8 +600,52 @@ class Engine:
             raise QueryError(f"at most {MAX_LIKE} example photos")
         return [i if isinstance(i, int) else os.path.abspath(os.path.expanduser(i)) for i in items]
 
+    @contextlib.contextmanager
+    def _search_library(self):
+        """The library that answers searches: the previous model's while a switch re-embeds."""
+        with self._lock:
+            lib = self._fallback or self.lib
+            if lib is not None:
+                self._lib_users[id(lib)] = self._lib_users.get(id(lib), 0) + 1
+        if lib is None:
+            yield self.library()  # raises library_unavailable
+            return
+        try:
+            yield lib
+        finally:
+            with self._lock:
+                n = self._lib_users[id(lib)] = self._lib_users[id(lib)] - 1
+                done = self._retired.pop(id(lib), None) if n == 0 else None
+                if n == 0:
+                    del self._lib_users[id(lib)]
+            if done is not None:
+                self._close_library(done)
+
+    def _close_when_idle(self, lib) -> None:
+        """Close a library no longer in use, now or when the last search running on it ends."""
+        with self._lock:
+            if self._lib_users.get(id(lib)):
+                self._retired[id(lib)] = lib
+                return
+        self._close_library(lib)
+
+    def _retire_fallback(self) -> None:
+        with self._lock:
+            lib, self._fallback, self._fallback_job = self._fallback, None, None
+        if lib is not None and lib is not self.lib:
+            log.info("searches now use the active model's vectors")
+            self._close_when_idle(lib)
+
+    @staticmethod
+    def _close_library(lib) -> None:
+        try:
+            lib.close()
+        except Exception:
+            log.exception("could not close a library (its ANN cache is rebuilt from SQLite)")
+
     def _hits(self, q) -> dict:
-        hits = self.library().search(q)
+        with self._search_library() as lib:
+            hits = lib.search(q)
         return dict(hits=[dict(image_id=h.image_id, score=round(float(h.score), 6), path=h.path,
                                online=h.online, metadata=h.info) for h in hits])  # fmt: skip
 
@@ -677,11 +742,23 @@ class Engine:
         return dict(models=[self._model_info(s, s.key == current) for s in full_registry(self.settings)])
 
     def m_use_model(self, key: str) -> dict:
-        from .hub import full_registry
+        from .hub import full_registry, local_model_folder
 
         spec = full_registry(self.settings).get(key)
+        if local_model_folder(spec, self.settings) is None:
+            # Refused before anything changes: the library keeps searching with the model it has.
+            raise ModelNotAvailable(
+                f"model {key!r} is not on this machine yet: download or import it first"
+            )
         with self._lock:
-            doomed = [j for j in self._jobs.values() if j.kind in ("scan", "watch") and j.state in ("queued", "running")]
+            # What answers searches while `key` re-embeds (and during the switch itself): an
+            # earlier fallback, complete, if a switch was still re-embeding; else the library
+            # in use until now.
+            earlier = self._fallback
+            keep = earlier or self.lib
+            self._fallback, self._fallback_job = keep, None
+            doomed = [j for j in self._jobs.values()
+                      if j.kind in ("scan", "watch") and j.state in ("queued", "running")]  # fmt: skip
         for j in doomed:
             self.m_cancel(j.id)
         if self.watcher is not None:
@@ -692,16 +769,37 @@ class Engine:
         self.settings.save()
         self.model_key = key
         self._open_library()
-        if old is not None:
-            old.close()
+        rescan = self.ready and self.lib is not None and bool(self.lib.db.folders())
+        if keep is not None and not (rescan and self._can_answer_for(keep, spec)):
+            keep = None
+        job = None
         if self.ready and self.lib is not None:
             self._start_watching()
-            if self.lib.db.folders():
-                self._new_scan([], note="model change")
+            if rescan:
+                # Queued behind this call (both run on the writer thread): it cannot end before
+                # the fallback below is in place.
+                job = self._new_scan([], note="model change")
+        with self._lock:
+            if keep is not None and job is not None:
+                self._fallback, self._fallback_job = keep, job.id
+            else:
+                self._fallback, self._fallback_job = None, None
+        for lib in {id(x): x for x in (old, earlier) if x is not None}.values():
+            if lib is not keep:
+                self._close_when_idle(lib)
         return dict(model=self._model_info(spec, True))
 
+    def _can_answer_for(self, lib, spec) -> bool:
+        """Whether `lib` (the previous model) should answer searches while `spec` re-embeds:
+        its image space differs from the new one and holds vectors."""
+        try:
+            space = lib.spec.space
+            return space != spec.space and self.lib.db.vectors_per_space().get(space, 0) > 0
+        except PhotosiftError:
+            return False
+
     def m_download_model(self, key: str) -> dict:
-        from .hub import full_registry
+        from .hub import full_registry, import_model_folder, local_model_folder
 
         full_registry(self.settings).get(key)  # unknown key: an error reply now, not a failed job
 
@@ -720,6 +818,12 @@ class Engine:
                     self.emit("progress", job.progress, job.id)
 
             folder = self.library().download_model(key, progress=cb, cancel=job.run_cancel)
+            spec = full_registry(self.settings).get(key)
+            if local_model_folder(spec, self.settings) is None:
+                # A ready ONNX folder from the hub lands in the HF cache, where the model
+                # lookup does not look: check it and copy it into the models folder.
+                import_model_folder(folder, self.settings)
+                folder = local_model_folder(spec, self.settings) or folder
             return dict(kind="download", cancelled=False, folder=str(folder))
 
         job = self._new_job("download", fn, model=key)
@@ -751,6 +855,13 @@ class Engine:
         self._wq.put((-1, -1, None))
         self._writer.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            others = [x for x in (self._fallback, *self._retired.values())
+                      if x is not None and x is not self.lib]  # fmt: skip
+            self._fallback = None
+            self._retired.clear()
+        for lib in others:
+            self._close_library(lib)
         if self.lib is not None:
             try:
                 self.lib.close()

@@ -1,8 +1,7 @@
-"""The model manager and the library panel against a real engine."""
+"""The model list and the library panel against a real engine (downloading, importing and
+switching models: test_model_manager.py)."""
 
 from __future__ import annotations
-
-import json
 
 from app.models_dialog import DEMO_MODEL, fmt_mb, registry_extras
 from tests.app.conftest import ENGINE_TIMEOUT_MS, index_folder
@@ -25,42 +24,6 @@ def test_models_dialog_lists_models_and_marks_the_demo_active(qtbot, window):
     dlg.table.selectRow(other)
     assert dlg.download_btn.isEnabled()  # not here: it can be downloaded
     assert dlg.table.item(other, 4).text() == "not downloaded"
-
-
-def test_download_without_network_fails_with_a_message(qtbot, window):
-    dlg = window.open_models()
-    qtbot.waitUntil(lambda: bool(dlg.models), timeout=ENGINE_TIMEOUT_MS)
-    other = next(i for i, m in enumerate(dlg.models) if not m["here"])
-    dlg.table.selectRow(other)
-    dlg.download_btn.click()
-    # HF_HUB_OFFLINE=1 in tests: the job fails (or is refused) and the dialog says so
-    qtbot.waitUntil(lambda: "failed" in dlg.message.text() or "offline" in dlg.message.text().lower()
-                    or "not" in dlg.message.text(), timeout=ENGINE_TIMEOUT_MS)  # fmt: skip
-    qtbot.waitUntil(lambda: not dlg.download_progress, timeout=ENGINE_TIMEOUT_MS)
-
-
-def test_import_a_bad_model_folder_says_why(qtbot, window, tmp_path):
-    dlg = window.open_models()
-    bad = tmp_path / "not-a-model"
-    bad.mkdir()
-    (bad / "model.json").write_text(json.dumps({"key": "x"}))
-    dlg.import_folder(str(bad))
-    qtbot.waitUntil(lambda: dlg.message.text() != "", timeout=ENGINE_TIMEOUT_MS)
-    assert "Imported" not in dlg.message.text()
-
-
-def test_switching_model_keeps_search_working(qtbot, window, photos):
-    index_folder(qtbot, window, photos["red"][0].parent)
-    dlg = window.open_models()
-    qtbot.waitUntil(lambda: bool(dlg.models), timeout=ENGINE_TIMEOUT_MS)
-    dlg.table.selectRow([m["key"] for m in dlg.models].index(DEMO_MODEL))
-    # re-selecting the active model is refused by the button; ask the engine directly
-    with qtbot.waitSignal(dlg.modelChanged, timeout=ENGINE_TIMEOUT_MS):
-        dlg.use_btn.setEnabled(True)
-        dlg.use_btn.click()
-    with qtbot.waitSignal(window.resultsShown, timeout=ENGINE_TIMEOUT_MS):
-        window.search.setText("a red object")
-    assert window.model_.rowCount() > 0
 
 
 def test_pause_resume_remove_folder_and_failures(qtbot, window, photos):

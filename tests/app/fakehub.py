@@ -1,0 +1,136 @@
+"""A stand-in for the Hugging Face hub on 127.0.0.1, for download tests without a network.
+
+It answers what ``huggingface_hub.hf_hub_download`` asks (``HEAD`` then ``GET`` on
+``/{repo}/resolve/{revision}/{file}``) with the headers the real hub sends (commit, ETag,
+size; byte ranges for resumed downloads). A file can be held back behind a gate so that a
+test can act (cancel) while a download is in flight; every request is recorded.
+
+Point the engine at it with ``HF_ENDPOINT=<hub.url>`` and ``HF_HUB_OFFLINE=0``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from engine.hub import MODEL_FOLDER_FILES
+
+COMMIT = "c0ffee" + "0" * 34
+DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
+
+
+class FakeHub:
+    def __init__(self, repo: str, files: dict[str, bytes]):
+        self.repo, self.files = repo, files
+        self.gates: dict[str, threading.Event] = {}  # file -> opened when the test says so
+        self.requests: list[tuple[str, str, str | None]] = []  # (method, file, Range header)
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # quiet
+                pass
+
+            def _file(self) -> str | None:
+                m = re.fullmatch(rf"/{re.escape(hub.repo)}/resolve/[^/]+/(.+)", self.path)
+                return m.group(1) if m and m.group(1) in hub.files else None
+
+            def _headers(self, name: str, status: int, length: int, extra=()) -> None:
+                data = hub.files[name]
+                self.send_response(status)
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("Content-Length", str(length))
+                self.send_header("Accept-Ranges", "bytes")
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.end_headers()
+
+            def do_HEAD(self):
+                name = self._file()
+                hub.requests.append(("HEAD", name or self.path, None))
+                if name is None:
+                    self.send_error(404)
+                    return
+                self._headers(name, 200, len(hub.files[name]))
+
+            def do_GET(self):
+                name = self._file()
+                rng = self.headers.get("Range")
+                hub.requests.append(("GET", name or self.path, rng))
+                if name is None:
+                    self.send_error(404)
+                    return
+                gate = hub.gates.get(name)
+                if gate is not None:
+                    gate.wait(30)
+                data = hub.files[name]
+                m = re.fullmatch(r"bytes=(\d+)-", rng or "")
+                if m:
+                    start = int(m.group(1))
+                    self._headers(name, 206, len(data) - start,
+                                  [("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")])  # fmt: skip
+                    data = data[start:]
+                else:
+                    self._headers(name, 200, len(data))
+                with contextlib.suppress(OSError):  # the client gave up (cancelled)
+                    self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def hold(self, name: str) -> threading.Event:
+        """Hold `name` back (its GET waits) until the returned event is set."""
+        gate = self.gates[name] = threading.Event()
+        return gate
+
+    def __enter__(self) -> FakeHub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for gate in self.gates.values():
+            gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def demo_model_json(key: str, **source) -> dict:
+    """The demo model's model.json under another key (so another image space) and source."""
+    meta = json.loads((DEMO / "model.json").read_text(encoding="utf-8"))
+    files = {f: v for f, v in meta["source"]["files"].items() if f in MODEL_FOLDER_FILES}
+    meta.update(key=key, name=f"{key} (a copy of the demo model)")
+    meta["source"] = {"files": files, **source}
+    return meta
+
+
+def hub_model_files(key: str, repo: str) -> dict[str, bytes]:
+    """A ready photosift model folder as a hub repo holds it: the demo model, renamed."""
+    files = {f: (DEMO / f).read_bytes() for f in MODEL_FOLDER_FILES if f != "model.json"}
+    files["model.json"] = json.dumps(demo_model_json(key, onnx_repo=repo)).encode()
+    return files
+
+
+def register_hub_model(data_dir: Path, key: str, repo: str) -> None:
+    """Make `key` a known model that is not here yet: its model.json alone in the models folder."""
+    folder = Path(data_dir) / "models" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(json.dumps(demo_model_json(key, onnx_repo=repo)))
+
+
+def model_folder_copy(dest: Path, key: str) -> Path:
+    """An exported model folder (to import), e.g. on a USB stick: the demo model, renamed."""
+    dest = Path(dest)
+    dest.mkdir(parents=True)
+    for f in MODEL_FOLDER_FILES:
+        if f != "model.json":
+            shutil.copy2(DEMO / f, dest / f)
+    (dest / "model.json").write_text(json.dumps(demo_model_json(key)))
+    return dest

@@ -1,0 +1,148 @@
+"""The model manager end to end against a real engine: download (progress, cancel, resume)
+from a stand-in hub, import a model folder, and switch models while searches keep working."""
+
+from __future__ import annotations
+
+import os
+
+from app.models_dialog import DEMO_MODEL
+from tests.app.conftest import ENGINE_TIMEOUT_MS, index_folder, result_paths
+from tests.app.fakehub import FakeHub, hub_model_files, model_folder_copy, register_hub_model
+
+
+def _keys(dlg) -> list[str]:
+    return [m["key"] for m in dlg.models]
+
+
+def _status_of(dlg, key: str) -> str:
+    return dlg.table.item(_keys(dlg).index(key), 4).text()
+
+
+def _select(dlg, key: str) -> None:
+    dlg.table.selectRow(_keys(dlg).index(key))
+
+
+def test_download_shows_progress_can_be_cancelled_then_completes(
+    qtbot, make_window, data_dir, monkeypatch
+):
+    key, repo = "demo-hub", "photosift/demo-hub"
+    register_hub_model(data_dir, key, repo)  # known to the engine, not downloaded
+    with FakeHub(repo, hub_model_files(key, repo)) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)  # read by the engine process at start
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        gate = hub.hold("image.onnx")  # the download stalls there until the test lets it go
+        win = make_window()
+        dlg = win.open_models()
+        qtbot.waitUntil(lambda: key in _keys(dlg), timeout=ENGINE_TIMEOUT_MS)
+        assert _status_of(dlg, key) == "not downloaded"
+        _select(dlg, key)
+        assert dlg.download_btn.isEnabled() and not dlg.use_btn.isEnabled()
+
+        progress: list[dict] = []
+        win.bridge.event.connect(
+            lambda ev: ev["event"] == "progress" and ev.get("job") in dlg.downloads and progress.append(ev["data"])
+        )  # fmt: skip
+        dlg.download_btn.click()
+        qtbot.waitUntil(lambda: bool(progress), timeout=ENGINE_TIMEOUT_MS)  # model.json is in
+        assert progress[0]["unit"] == "bytes" and progress[0]["done"] == progress[0]["total"] > 0
+        assert dlg.progress.isVisible() and dlg.progress.value() == 1000
+        assert dlg.message.text().startswith(f"Downloading {key}") and "MB" in dlg.message.text()
+        assert _status_of(dlg, key) == "downloading…"
+        assert dlg.cancel_btn.isVisible() and not dlg.download_btn.isEnabled()
+
+        dlg.cancel_btn.click()
+        qtbot.waitUntil(lambda: dlg.message.text().startswith("Cancelling"), timeout=10_000)
+        gate.set()  # the engine notices the cancel at the next chunk of image.onnx
+        qtbot.waitUntil(
+            lambda: dlg.message.text() == f"Download of {key} cancelled.", timeout=ENGINE_TIMEOUT_MS
+        )
+        assert not dlg.progress.isVisible() and not dlg.downloads
+        qtbot.waitUntil(lambda: _status_of(dlg, key) == "not downloaded", timeout=ENGINE_TIMEOUT_MS)
+        assert not (data_dir / "models" / key / "image.onnx").exists()
+
+        # again, to the end: the model is here (copied into the models folder) and can be used
+        _select(dlg, key)
+        dlg.download_btn.click()
+        qtbot.waitUntil(lambda: "is downloaded" in dlg.message.text(), timeout=ENGINE_TIMEOUT_MS)
+        qtbot.waitUntil(lambda: _status_of(dlg, key) == "here", timeout=ENGINE_TIMEOUT_MS)
+        assert (data_dir / "models" / key / "image.onnx").is_file()
+        assert [r for r in hub.requests if r[:2] == ("GET", "image.onnx")][1:], (
+            "image.onnx asked for again"
+        )
+        _select(dlg, key)
+        assert dlg.use_btn.isEnabled() and not dlg.download_btn.isEnabled()
+        with qtbot.waitSignal(dlg.modelChanged, timeout=ENGINE_TIMEOUT_MS) as sig:
+            dlg.use_btn.click()
+        assert sig.args[0]["key"] == key
+        qtbot.waitUntil(lambda: _status_of(dlg, key) == "active", timeout=ENGINE_TIMEOUT_MS)
+
+
+def test_download_without_network_fails_with_a_message(qtbot, window):
+    dlg = window.open_models()
+    qtbot.waitUntil(lambda: bool(dlg.models), timeout=ENGINE_TIMEOUT_MS)
+    other = next(m["key"] for m in dlg.models if not m["here"])
+    _select(dlg, other)
+    dlg.download_btn.click()  # HF_HUB_OFFLINE=1 in tests: the job fails and the dialog says why
+    qtbot.waitUntil(lambda: "failed" in dlg.message.text(), timeout=ENGINE_TIMEOUT_MS)
+    assert dlg.message.text().startswith(f"Download of {other} failed")
+    assert "could not be downloaded" in dlg.message.text() and "import" in dlg.message.text()
+    assert not dlg.download_progress and not dlg.progress.isVisible()
+    # a model that is not here cannot be made active (the engine refuses; the old one stays)
+    errors = []
+    window.bridge.call("use_model", {"key": other}, on_result=errors.append, on_error=errors.append)
+    qtbot.waitUntil(lambda: bool(errors), timeout=ENGINE_TIMEOUT_MS)
+    assert getattr(errors[0], "code", None) == "model_not_available"
+    assert _status_of(dlg, DEMO_MODEL) == "active"
+
+
+def test_import_a_model_folder_and_switch_to_it_while_searching(qtbot, window, photos, tmp_path):
+    index_folder(qtbot, window, photos["red"][0].parent)
+    key = "my-model"
+    src = model_folder_copy(tmp_path / "usb" / key, key)
+    dlg = window.open_models()
+    dlg.import_folder(str(src))
+    qtbot.waitUntil(lambda: dlg.message.text().startswith("Imported"), timeout=ENGINE_TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: key in _keys(dlg) and _status_of(dlg, key) == "here", timeout=ENGINE_TIMEOUT_MS
+    )
+
+    # Hold the re-embedding (pause), so the switch is caught in the middle
+    lib = window.library
+    lib.pause_btn.click()
+    qtbot.waitUntil(lambda: lib.pause_btn.text() == "Resume", timeout=10_000)
+    _select(dlg, key)
+    with qtbot.waitSignal(dlg.modelChanged, timeout=ENGINE_TIMEOUT_MS):
+        dlg.use_btn.click()
+    qtbot.waitUntil(
+        lambda: window.status.get("model", {}).get("key") == key, timeout=ENGINE_TIMEOUT_MS
+    )
+    assert window.status["search_model"] == DEMO_MODEL
+    assert window.status["vectors"].get(key, 0) == 0  # nothing re-embedded yet
+    assert window.banner.kind == "switching" and DEMO_MODEL in window.banner.text.text()
+    # searching meanwhile finds every photo, from the old model's vectors
+    with qtbot.waitSignal(window.resultsShown, timeout=ENGINE_TIMEOUT_MS) as sig:
+        window.search.setText("a red object")
+    assert sig.args == [24]
+    top = [os.path.basename(p) for p in result_paths(window)[:6]]
+    assert sum(n.startswith("red-") for n in top) >= 5, top
+
+    lib.pause_btn.click()  # go on: the library is re-embedded for the new model
+    qtbot.waitUntil(lambda: window.status.get("search_model") == key and window.status["vectors"].get(key) == 24,
+                    timeout=ENGINE_TIMEOUT_MS)  # fmt: skip
+    assert window.banner.kind == "switched"
+    with qtbot.waitSignal(window.resultsShown, timeout=ENGINE_TIMEOUT_MS) as sig:
+        window.search.setText("a red circle")
+    assert sig.args == [24]
+    top = [os.path.basename(p) for p in result_paths(window)[:6]]
+    assert sum(n.startswith("red-") for n in top) >= 5, top
+    qtbot.waitUntil(lambda: _status_of(dlg, key) == "active", timeout=ENGINE_TIMEOUT_MS)
+
+
+def test_import_a_bad_model_folder_says_why(qtbot, window, tmp_path):
+    dlg = window.open_models()
+    bad = tmp_path / "not-a-model"
+    bad.mkdir()
+    (bad / "model.json").write_text('{"key": "x"}')
+    dlg.import_folder(str(bad))
+    qtbot.waitUntil(lambda: dlg.message.text() != "", timeout=ENGINE_TIMEOUT_MS)
+    assert "not a photosift model folder" in dlg.message.text() and "missing" in dlg.message.text()
