@@ -1,34 +1,61 @@
 """Generated photo folders for tests, the benchmark and the screenshot.
 
 Never imported by the window itself: it uses training.world (numpy + Pillow), which
-the GUI process keeps off its hot path.
+the GUI process keeps off its hot path. The photos carry EXIF (date taken, camera) like
+a camera's would, so the preview and the date filter have something to show.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+
+SAMPLE_CAMERA = ("photosift", "Shape World")  # EXIF Make, Model of every generated photo
+# The year each colour of colour_folder() was "taken" in: the date filter's test data.
+COLOUR_YEARS = {"red": 2019, "blue": 2020, "green": 2021, "yellow": 2022}
+
+
+def _save(image, path: Path, taken: dt.datetime | None) -> None:
+    """JPEG with EXIF Make / Model and, when given, DateTimeOriginal."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = SAMPLE_CAMERA  # Make, Model (IFD0)
+    if taken is not None:
+        stamp = taken.strftime("%Y:%m:%d %H:%M:%S")
+        exif[0x0132] = stamp  # DateTime
+        exif.get_ifd(0x8769)[0x9003] = stamp  # Exif IFD: DateTimeOriginal
+    image.save(path, quality=90, exif=exif)
 
 
 def world_photos(
     folder: Path, n: int, *, start: int = 0, size=(160, 200), split: str = "test"
 ) -> list[Path]:
     """`n` procedural scenes of coloured shapes, named after their first object
-    (``0007-red-star.jpg``), as JPEGs in `folder`."""
+    (``0007-red-star.jpg``), as JPEGs in `folder`, taken a day apart from 1 June 2021."""
     from training import world
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    first = dt.datetime(2021, 6, 1, 9, 30)
     out = []
     for i, sc in enumerate(world.scenes(split, n, start=start), start):
         o = sc.objects[0]
         p = folder / f"{i:04d}-{o.colour}-{o.kind}.jpg"
-        world.render(sc, size).save(p, quality=90)
+        taken = first + dt.timedelta(days=i, minutes=37 * i)
+        _save(world.render(sc, size), p, taken)
         out.append(p)
     return out
 
 
 def single_shape(
-    path: Path, colour: str, kind: str = "circle", *, seed: int = 0, size=(160, 200)
+    path: Path,
+    colour: str,
+    kind: str = "circle",
+    *,
+    seed: int = 0,
+    size=(160, 200),
+    taken: dt.datetime | None = None,
 ) -> Path:
     """One large solid shape of `colour` on a grey background; `seed` moves it and changes
     the background noise, so no two files share content (the engine dedupes by content)."""
@@ -44,18 +71,23 @@ def single_shape(
     bg = world.Background(tone, "noisy", (lum, lum, lum), int(seed))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    world.render(world.Scene((obj,), bg), size).save(path, quality=90)
+    _save(world.render(world.Scene((obj,), bg), size), path, taken)
     return path
 
 
 def colour_folder(folder: Path, colours=("red", "blue", "green", "yellow"), per_colour: int = 6,
                   kinds=("circle", "square")) -> dict[str, list[Path]]:  # fmt: skip
-    """`per_colour` single-shape photos of each colour: colour -> paths."""
+    """`per_colour` single-shape photos of each colour: colour -> paths. Each colour was
+    taken in its own year (:data:`COLOUR_YEARS`; 2018 for others), one photo a month."""
     out: dict[str, list[Path]] = {c: [] for c in colours}
     n = 0
     for c in colours:
+        year = COLOUR_YEARS.get(c, 2018)
         for i in range(per_colour):
             kind = kinds[i % len(kinds)]
-            out[c].append(single_shape(Path(folder) / f"{c}-{kind}-{i}.jpg", c, kind, seed=n))
+            taken = dt.datetime(year, 1 + i % 12, 10, 12, 0)
+            out[c].append(
+                single_shape(Path(folder) / f"{c}-{kind}-{i}.jpg", c, kind, seed=n, taken=taken)
+            )
             n += 1
     return out
