@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Smoke test of the built Linux tarball, as a user would meet it. Build first:
+#   bash packaging/linux/build.sh && bash packaging/linux/smoke.sh
+#
+# In a scratch HOME, with a bare environment (no Python on the program's path, no
+# PYTHONPATH, offline: HF_HUB_OFFLINE=1), it:
+#   1. unpacks the tarball and runs its install.sh (into the scratch HOME's ~/.local)
+#   2. `photosift --version`, and `photosift cli models list`: the bundled demo model is here
+#   3. the command line indexes 24 generated photos (4 colours) in the default library
+#      folder (~/.local/share/photosift) and `search "a red object"` ranks the red ones first
+#   4. the window (a real X screen under xvfb-run when there is one, else offscreen) starts
+#      its engine process from the same frozen executable, indexes the folder, searches,
+#      shows the results, thumbnails and preview, and exits 0; the red photos lead the grid
+#   5. (when there is a folder of real photos: --real-photos DIR, default ../shared/data/photos
+#      beside the checkout) the command line indexes it: JPEG, HEIC, AVIF, WebP ... decode
+#      inside the bundle
+#   6. uninstall.sh removes the program; the library and the photos are untouched
+# Prints SMOKE PASS and exits 0, or says what failed and exits 1.
+#
+# Options: --tarball FILE (default: the one build.sh made for this version), --offscreen
+# (no xvfb-run), --real-photos DIR | --no-real-photos, --keep (leave the scratch dir).
+# Generating the photos and checking JSON needs a Python with numpy + Pillow + PySide6
+# ($PYTHON, else the build venv's): that is the test's, never the bundle's.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' app/__init__.py)
+TARBALL=packaging/dist/photosift-$VERSION-linux-$(uname -m).tar.gz
+REAL=../shared/data/photos
+USE_XVFB=auto
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tarball) TARBALL=$2; shift ;;
+    --offscreen) USE_XVFB=no ;;
+    --real-photos) REAL=$2; shift ;;
+    --no-real-photos) REAL= ;;
+    --keep) KEEP=1 ;;
+    *) echo "usage: smoke.sh [--tarball FILE] [--offscreen] [--real-photos DIR|--no-real-photos] [--keep]" >&2; exit 2 ;;
+  esac
+  shift
+done
+HOSTPY=${PYTHON:-}
+for cand in packaging/.build-venv/bin/python .venv/bin/python; do
+  [ -n "$HOSTPY" ] && break
+  [ -x "$cand" ] && HOSTPY=$ROOT/$cand
+done
+HOSTPY=${HOSTPY:-python3}
+
+fail() { echo "SMOKE FAIL: $*" >&2; exit 1; }
+step() { echo "== $*" >&2; }
+[ -f "$TARBALL" ] || fail "no tarball at $TARBALL (run bash packaging/linux/build.sh first)"
+TARBALL=$(cd "$(dirname "$TARBALL")" && pwd)/$(basename "$TARBALL")
+
+T=$(mktemp -d -t photosift-smoke.XXXXXX)
+cleanup() {
+  if [ "$KEEP" = 1 ]; then echo "scratch dir kept: $T" >&2; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+mkdir -p "$T/home" "$T/unpack" "$T/work"
+
+# A bare environment: what a desktop session gives a program, and nothing of this checkout.
+run() {
+  (cd "$T/work" && env -i HOME="$T/home" PATH="$T/home/.local/bin:/usr/bin:/bin" LANG=C.UTF-8 \
+    TMPDIR="$T" HF_HUB_OFFLINE=1 ${DISPLAY:+DISPLAY=$DISPLAY} ${QPA:+QT_QPA_PLATFORM=$QPA} "$@")
+}
+check() {  # check PYTHON-EXPRESSION-OVER-j FILE MESSAGE: j is the file's JSON
+  "$HOSTPY" -c "import json, sys; j = json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$2" \
+    || fail "$3: $(head -c 1500 "$2")"
+}
+
+step "photos: 24 generated single-shape photos (red, blue, green, yellow)"
+PYTHONPATH=$ROOT "$HOSTPY" -c "import sys; from app.sampledata import colour_folder; colour_folder(sys.argv[1])" \
+  "$T/photos" || fail "could not generate the test photos with $HOSTPY"
+(cd "$T/photos" && sha256sum ./* > "$T/photos.sha256")
+
+step "install: unpack $(basename "$TARBALL") and run install.sh"
+tar -C "$T/unpack" -xzf "$TARBALL"
+NAME=$(basename "$TARBALL" .tar.gz)
+QPA=offscreen run "$T/unpack/$NAME/install.sh" >&2
+BIN=$T/home/.local/bin/photosift
+[ -x "$BIN" ] || fail "install.sh did not put photosift on ~/.local/bin"
+[ -f "$T/home/.local/share/applications/photosift.desktop" ] || fail "no menu entry"
+[ -f "$T/home/.local/share/icons/hicolor/512x512/apps/photosift.png" ] || fail "no icon"
+if command -v desktop-file-validate >/dev/null; then
+  desktop-file-validate "$T/home/.local/share/applications/photosift.desktop" || fail "invalid .desktop file"
+fi
+rm -rf "$T/unpack"  # the installed copy must stand on its own
+
+step "version and models (offline)"
+v=$(QPA=offscreen run photosift --version)
+[ "$v" = "photosift $VERSION" ] || fail "--version said '$v'"
+QPA=offscreen run photosift cli models list --json > "$T/models.json"
+check 'any(m["key"] == "photosift-demo" and m["here"] for m in j)' "$T/models.json" "the bundled demo model is not available"
+
+step "command line: index and search"
+QPA=offscreen run photosift cli index "$T/photos" --json > "$T/index.json"
+check 'j["files"] == 24 and j["embedded"] == 24 and j["failed"] == 0' "$T/index.json" "cli index"
+[ -f "$T/home/.local/share/photosift/library.db" ] || fail "the library is not in ~/.local/share/photosift"
+QPA=offscreen run photosift cli search "a red object" -k 6 --json > "$T/search.json"
+check 'sum(h["path"].rsplit("/", 1)[-1].startswith("red-") for h in j) >= 5' "$T/search.json" \
+  "cli search: the red photos are not first"
+
+step "window: index, search, results (engine started from the same executable)"
+gui=(photosift selftest --hits "$T/hits.json" --data-dir "$T/gui-library" --screenshot "$T/window.png"
+     --folder "$T/photos" --query "a red object" --size 1100x720 --timeout 150)
+t0=$(date +%s)
+if [ "$USE_XVFB" != no ] && command -v xvfb-run >/dev/null; then
+  QPA= run xvfb-run -a -s "-screen 0 1280x800x24" "${gui[@]}" 2> "$T/window.log" || \
+    fail "the window run failed: $(tail -c 3000 "$T/window.log")"
+  where="xvfb (xcb platform plugin)"
+else
+  QPA=offscreen run "${gui[@]}" 2> "$T/window.log" || fail "the window run failed: $(tail -c 3000 "$T/window.log")"
+  where="offscreen"
+fi
+check 'j["ok"] and len(j["hits"]) == 24 and sum(n.startswith("red-") for n in j["hits"][:6]) >= 5' \
+  "$T/hits.json" "window results"
+[ -s "$T/window.png" ] || fail "no window screenshot"
+sleep 1
+if pgrep -f "^$T/home/.local/lib/photosift/photosift --engine" >/dev/null; then
+  fail "the engine process outlived the window"
+fi
+echo "   window ran on $where in $(( $(date +%s) - t0 )) s: $("$HOSTPY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["hits"][:6])' "$T/hits.json")" >&2
+
+if [ -n "$REAL" ] && [ -d "$REAL" ]; then
+  n=$(find "$REAL" -maxdepth 1 -type f | wc -l)
+  step "command line: index $n real photos from $REAL (decoders inside the bundle)"
+  QPA=offscreen run photosift cli --data-dir "$T/real-library" index "$(cd "$REAL" && pwd)" --json > "$T/real.json"
+  check 'j["embedded"] >= 0.9 * j["files"] > 0' "$T/real.json" "real photos"
+  "$HOSTPY" -c 'import json, sys; j = json.load(open(sys.argv[1])); print("   %d files, %d embedded, %d could not be read %s in %.1f s" % (j["files"], j["embedded"], j["failed"], [f["path"].rsplit("/", 1)[-1] for f in j["failures"]], j["seconds"]))' "$T/real.json" >&2
+  check '[f for f in j["failures"] if f["path"].lower().endswith((".heic", ".avif", ".jpg", ".jpeg"))] == []' \
+    "$T/real.json" "HEIC/AVIF/JPEG photos failed to decode in the bundle"
+fi
+
+step "uninstall: the program goes; the library and the photos stay"
+QPA=offscreen run "$T/home/.local/lib/photosift/uninstall.sh" >&2
+[ ! -e "$T/home/.local/lib/photosift" ] && [ ! -e "$BIN" ] || fail "uninstall left the program behind"
+[ ! -e "$T/home/.local/share/applications/photosift.desktop" ] || fail "uninstall left the menu entry"
+[ -f "$T/home/.local/share/photosift/library.db" ] || fail "uninstall removed the library"
+(cd "$T/photos" && sha256sum --quiet -c "$T/photos.sha256") || fail "the photos changed"
+
+echo "SMOKE PASS" >&2
