@@ -92,13 +92,16 @@ def _tqdm_for(callback: Callable[[DownloadProgress], None] | None, cancel: threa
             kw["disable"] = True  # never print: the caller decides what the user sees
             self._name = str(kw.get("desc") or "")
             super().__init__(*a, **kw)
+            # A disabled tqdm does not count (its update() returns at once): count here.
+            self._done = int(kw.get("initial") or 0)
 
         def update(self, n=1):
             super().update(n)
+            self._done += int(n or 0)
             if cancel is not None and cancel.is_set():
                 raise Cancelled("download cancelled; it resumes where it stopped next time")
             if callback is not None:
-                callback(DownloadProgress(self._name, int(self.n), self.total))
+                callback(DownloadProgress(self._name, self._done, self.total))
 
     return _Bridge
 

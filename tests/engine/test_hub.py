@@ -111,3 +111,21 @@ def test_import_refuses_broken_folders(tmp_path, breakage, match):
     with pytest.raises(ModelError, match=match):
         import_model_folder(src, settings)
     assert not (settings.models_dir / MODEL_KEY).exists()
+
+
+def test_download_progress_counts_bytes_and_cancels():
+    """huggingface_hub drives a tqdm class; a disabled tqdm does not count, so the bridge
+    must (this once reported 0 bytes done for a whole download)."""
+    import threading
+
+    from engine.errors import Cancelled
+    from engine.hub import _tqdm_for
+
+    seen, cancel = [], threading.Event()
+    bar = _tqdm_for(seen.append, cancel)(total=100, initial=10, desc="image.onnx")
+    bar.update(40)
+    bar.update(50)
+    assert [(p.done, p.total) for p in seen] == [(50, 100), (100, 100)]
+    cancel.set()
+    with pytest.raises(Cancelled):
+        bar.update(1)
