@@ -160,18 +160,23 @@ def _read(path: Path) -> bytes:
 
 
 def _open_sidecar(path: Path) -> meta.Opened | None:
-    """The parsed sidecar; None for an empty file (treated as a sidecar with nothing in it)."""
+    """The parsed sidecar; None for an empty file (treated as a sidecar with nothing in it).
+
+    A sidecar that does not parse is an error, never "no keywords": the user's keywords are in
+    there, and writing over it would lose them.
+    """
     data = _read(path)
     if not data.strip():
         return None
+    bad = "malformed XMP sidecar, left untouched"
     try:
         opened = meta.open_bytes(data)
     except exiv2.Exiv2Error as e:
-        raise MetadataError(path, f"not an XMP sidecar ({e.message})") from e
+        raise MetadataError(path, f"{bad} ({e.message})") from e
     if opened.mime != meta.XMP_MIME:
-        raise MetadataError(path, f"not an XMP sidecar (it holds {opened.mime})")
+        raise MetadataError(path, f"{bad} (it holds {opened.mime} data)")
     if opened.errors:
-        raise MetadataError(path, f"malformed XMP, left untouched ({'; '.join(opened.errors)})")
+        raise MetadataError(path, f"{bad} ({'; '.join(opened.errors)})")
     return opened
 
 
