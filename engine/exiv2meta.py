@@ -32,6 +32,10 @@ XMP_MIME = "application/rdf+xml"
 
 _log = logging.getLogger("exiv2")  # python-exiv2 routes libexiv2's log here
 _local = threading.local()
+# The XMP Toolkit inside exiv2 keeps one process-wide namespace registry, which parsing a packet
+# with an unknown namespace writes to; python-exiv2 cannot hand it a lock. Keyword I/O is not a
+# hot path, so callers hold this lock around all exiv2 work instead.
+LOCK = threading.RLock()
 _setup_lock = threading.Lock()
 _set_up = False
 
@@ -57,6 +61,7 @@ def _setup() -> None:
             return
         exiv2.LogMsg.setLevel(exiv2.LogMsg.Level.error)
         _log.addHandler(_Collector())
+        exiv2.XmpParser.initialize()  # not thread-safe itself: done once, under the lock
         _set_up = True
 
 

@@ -31,6 +31,7 @@ Safety
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import unicodedata
@@ -53,6 +54,17 @@ DC_SUBJECT = "Xmp.dc.subject"
 LR_HIERARCHY = "Xmp.lr.hierarchicalSubject"
 HIERARCHY_ROOT = "photosift"
 _SIDECAR_SUFFIXES = (".xmp", ".XMP")
+
+
+def _exiv2_locked(fn):
+    """Run ``fn`` holding the exiv2 lock (see :data:`engine.exiv2meta.LOCK`)."""
+
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        with meta.LOCK:
+            return fn(*args, **kwargs)
+
+    return locked
 
 
 # ------------------------------------------------------------------------------------ naming
@@ -119,6 +131,7 @@ class KeywordSources:
         return _merge([], [*self.sidecar, *self.xmp, *self.iptc])
 
 
+@_exiv2_locked
 def read_keyword_sources(photo: Path) -> KeywordSources:
     """The keywords of ``photo`` from each place they can live; see :class:`KeywordSources`.
 
@@ -183,6 +196,7 @@ def _open_sidecar(path: Path) -> meta.Opened | None:
 # ------------------------------------------------------------------------------------ writing
 
 
+@_exiv2_locked
 def write_sidecar_keywords(
     photo: Path,
     add: Iterable[str],
@@ -219,6 +233,7 @@ def write_sidecar_keywords(
     return path
 
 
+@_exiv2_locked
 def embed_keywords(
     photo: Path,
     add: Iterable[str],
