@@ -22,10 +22,13 @@ def replace_bytes(path: Path, data: bytes, *, expect: os.stat_result | None = No
 
     ``expect``: the ``os.stat`` of ``path`` when its old content was read. If the file no longer
     matches (size or modification time), someone else wrote it meanwhile and :class:`FileChanged`
-    is raised instead of overwriting their change. The file's permission bits are kept.
+    is raised instead of overwriting their change. The file's permission bits are kept; a
+    symbolic link keeps pointing at the (updated) file. A hard link is not kept: the new
+    content is a new file, as with any editor that saves safely.
     Raises ``OSError`` (``PermissionError`` for a read-only folder) with nothing changed.
     """
-    path = Path(path)
+    # Replace what a symbolic link points at, not the link (which would become a plain file).
+    path = Path(os.path.realpath(path))
     fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -214,6 +214,8 @@ def write_sidecar_keywords(
     Removing a keyword here does not remove a copy embedded in the photo itself.
     """
     photo = Path(photo)
+    if not photo.is_file():
+        raise MetadataError(photo, "no such photo")
     path = sidecar_path(photo, style)
     add_list, remove_list = _clean_all(path, add), _clean_all(path, remove)
     before = None
@@ -457,8 +459,6 @@ def export_tags_to_sidecars(
     report = ExportReport(total=len(paths))
     for i, photo in enumerate(paths):
         try:
-            if not Path(photo).is_file():
-                raise MetadataError(photo, "no such photo")
             written = write_sidecar_keywords(
                 Path(photo),
                 list(photo_keywords.get(photo, ())),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import threading
 import unicodedata
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -196,6 +197,48 @@ def test_unchanged_sidecar_is_not_rewritten(tmp_path):
     assert sidecar.stat().st_mtime_ns == stamp
 
 
+def test_empty_sidecar_counts_as_new_and_missing_photo_is_refused(tmp_path):
+    photo = photo_copy(tmp_path, "Canon_EOS_1000D.jpg")
+    sidecar = tmp_path / "Canon_EOS_1000D.jpg.xmp"
+    sidecar.write_bytes(b"")  # e.g. left by a program that crashed while creating it
+    assert xmp.read_keywords(photo) == []
+    assert xmp.write_sidecar_keywords(photo, ["cat"]) == sidecar
+    assert rdf_items(sidecar.read_bytes(), "dc:subject") == ["cat"]
+    with pytest.raises(MetadataError, match="no such photo"):
+        xmp.write_sidecar_keywords(tmp_path / "gone.jpg", ["cat"])
+    assert not (tmp_path / "gone.jpg.xmp").exists()
+
+
+def test_threads_writing_sidecars_at_once_each_get_their_own(tmp_path):
+    photos = [photo_copy(tmp_path, "Canon_EOS_1000D.jpg")]
+    for i in range(3):
+        photos.append(tmp_path / f"copy{i}.jpg")
+        shutil.copyfile(photos[0], photos[-1])
+        # Foreign namespaces make every parse register them in the XMP Toolkit's registry.
+        ns = DARKTABLE_SIDECAR.replace("http://example.com/my/1.0/", f"http://example.com/{i}/")
+        photos[-1].with_name(photos[-1].name + ".xmp").write_text(ns, encoding="utf-8")
+    errors = []
+
+    def work(photo, n):
+        try:
+            for k in range(5):
+                xmp.write_sidecar_keywords(photo, [f"t{n}-{k}"])
+                xmp.read_keywords(photo)
+        except Exception as e:  # collected: an exception in a thread would be lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(p, n)) for n, p in enumerate(photos)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for n, photo in enumerate(photos):
+        assert [k for k in xmp.read_keywords(photo) if k.startswith("t")] == [
+            f"t{n}-{k}" for k in range(5)
+        ]
+
+
 def test_lightroom_sidecar_is_read_and_updated_in_place(tmp_path):
     photo = photo_copy(tmp_path, "Canon_EOS_1000D.jpg")
     lr_sidecar = tmp_path / "Canon_EOS_1000D.xmp"
@@ -314,8 +357,15 @@ def test_malformed_embedded_xmp_is_skipped_on_read_and_refused_on_write(tmp_path
 # ------------------------------------------------------------------------------ embedding
 
 
-def test_embed_into_jpeg_changes_only_the_xmp_and_iptc_segments(tmp_path):
-    photo = photo_copy(tmp_path, "Olympus_FE230-X790.jpg")  # XMP + IPTC + Exif
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Olympus_FE230-X790.jpg",  # XMP + IPTC + Exif
+        "Nikon_D40.jpg",  # exiv2 alone would rewrite its Exif MakerNote: it must not change
+    ],
+)
+def test_embed_into_jpeg_changes_only_the_xmp_and_iptc_segments(tmp_path, name):
+    photo = photo_copy(tmp_path, name)
     before = photo.read_bytes()
     with Image.open(photo) as im:
         pixels = im.tobytes()
@@ -380,7 +430,7 @@ def test_embed_into_other_formats_keeps_pixels(tmp_path, fmt):
     src = shared("photos") / "metadata-extractor-images" / "Canon_EOS_1000D.jpg"
     photo = tmp_path / f"photo.{fmt.lower()}"
     with Image.open(src) as im:
-        im.reduce(8).save(photo, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+        im.reduce(16).save(photo, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
     with Image.open(photo) as im:
         pixels = im.tobytes()
 
@@ -390,6 +440,18 @@ def test_embed_into_other_formats_keeps_pixels(tmp_path, fmt):
     with Image.open(photo) as im:
         assert im.tobytes() == pixels
     assert no_temp_files(tmp_path)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links need privileges on Windows")
+def test_embed_through_a_symlink_updates_the_photo_and_keeps_the_link(tmp_path):
+    photo = photo_copy(tmp_path, "Canon_EOS_1000D.jpg")
+    link = tmp_path / "album" / "link.jpg"
+    link.parent.mkdir()
+    link.symlink_to(photo)
+    xmp.embed_keywords(link, ["linked"])
+    assert link.is_symlink() and link.resolve() == photo
+    assert rdf_items(embedded_xmp(photo), "dc:subject") == ["linked"]
+    assert no_temp_files(tmp_path) and no_temp_files(link.parent)
 
 
 @pytest.mark.parametrize(
