@@ -231,6 +231,7 @@ def write_sidecar_keywords(
         data = opened.serialize()
     except exiv2.Exiv2Error as e:
         raise MetadataError(path, f"exiv2 could not write the XMP ({e.message})") from e
+    _check_written(path, data, opened, iptc=False)
     _replace(path, data, before)
     return path
 
@@ -290,6 +291,7 @@ def embed_keywords(
             raise MetadataError(photo, f"JPEG structure not understood ({e})") from e
     else:
         data = rewritten
+    _check_written(photo, data, opened, iptc=iptc_changed)
     _check_pixels(photo, original, data)
     _replace(photo, data, before)
 
@@ -334,6 +336,31 @@ def _apply_hierarchy(
         if vocab and "|" not in vocab and "|" not in label:
             fresh.append(f"{HIERARCHY_ROOT}|{vocab.strip()}|{label}")
     return _merge(kept, fresh)
+
+
+def _check_written(path: Path, data: bytes, intended: meta.Opened, *, iptc: bool) -> None:
+    """Read the new bytes back before they replace anything: they must hold the keywords meant.
+
+    exiv2 reports some failures only in its log (an XMP packet it cannot encode is dropped with
+    a warning), so the result is checked rather than trusted.
+    """
+    try:
+        back = meta.open_bytes(data)
+    except exiv2.Exiv2Error as e:
+        reason = f"the new file does not read back ({e.message}); not written"
+        raise MetadataError(path, reason) from e
+    wrong = [
+        key
+        for key in (DC_SUBJECT, LR_HIERARCHY)
+        if meta.get_bag(back, key) != meta.get_bag(intended, key)
+    ]
+    if iptc and meta.get_iptc_keywords(back) != meta.get_iptc_keywords(intended):
+        wrong.append(meta.IPTC_KEYWORDS)
+    if back.xmp_broken or wrong:
+        what = ", ".join(wrong) or "XMP"
+        raise MetadataError(
+            path, f"the new file does not read back as written ({what}); not written"
+        )
 
 
 def _is_mpo(data: bytes) -> bool:

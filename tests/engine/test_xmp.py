@@ -521,6 +521,22 @@ def test_write_refused_when_the_file_changed_meanwhile(tmp_path, monkeypatch):
     assert no_temp_files(tmp_path)
 
 
+def test_write_that_does_not_read_back_is_not_written(tmp_path, monkeypatch):
+    photo = photo_copy(tmp_path, "Olympus_FE230-X790.jpg")
+    sidecar = xmp.write_sidecar_keywords(photo, ["before"])
+    old_sidecar, old_photo = sidecar.read_bytes(), photo.read_bytes()
+
+    # As if exiv2 had skipped the change (it drops an XMP packet it cannot encode with no more
+    # than a log warning): "serialising" hands back the unchanged bytes.
+    monkeypatch.setattr(exiv2meta.Opened, "serialize", lambda self: bytes(self.image.data()))
+    with pytest.raises(MetadataError, match=r"does not read back as written \(Xmp.dc.subject"):
+        xmp.write_sidecar_keywords(photo, ["after"])
+    with pytest.raises(MetadataError, match=r"does not read back as written \(Xmp.dc.subject"):
+        xmp.embed_keywords(photo, ["after"])
+    assert sidecar.read_bytes() == old_sidecar and photo.read_bytes() == old_photo
+    assert no_temp_files(tmp_path)
+
+
 def test_read_only_folder_is_a_clear_error(tmp_path, monkeypatch):
     photo = photo_copy(tmp_path, "Canon_EOS_1000D.jpg")
 
