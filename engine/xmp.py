@@ -448,7 +448,9 @@ def _apply(old: list[str], add: list[str], remove: list[str]) -> list[str]:
 
 
 @dataclass
-class ExportProgress:
+class BatchProgress:
+    """Reported after every photo of a batch."""
+
     done: int
     total: int
     current: Path | None
@@ -462,29 +464,36 @@ class ExportReport:
     total: int = 0
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    cancelled: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.cancelled
 
 
 def export_tags_to_sidecars(
     photo_keywords: Mapping[Path, Iterable[str]],
-    progress: Callable[[ExportProgress], None] | None = None,
+    progress: Callable[[BatchProgress], None] | None = None,
     *,
     remove: Mapping[Path, Iterable[str]] | None = None,
     vocabulary_of: Mapping[str, str] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> ExportReport:
     """Write each photo's keywords into its XMP sidecar (see :func:`write_sidecar_keywords`).
 
     ``photo_keywords``: photo path -> keywords to have in its sidecar (added; keywords already
     there stay). ``remove``: photo path -> keywords to take out (e.g. tags the user rejected).
-    ``progress`` is called after every photo. Per-photo errors are collected in the report.
+    ``progress`` is called after every photo; ``cancel`` is asked before each one and stops the
+    batch (``report.cancelled``), every sidecar already written staying written. Per-photo
+    errors are collected in the report.
     """
     remove = remove or {}
     paths = list(dict.fromkeys([*photo_keywords, *remove]))
     report = ExportReport(total=len(paths))
     for i, photo in enumerate(paths):
+        if cancel is not None and cancel():
+            report.cancelled = True
+            break
         try:
             written = write_sidecar_keywords(
                 Path(photo),
@@ -496,5 +505,45 @@ def export_tags_to_sidecars(
         except MetadataError as e:
             report.failed.append((Path(photo), e.reason))
         if progress is not None:
-            progress(ExportProgress(i + 1, len(paths), Path(photo)))
+            progress(BatchProgress(i + 1, len(paths), Path(photo)))
+    return report
+
+
+@dataclass
+class ImportReport:
+    """What :func:`import_keywords` found: keywords per photo (photos without any are left out),
+    photos whose sidecar could not be read (``failed``, with the reason), and embedded metadata
+    that was skipped (``problems``, one line each)."""
+
+    total: int = 0
+    keywords: dict[Path, list[str]] = field(default_factory=dict)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def import_keywords(
+    photos: Iterable[Path],
+    progress: Callable[[BatchProgress], None] | None = None,
+    *,
+    cancel: Callable[[], bool] | None = None,
+) -> ImportReport:
+    """Read the keywords of many photos (see :func:`read_keywords`), to take in as confirmed
+    tags. One unreadable photo or sidecar never stops the batch."""
+    paths = [Path(p) for p in dict.fromkeys(photos)]
+    report = ImportReport(total=len(paths))
+    for i, photo in enumerate(paths):
+        if cancel is not None and cancel():
+            report.cancelled = True
+            break
+        try:
+            sources = read_keyword_sources(photo)
+        except MetadataError as e:
+            report.failed.append((photo, e.reason))
+        else:
+            report.problems += sources.problems
+            if found := sources.union():
+                report.keywords[photo] = found
+        if progress is not None:
+            progress(BatchProgress(i + 1, len(paths), photo))
     return report

@@ -624,3 +624,36 @@ def test_export_collects_errors_and_never_aborts(tmp_path):
     ]
     # The sidecar cannot remove what is embedded in the photo; the union still has it.
     assert xmp.read_keywords(last) == ["planet", "Jupiter"]
+
+
+def test_export_stops_when_cancelled_and_keeps_what_it_wrote(tmp_path):
+    photos = [photo_copy(tmp_path, "Canon_EOS_1000D.jpg"), photo_copy(tmp_path, "Nikon_D40.jpg")]
+    seen = []
+    report = xmp.export_tags_to_sidecars(
+        {p: ["cat"] for p in photos}, progress=seen.append, cancel=lambda: len(seen) >= 1
+    )
+    assert report.cancelled and not report.ok
+    assert report.written == [xmp.sidecar_path(photos[0])]
+    assert not xmp.existing_sidecars(photos[1])
+
+
+def test_import_reads_many_photos_and_collects_failures(tmp_path):
+    tagged = photo_copy(tmp_path, "Nokia_Lumia_800.jpg")
+    plain = photo_copy(tmp_path, "Canon_EOS_1000D.jpg")
+    broken = photo_copy(tmp_path, "Issue_308.jpg")  # malformed embedded XMP: skipped, noted
+    bad_sidecar = photo_copy(tmp_path, "Nikon_D40.jpg")
+    (tmp_path / "Nikon_D40.jpg.xmp").write_text("<x:xmpmeta", encoding="utf-8")
+    xmp.write_sidecar_keywords(plain, ["kitchen"])
+    seen = []
+
+    report = xmp.import_keywords(
+        [tagged, plain, broken, bad_sidecar, tmp_path / "gone.jpg"], progress=seen.append
+    )
+
+    assert report.keywords == {
+        tagged: ["2012", "dublin", "ireland", "june", "lumia"],
+        plain: ["kitchen"],
+    }
+    assert [p for p, _ in report.failed] == [bad_sidecar, tmp_path / "gone.jpg"]
+    assert len(report.problems) == 1 and "Issue_308.jpg" in report.problems[0]
+    assert [p.done for p in seen] == [1, 2, 3, 4, 5] and not report.cancelled
