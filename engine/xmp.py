@@ -32,6 +32,7 @@ Safety
 from __future__ import annotations
 
 import functools
+import glob
 import io
 import os
 import unicodedata
@@ -75,7 +76,9 @@ def sidecar_path(photo: Path, style: SidecarStyle = "auto") -> Path:
 
     ``"appended"``: ``IMG_1.jpg.xmp`` (digiKam, darktable). ``"replaced"``: ``IMG_1.xmp``
     (Lightroom). ``"auto"``: the sidecar that already exists, in that order of preference
-    (either suffix case), else the appended name.
+    (either suffix case), else the appended name. A replaced-style ``IMG_1.xmp`` is not taken
+    for ``IMG_1.jpg`` when another ``IMG_1.*`` sits beside it: Lightroom writes sidecars for raw
+    files only, so that one belongs to ``IMG_1.cr2`` (it is still read, as the same shot's).
     """
     photo = Path(photo)
     appended = photo.with_name(photo.name + ".xmp")
@@ -87,7 +90,17 @@ def sidecar_path(photo: Path, style: SidecarStyle = "auto") -> Path:
     if style != "auto":
         raise ValueError(f"unknown sidecar style {style!r} (auto, appended, replaced)")
     existing = existing_sidecars(photo)
+    if existing and existing[0].name.lower() == replaced.name.lower() and _has_twin(photo):
+        existing = existing[1:]
     return existing[0] if existing else appended
+
+
+def _has_twin(photo: Path) -> bool:
+    """Another file with the same stem beside ``photo`` (IMG_1.cr2 for IMG_1.jpg), not a sidecar."""
+    pattern = glob.escape(photo.stem) + ".*"
+    return any(
+        p.name != photo.name and p.suffix.lower() != ".xmp" for p in photo.parent.glob(pattern)
+    )
 
 
 def existing_sidecars(photo: Path) -> list[Path]:

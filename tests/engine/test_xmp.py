@@ -121,6 +121,10 @@ def test_sidecar_names_follow_digikam_and_lightroom(tmp_path):
     assert xmp.sidecar_path(photo) == tmp_path / "IMG_1.xmp"  # the existing one is updated
     with pytest.raises(ValueError, match="sidecar style"):
         xmp.sidecar_path(photo, "sideways")
+    # With IMG_1.CR2 beside it, IMG_1.xmp is the raw's (Lightroom): the JPEG gets its own.
+    (tmp_path / "IMG_1.CR2").write_bytes(b"")
+    assert xmp.sidecar_path(photo) == tmp_path / "IMG_1.JPG.xmp"
+    assert xmp.existing_sidecars(photo) == [tmp_path / "IMG_1.xmp"]  # still read
 
 
 # ------------------------------------------------------------------------- sidecar writing
