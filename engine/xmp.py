@@ -449,8 +449,8 @@ def _merge(base: list[str], extra: Iterable[str]) -> list[str]:
 
 
 def _apply(old: list[str], add: list[str], remove: list[str]) -> list[str]:
-    """``old`` minus ``remove``, plus ``add``; existing order and spellings kept.
-    Duplicates already in ``old`` are collapsed only when something is being changed."""
+    """``old`` minus ``remove``, plus ``add``; existing order, spellings and any duplicates
+    another program left are kept. A keyword both added and removed stays (adding wins)."""
     gone = {meta.nfc(k) for k in remove} - {meta.nfc(k) for k in add}
     kept = [k for k in old if meta.nfc(k) not in gone]
     new = _merge(kept, add)
