@@ -33,3 +33,16 @@ class QueryError(PhotosiftError):
 
 class Cancelled(PhotosiftError):
     """Long work was cancelled by the caller; everything committed so far is kept."""
+
+
+class MetadataError(PhotosiftError):
+    """Keywords could not be read from or written to a photo or its XMP sidecar.
+
+    ``str(e)`` names the file and the reason; ``e.path`` is that file. Nothing was changed:
+    writes are atomic, so the file on disk is either the old one or the complete new one.
+    """
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
