@@ -662,6 +662,19 @@ class Tagger:
                              path=info[i]["path"], online=info[i]["online"]))  # fmt: skip
         return hits, len(chosen)
 
+    def vocab_info(self, name: str) -> dict:
+        """A vocabulary with, per label, the threshold in force, its source and its counts."""
+        sv = S.load(self.db, name)
+        plan = self.plan(sv)
+        c = S.counts(self.db, self.model_id, [sl.id for sl in sv.labels])
+        labels = [
+            dict(name=sl.label.name, synonyms=list(sl.label.synonyms), prompts=list(sl.label.prompts),
+                 threshold=round(lp.threshold, 6), threshold_source=lp.source,
+                 confirmed=c[sl.id]["confirmed"], rejected=c[sl.id]["rejected"], tagged=c[sl.id]["tagged"])
+            for sl, lp in zip(sv.labels, plan.labels, strict=True)
+        ]  # fmt: skip
+        return dict(vocab_summary(sv), label_list=labels, default_threshold=plan.default)
+
     def counts(self, vocab: str | None = None) -> list[dict]:
         self.ensure_current(vocab)
         out = []
@@ -670,6 +683,11 @@ class Tagger:
             c = S.counts(self.db, self.model_id, [sl.id for sl in sv.labels])
             out += [dict(vocab=sv.name, label=sl.label.name, **c[sl.id]) for sl in sv.labels]
         return out
+
+
+def vocab_summary(sv: S.StoredVocab) -> dict:
+    return dict(name=sv.name, labels=len(sv.labels), templates=list(sv.vocab.templates),
+                threshold=sv.vocab.threshold, updated_at=sv.updated_at)  # fmt: skip
 
 
 def _stack(vecs: dict[int, np.ndarray], ids: list[int], d: int) -> np.ndarray:
