@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, common)  # vocab ..., tag ...
 
-    sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality")
+    sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality, tagging")
     from .bench import add_arguments
 
     add_arguments(sp)

@@ -132,12 +132,18 @@ CREATE TABLE tag_answers (
 ) WITHOUT ROWID;
 CREATE INDEX tag_answers_hash ON tag_answers(image_hash);
 CREATE TABLE auto_tags (                  -- probability reached the threshold (model's view)
-    label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
-    model_id INTEGER NOT NULL REFERENCES tag_models(id) ON DELETE CASCADE,
-    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    label_id INTEGER NOT NULL,            -- no foreign keys: a re-tag writes 100,000s of rows and
+    model_id INTEGER NOT NULL,            -- per-row key checks would triple the cost; the
+    image_id INTEGER NOT NULL,            -- triggers below clean up instead
     PRIMARY KEY (label_id, model_id, image_id)
 ) WITHOUT ROWID;
 CREATE INDEX auto_tags_image ON auto_tags(image_id, model_id);
+CREATE TRIGGER auto_tags_label_gone AFTER DELETE ON labels BEGIN
+    DELETE FROM auto_tags WHERE label_id = old.id;
+END;
+CREATE TRIGGER auto_tags_image_gone AFTER DELETE ON images BEGIN
+    DELETE FROM auto_tags WHERE image_id = old.id;
+END;
 CREATE TABLE tag_runs (                   -- which vocabulary version a model's automatic tags reflect
     vocab_id INTEGER NOT NULL REFERENCES vocabularies(id) ON DELETE CASCADE,
     model_id INTEGER NOT NULL REFERENCES tag_models(id) ON DELETE CASCADE,
@@ -236,14 +242,12 @@ class LibraryDB:
             raise DatabaseError(f"{self.path} is not a photosift database; it was left untouched")
         with self.transaction():
             if version == 0:
-                for stmt in _SCHEMA_V1.split(";"):
-                    if stmt.strip():
-                        self.conn.execute(stmt)
+                for stmt in _statements(_SCHEMA_V1):
+                    self.conn.execute(stmt)
                 version = 1
             while version < SCHEMA_VERSION:
-                for stmt in MIGRATIONS[version].split(";"):
-                    if stmt.strip():
-                        self.conn.execute(stmt)
+                for stmt in _statements(MIGRATIONS[version]):
+                    self.conn.execute(stmt)
                 version += 1
             self.conn.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(version),)
@@ -614,6 +618,17 @@ class LibraryDB:
             "GROUP BY s.id ORDER BY s.key"
         )
         return dict(cur.fetchall())
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, one at a time (a trigger's body holds semicolons)."""
+    buf = ""
+    for part in script.split(";"):
+        buf += part + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \t\r\n;"):
+                yield buf
+            buf = ""
 
 
 def _day_after(date: str) -> str:

@@ -386,15 +386,11 @@ def auto_tags(db, model: int, label_ids: list[int]) -> np.ndarray:
 def write_auto_tags(db, model: int, added: np.ndarray, removed: np.ndarray) -> None:
     """Apply a diff of keys (label_id << 32 | image_id); call inside a transaction."""
     c = _conn(db)
-    mask = np.int64(0xFFFFFFFF)
-    if len(removed):
-        c.executemany("DELETE FROM auto_tags WHERE label_id=? AND model_id=? AND image_id=?",
-                      zip((removed >> 32).tolist(), [model] * len(removed), (removed & mask).tolist(), strict=True))  # fmt: skip
-    if len(added):
-        # OR IGNORE: a photo garbage-collected meanwhile would fail its foreign key instead.
-        c.executemany("INSERT OR IGNORE INTO auto_tags(label_id, model_id, image_id) "
-                      "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM images WHERE id=?)",
-                      ((int(k >> 32), model, int(k & mask), int(k & mask)) for k in added))  # fmt: skip
+    for keys, sql in ((removed, "DELETE FROM auto_tags WHERE label_id=? AND model_id=? AND image_id=?"),
+                      (added, "INSERT OR IGNORE INTO auto_tags(label_id, model_id, image_id) VALUES(?,?,?)")):  # fmt: skip
+        if len(keys):
+            rows = np.stack([keys >> 32, np.full(len(keys), model, np.int64), keys & 0xFFFFFFFF], 1)
+            c.executemany(sql, rows.tolist())
 
 
 def effective_ids(db, model: int, label_id: int) -> set[int]:
