@@ -395,11 +395,23 @@ class Tagger:
     ) -> np.ndarray:
         """Keys (label_id << 32 | image_id) of every (label, photo) at or over the threshold."""
         sub = plan if cols is None else _subplan(plan, cols)
+        sc = self.scoring
         lids = np.array([lp.id for lp in sub.labels], np.int64)
+        # scale * cos + bias >= thr  <=>  cos >= (thr - bias) / scale: one pass over the scores
+        # instead of three. Labels with an example cache are compared in logits.
+        cos_thr = ((sub.thr - np.float32(sc.bias)) / np.float32(sc.scale)).astype(np.float32)
+        cached = [j for j, lp in enumerate(sub.labels) if lp.cache is not None]
         keys = []
         for s in range(0, len(ids), CHUNK):
-            z = sub.logits(self.scoring, x[s : s + CHUNK])
-            r, c = np.nonzero(z >= sub.thr[None, :])
+            xs = x[s : s + CHUNK]
+            cos = xs @ sub.t.T
+            if sc.none_vec is not None:
+                cos -= (xs @ sc.none_vec)[:, None]
+            hit = cos >= cos_thr[None, :]
+            for j in cached:
+                z = sc.scale * cos[:, j] + sc.bias + sub.labels[j].cache.term(xs)
+                hit[:, j] = z >= sub.thr[j]
+            r, c = np.nonzero(hit)
             if len(r):
                 keys.append((lids[c] << 32) | ids[s + r])
         return np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
