@@ -155,9 +155,11 @@ class LabelCache:
     neg_ids: list[int]
 
     def term(
-        self, x: np.ndarray, alpha: float = CACHE_ALPHA, beta: float = CACHE_BETA
+        self, x: np.ndarray, alpha: float | None = None, beta: float | None = None
     ) -> np.ndarray:
         """The logit added for image vectors x [n, d]."""
+        alpha = CACHE_ALPHA if alpha is None else alpha
+        beta = CACHE_BETA if beta is None else beta
         out = np.zeros(len(x), np.float32)
         for keys, sign in ((self.pos, 1.0), (self.neg, -1.0)):
             if len(keys):
@@ -167,7 +169,7 @@ class LabelCache:
         return out
 
     def loo_terms(
-        self, alpha: float = CACHE_ALPHA, beta: float = CACHE_BETA
+        self, alpha: float | None = None, beta: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The cache term of each answered photo with itself left out of the cache."""
 
@@ -182,11 +184,12 @@ class LabelCache:
 
 
 def fit_threshold(
-    pos: np.ndarray, neg: np.ndarray, prior: float, sigma: float = PRIOR_SIGMA
+    pos: np.ndarray, neg: np.ndarray, prior: float, sigma: float | None = None
 ) -> float:
     """The logit threshold t maximising sum log s(p - t) + sum log s(t - n) - (t - prior)^2 / 2 sigma^2.
 
     Concave in t, so Newton's method converges from the prior in a few steps."""
+    sigma = PRIOR_SIGMA if sigma is None else sigma
     t = float(prior)
     pos = np.asarray(pos, np.float64)
     neg = np.asarray(neg, np.float64)
@@ -454,7 +457,7 @@ class Tagger:
         label_ids = (
             [lp.id for lp in plan.labels] if cols is None else [plan.labels[c].id for c in cols]
         )
-        with self.db.transaction():
+        with self.db.transaction(), S.big_cache(self.db):
             if S.version(self.db, plan.vocab_id) != plan.version:
                 return False  # edited since the plan was made: compute again
             old = S.auto_tags(self.db, self.model_id, label_ids)

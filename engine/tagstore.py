@@ -13,6 +13,7 @@ vector or probability is, is engine.tagging's business.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -383,14 +384,37 @@ def auto_tags(db, model: int, label_ids: list[int]) -> np.ndarray:
     return np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
 
 
-def write_auto_tags(db, model: int, added: np.ndarray, removed: np.ndarray) -> None:
-    """Apply a diff of keys (label_id << 32 | image_id); call inside a transaction."""
+@contextlib.contextmanager
+def big_cache(db, mib: int = 64):
+    """A larger page cache while a re-tag writes: the image-order index of auto_tags is
+    updated in random order, and SQLite's default 2 MiB cache thrashes on it."""
     c = _conn(db)
-    for keys, sql in ((removed, "DELETE FROM auto_tags WHERE label_id=? AND model_id=? AND image_id=?"),
-                      (added, "INSERT OR IGNORE INTO auto_tags(label_id, model_id, image_id) VALUES(?,?,?)")):  # fmt: skip
-        if len(keys):
-            rows = np.stack([keys >> 32, np.full(len(keys), model, np.int64), keys & 0xFFFFFFFF], 1)
-            c.executemany(sql, rows.tolist())
+    before = c.execute("PRAGMA cache_size").fetchone()[0]
+    c.execute(f"PRAGMA cache_size=-{int(mib) * 1024}")
+    try:
+        yield
+    finally:
+        c.execute(f"PRAGMA cache_size={int(before)}")
+
+
+def write_auto_tags(db, model: int, added: np.ndarray, removed: np.ndarray) -> None:
+    """Apply a diff of keys (label_id << 32 | image_id); call inside a transaction.
+
+    The keys go to SQLite as one JSON array each, unpacked by json_each in C: several
+    times faster than one Python-side row per key for the 100,000s of rows of a re-tag."""
+    c = _conn(db)
+    if len(removed):
+        c.execute(
+            "DELETE FROM auto_tags WHERE model_id=? AND (label_id, image_id) IN "
+            "(SELECT value >> 32, value & 4294967295 FROM json_each(?))",
+            (model, json.dumps(removed.tolist())),
+        )
+    if len(added):
+        c.execute(
+            "INSERT OR IGNORE INTO auto_tags(label_id, model_id, image_id) "
+            "SELECT value >> 32, ?, value & 4294967295 FROM json_each(?)",
+            (model, json.dumps(added.tolist())),
+        )
 
 
 def effective_ids(db, model: int, label_id: int) -> set[int]:
