@@ -65,3 +65,23 @@ def test_help_everywhere(capsys):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+def test_export_xmp_hook_merges_keywords(library, capsys, monkeypatch):
+    """`tag export-xmp` hands each photo's tags to engine.xmp (another module writes the XMP)."""
+    import sys
+    import types
+
+    root, base, photos = library
+    assert main([*base, "vocab", "create", "xmpv", "--starter", "shapes-world"]) == 0
+    written: dict[str, list[str]] = {}
+    fake = types.ModuleType("engine.xmp")
+    fake.read_keywords = lambda path: ["holiday"]
+    fake.write_sidecar_keywords = lambda path, keywords: written.__setitem__(str(path), list(keywords))
+    monkeypatch.setitem(sys.modules, "engine.xmp", fake)
+    capsys.readouterr()
+    code, out, _ = run(capsys, *base, "tag", "export-xmp", "xmpv")
+    red = next(p for p in photos if "-red-" in p.name and str(p) in written)
+    assert code == 0 and f"wrote keywords for {len(written)} photos" in out
+    assert "red" in written[str(red)] and "holiday" in written[str(red)]
+    assert written[str(red)] == sorted(written[str(red)])
