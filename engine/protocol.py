@@ -672,6 +672,7 @@ Method = Literal[
     "cancel", "search", "similar", "failures", "photo_info", "thumbnail", "models_list",
     "use_model", "download_model", "import_model", "shutdown",
 ]  # fmt: skip
+Method = Literal[Method, TagMethod]  # nested Literals flatten: every method name  # type: ignore[misc]
 
 EVENTS = (
     "job_started", "progress", "job_done", "job_failed", "pause_state", "library_changed",
