@@ -40,7 +40,9 @@ def lib(tmp_path_factory):
 
 
 def colour_vocab(name="colours"):
-    return make_vocabulary(name, [{"name": c, "prompts": [f"a {c} object", f"something {c}"]} for c in COLOURS])
+    return make_vocabulary(
+        name, [{"name": c, "prompts": [f"a {c} object", f"something {c}"]} for c in COLOURS]
+    )
 
 
 def truth(lib, n=N):
@@ -96,12 +98,16 @@ def test_answers_win_survive_retag_and_model_switch_and_refine(lib):
     r = tg.answer("a", "red", [outsider], "confirmed")
     assert outsider in r["entered"] and r["threshold_source"] == "calibrated"
     tg.run("a")  # a full re-tag: answers still win
-    assert victim not in effective(lib, tg, "a", "red") and outsider in effective(lib, tg, "a", "red")
+    assert victim not in effective(lib, tg, "a", "red") and outsider in effective(
+        lib, tg, "a", "red"
+    )
     # Another model (same image space, another text side): no automatic tags yet, answers apply.
     other = Tagger(lib.db, _Renamed(lib.model(), "demo-finetuned"), lib.space_id)
     assert other.model_id != tg.model_id
     other.run("a")
-    assert outsider in effective(lib, other, "a", "red") and victim not in effective(lib, other, "a", "red")
+    assert outsider in effective(lib, other, "a", "red") and victim not in effective(
+        lib, other, "a", "red"
+    )
     # The contract fine-tuning codes against.
     ex = confirmed_examples(lib.db, "a")
     assert ex["red"] == ([outsider], [victim]) and ex["blue"] == ([], [])
@@ -136,7 +142,9 @@ def test_threshold_preview_matches_saving(lib):
     assert effective(lib, tg, "th", "blue") == before  # a preview saves nothing
     saved = tg.threshold_change("th", "blue", 0.9)
     assert saved["left"] == prev["left"] and saved["entered"] == prev["entered"] == []
-    assert saved["threshold_source"] == "user" and effective(lib, tg, "th", "blue") == before - set(saved["left"])
+    assert saved["threshold_source"] == "user" and effective(lib, tg, "th", "blue") == before - set(
+        saved["left"]
+    )
     low = tg.threshold_change("th", "blue", 0.001)
     assert set(low["entered"]) >= set(saved["left"])
     back = tg.threshold_change("th", "blue", None)
@@ -167,7 +175,9 @@ def test_vocabulary_edited_while_tagging_runs(lib, monkeypatch):
     assert [sl.label.name for sl in sv.labels] == ["crimson", "blue", "green", "yellow", "purple"]
     counts = {c["label"]: c["tagged"] for c in tg.counts("e")}
     assert counts["purple"] > 0 and counts["crimson"] > 0 and "white" not in counts
-    stray = lib.db.conn.execute("SELECT COUNT(*) FROM auto_tags WHERE label_id NOT IN (SELECT id FROM labels)")
+    stray = lib.db.conn.execute(
+        "SELECT COUNT(*) FROM auto_tags WHERE label_id NOT IN (SELECT id FROM labels)"
+    )
     assert stray.fetchone()[0] == 0
     S.delete(lib.db, "e")
 
@@ -187,7 +197,9 @@ def test_new_photos_tagged_as_indexed_and_search_by_tag(lib, tmp_path):
     red = effective(lib, tg, "n", "red")
     hits = lib.search(Query(text="a circle", k=100, filters=Filters(tags=[("n", "red")])))
     assert hits and {h.image_id for h in hits} <= red
-    both = lib.search(Query(text="a circle", k=100, filters=Filters(tags=[("n", "red"), ("n", "blue")])))
+    both = lib.search(
+        Query(text="a circle", k=100, filters=Filters(tags=[("n", "red"), ("n", "blue")]))
+    )
     assert {h.image_id for h in both} <= red & effective(lib, tg, "n", "blue")
     S.delete(lib.db, "n")
 
@@ -214,7 +226,9 @@ def test_v1_database_migrates_with_nothing_lost(tmp_path):
     c.execute("INSERT INTO meta VALUES('schema_version', '1')")
     c.execute("INSERT INTO folders(id, path, added_at) VALUES(1, '/p', 1.0)")
     c.execute("INSERT INTO images(id, hash, added_at) VALUES(7, 'abc', 1.0)")
-    c.execute("INSERT INTO files(path, folder_id, image_id, size, mtime_ns, ext) VALUES('/p/a.jpg', 1, 7, 3, 4, 'jpg')")
+    c.execute(
+        "INSERT INTO files(path, folder_id, image_id, size, mtime_ns, ext) VALUES('/p/a.jpg', 1, 7, 3, 4, 'jpg')"
+    )
     c.execute("INSERT INTO spaces(id, key, dim) VALUES(1, 's', 4)")
     c.execute("INSERT INTO vectors VALUES(1, 7, ?, 1)", (np.ones(4, np.float32).tobytes(),))
     c.commit()

@@ -57,7 +57,9 @@ def test_malformed_import_names_the_line(library, capsys, tmp_path):
     code, _, err = run(capsys, *base, "vocab", "import", str(bad))
     assert code == 1 and "bad.csv: line 5: label 'Cat' is already there (line 2)" in err
     code, out, _ = run(capsys, *base, "vocab", "list", "--json")
-    assert "bad" not in [v["name"] for v in json.loads(out)["vocabularies"]]  # nothing half-imported
+    assert "bad" not in [
+        v["name"] for v in json.loads(out)["vocabularies"]
+    ]  # nothing half-imported
 
 
 def test_help_everywhere(capsys):
@@ -77,7 +79,9 @@ def test_export_xmp_hook_merges_keywords(library, capsys, monkeypatch):
     written: dict[str, list[str]] = {}
     fake = types.ModuleType("engine.xmp")
     fake.read_keywords = lambda path: ["holiday"]
-    fake.write_sidecar_keywords = lambda path, keywords: written.__setitem__(str(path), list(keywords))
+    fake.write_sidecar_keywords = lambda path, keywords: written.__setitem__(
+        str(path), list(keywords)
+    )
     monkeypatch.setitem(sys.modules, "engine.xmp", fake)
     capsys.readouterr()
     code, out, _ = run(capsys, *base, "tag", "export-xmp", "xmpv")

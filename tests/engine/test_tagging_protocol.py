@@ -24,7 +24,9 @@ def engine(tmp_path_factory):
     install_test_model(Settings(data_dir=data))
     photos = world_photos(root / "photos", 24)
     events = Events()
-    c = EngineClient(data_dir=data, model=MODEL_KEY, on_event=events, extra_args=["--watch-quiet", "0.2"])
+    c = EngineClient(
+        data_dir=data, model=MODEL_KEY, on_event=events, extra_args=["--watch-quiet", "0.2"]
+    )
     c.events = events
     c.start(timeout=TIMEOUT)
     job = c.request("add_folder", {"path": str(root / "photos")})["job"]
@@ -42,7 +44,10 @@ def test_vocabulary_lifecycle_and_tag_queries(engine):
     assert res["tagged"]["photos"] == 24 and res["tagged"]["assigned"] > 0
     info = res["vocab"]
     red = next(lab for lab in info["label_list"] if lab["name"] == "red")
-    assert red["threshold_source"] == "default" and red["threshold"] == info["default_threshold"] == 0.1
+    assert (
+        red["threshold_source"] == "default"
+        and red["threshold"] == info["default_threshold"] == 0.1
+    )
 
     counts = engine.request("tag_counts", {"vocab": "world"})["counts"]
     for c in counts:
@@ -52,12 +57,16 @@ def test_vocabulary_lifecycle_and_tag_queries(engine):
     named_red = [p for p in engine.photos if "-red-" in p.name]
     hits = engine.request("tag_photos", {"vocab": "world", "label": "red", "k": 100})
     P.check(hits, P.TagPhotosResult, "result")
-    assert hits["total"] == by["red"] and {str(p) for p in named_red} <= {h["path"] for h in hits["hits"]}
+    assert hits["total"] == by["red"] and {str(p) for p in named_red} <= {
+        h["path"] for h in hits["hits"]
+    }
     scores = [h["score"] for h in hits["hits"]]
     assert scores == sorted(scores, reverse=True) and min(scores) >= 0.1
 
     # The slider: a preview says who would leave; saving does exactly that.
-    prev = engine.request("tag_threshold", {"vocab": "world", "label": "red", "threshold": 0.99, "preview": True})
+    prev = engine.request(
+        "tag_threshold", {"vocab": "world", "label": "red", "threshold": 0.99, "preview": True}
+    )
     P.check(prev, P.TagThresholdResult, "result")
     assert prev["left"] and not prev["entered"] and prev["tagged"] == by["red"] - len(prev["left"])
     saved = engine.request("tag_threshold", {"vocab": "world", "label": "red", "threshold": 0.99})
@@ -66,19 +75,26 @@ def test_vocabulary_lifecycle_and_tag_queries(engine):
 
     # Confirm and reject on a photo: the answer shows on the photo and in the counts.
     photo = str(named_red[0])
-    ans = engine.request("tag_answer", {"vocab": "world", "label": "red", "photos": [photo], "state": "rejected"})
+    ans = engine.request(
+        "tag_answer", {"vocab": "world", "label": "red", "photos": [photo], "state": "rejected"}
+    )
     P.check(ans, P.TagAnswerResult, "result")
     tags = engine.request("tag_photo", {"photo": photo, "vocab": "world"})["tags"]
     assert {"vocab": "world", "label": "red", "state": "rejected"}.items() <= next(
         t for t in tags if t["label"] == "red").items()  # fmt: skip
     info = engine.request("photo_info", {"path": photo})
     assert any(t["label"] == "red" and t["state"] == "rejected" for t in info["tags"])
-    assert photo not in {h["path"] for h in engine.request("tag_photos", {"vocab": "world", "label": "red"})["hits"]}
+    assert photo not in {
+        h["path"] for h in engine.request("tag_photos", {"vocab": "world", "label": "red"})["hits"]
+    }
     rejected = engine.request("tag_photos", {"vocab": "world", "label": "red", "state": "rejected"})
     assert [h["path"] for h in rejected["hits"]] == [photo]
 
     # Search combined with a tag filter: only photos carrying the tag come back.
-    red_now = {h["path"] for h in engine.request("tag_photos", {"vocab": "world", "label": "red", "k": 100})["hits"]}
+    red_now = {
+        h["path"]
+        for h in engine.request("tag_photos", {"vocab": "world", "label": "red", "k": 100})["hits"]
+    }
     found = engine.request("search", {"text": "a circle", "k": 50,
                                       "filters": {"tags": [{"vocab": "world", "label": "red"}]}})["hits"]  # fmt: skip
     assert found and {h["path"] for h in found} <= red_now
@@ -93,7 +109,9 @@ def test_vocabulary_lifecycle_and_tag_queries(engine):
 
     # Export, import under another name, delete.
     out = engine.root / "shapes.csv"
-    assert engine.request("vocab_export", {"name": "shapes", "path": str(out)})["labels"] == len(names)
+    assert engine.request("vocab_export", {"name": "shapes", "path": str(out)})["labels"] == len(
+        names
+    )
     imp = engine.request("vocab_import", {"path": str(out), "name": "copy"})
     assert [lab["name"] for lab in imp["vocab"]["label_list"]] == names
     assert engine.request("vocab_delete", {"name": "copy"}) == {"deleted": "copy"}
@@ -105,7 +123,11 @@ def test_bad_input_gets_clear_errors(engine, tmp_path):
     bad.write_text(json.dumps({"labels": ["cat", "dog"]}, indent=1).replace('"dog"', '"Cat"'))
     with pytest.raises(EngineError) as e:
         engine.request("vocab_import", {"path": str(bad)})
-    assert e.value.code == P.ErrorCode.QUERY_ERROR and "line 4" in e.value.message and "'Cat'" in e.value.message
+    assert (
+        e.value.code == P.ErrorCode.QUERY_ERROR
+        and "line 4" in e.value.message
+        and "'Cat'" in e.value.message
+    )
     for method, params, needle in (
         ("vocab_create", {"name": "x", "labels": ["a", ""]}, "label 2"),
         ("vocab_create", {"name": "x", "labels": ["a", "A"]}, "already there"),
@@ -114,7 +136,10 @@ def test_bad_input_gets_clear_errors(engine, tmp_path):
     ):
         with pytest.raises(EngineError) as e:
             engine.request(method, params)
-        assert e.value.code == P.ErrorCode.QUERY_ERROR and needle in e.value.message, (method, e.value.message)
+        assert e.value.code == P.ErrorCode.QUERY_ERROR and needle in e.value.message, (
+            method,
+            e.value.message,
+        )
     with pytest.raises(EngineError) as e:
         engine.request("tag_threshold", {"vocab": "x", "label": "y"})
     assert e.value.code == P.ErrorCode.INVALID_PARAMS

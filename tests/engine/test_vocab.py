@@ -10,7 +10,9 @@ from engine import vocab as V
 
 
 def test_labels_in_any_script_and_duplicates_up_to_case():
-    v = V.make_vocabulary("mixed", ["猫", "قطة", "🐱", "Cat", {"name": "my cat Miso", "synonyms": ["Miso"]}])
+    v = V.make_vocabulary(
+        "mixed", ["猫", "قطة", "🐱", "Cat", {"name": "my cat Miso", "synonyms": ["Miso"]}]
+    )
     assert [lab.name for lab in v.labels] == ["猫", "قطة", "🐱", "Cat", "my cat Miso"]
     with pytest.raises(V.VocabularyError, match="'cat' is already there"):
         V.make_vocabulary("dup", ["Cat", "cat"])
@@ -32,7 +34,9 @@ def test_prompt_texts_templates_synonyms_and_own_prompts():
     assert V.prompt_texts(V.Label("cat", ("kitty",)), tpl) == [
         "a photo of a cat.", "a close-up photo of a cat.", "a photo of a kitty.", "a close-up photo of a kitty.",
     ]  # fmt: skip
-    assert V.prompt_texts(V.Label("Miso", prompts=("my grey cat Miso",)), tpl) == ["my grey cat Miso"]
+    assert V.prompt_texts(V.Label("Miso", prompts=("my grey cat Miso",)), tpl) == [
+        "my grey cat Miso"
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "txt"])
@@ -54,15 +58,43 @@ def test_round_trip(tmp_path, fmt):
 @pytest.mark.parametrize(
     "name,text,message",
     [
-        ("bad.json", '{"name": "x",\n "labels": ["a",\n "b",,]}', r"bad.json: line 3, column 6: not valid JSON"),
-        ("dup.json", '{"labels": [\n "a",\n "b",\n "A"\n]}', r"dup.json: line 4: label 'A' is already there \(line 2\)"),
-        ("field.json", '{"labels": [\n "a",\n {"name": "b", "colour": 1}\n]}', r"field.json: line 3: unknown field 'colour'"),
+        (
+            "bad.json",
+            '{"name": "x",\n "labels": ["a",\n "b",,]}',
+            r"bad.json: line 3, column 6: not valid JSON",
+        ),
+        (
+            "dup.json",
+            '{"labels": [\n "a",\n "b",\n "A"\n]}',
+            r"dup.json: line 4: label 'A' is already there \(line 2\)",
+        ),
+        (
+            "field.json",
+            '{"labels": [\n "a",\n {"name": "b", "colour": 1}\n]}',
+            r"field.json: line 3: unknown field 'colour'",
+        ),
         ("empty.json", '{"labels": [\n "a",\n ""\n]}', r"empty.json: line 3: the label is empty"),
-        ("dup.csv", "name,synonyms\ncat,kitty\ndog,\nCAT,\n", r"dup.csv: line 4: label 'CAT' is already there \(line 2\)"),
+        (
+            "dup.csv",
+            "name,synonyms\ncat,kitty\ndog,\nCAT,\n",
+            r"dup.csv: line 4: label 'CAT' is already there \(line 2\)",
+        ),
         ("cells.csv", "name\ncat\ndog,extra\n", r"cells.csv: line 3: 2 cells"),
-        ("thr.csv", "name,threshold\ncat,high\n", r"thr.csv: line 2: threshold 'high' is not a number"),
-        ("noname.csv", "label_name\ncat\n", r"noname.csv: line 1: the header needs a \"name\" column"),
-        ("dup.txt", "# pets\ncat\n\ndog\ncat\n", r"dup.txt: line 5: label 'cat' is already there \(line 2\)"),
+        (
+            "thr.csv",
+            "name,threshold\ncat,high\n",
+            r"thr.csv: line 2: threshold 'high' is not a number",
+        ),
+        (
+            "noname.csv",
+            "label_name\ncat\n",
+            r"noname.csv: line 1: the header needs a \"name\" column",
+        ),
+        (
+            "dup.txt",
+            "# pets\ncat\n\ndog\ncat\n",
+            r"dup.txt: line 5: label 'cat' is already there \(line 2\)",
+        ),
         ("ctrl.txt", "cat\ndo\x07g\n", r"ctrl.txt: line 2: the label holds control characters"),
     ],
 )
