@@ -126,10 +126,33 @@ def cmd_search(args) -> int:
         text, like = args.text, args.like or []
     lib = _library(args)
     try:
-        q = Query(text=text, like=like, negatives=args.exclude or [], filters=_filters(args), k=args.k)
+        from .cli_tags import search_tags
+
+        filters = _filters(args)
+        filters.tags = search_tags(args, lib)
+        if filters.tags and not text.strip() and not like:  # browse by tag: best-scored first
+            return _print_tagged(lib, filters.tags, args)
+        q = Query(text=text, like=like, negatives=args.exclude or [], filters=filters, k=args.k)
         _print_hits(lib.search(q), args.json)
     finally:
         lib.close()
+    return 0
+
+
+def _print_tagged(lib, tags, args) -> int:
+    from .search import Hit
+    from .tagging import tagged_image_ids
+
+    tg = lib.tagger()
+    hits, _ = tg.photos(*tags[0], "tagged", 10**9, 0)
+    keep = tagged_image_ids(lib.db, tg.model_key, tags) & lib.db.filtered_image_ids(
+        folders=args.folder and [str(Path(f).expanduser().resolve()) for f in args.folder],
+        date_from=args.date_from, date_to=args.date_to, exts=args.type,
+    )  # fmt: skip
+    hits = [h for h in hits if h["image_id"] in keep][: args.k]
+    info = lib.db.describe_images([h["image_id"] for h in hits])
+    _print_hits([Hit(h["image_id"], h["score"] or 0.0, h["path"], h["online"], info.get(h["image_id"], {}))
+                 for h in hits], args.json)  # fmt: skip
     return 0
 
 
@@ -255,10 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="taken on or after")
         sp.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="taken on or before")
         sp.add_argument("--type", action="append", metavar="EXT", help="file type, e.g. jpg, heic (repeatable)")
+        sp.add_argument("--tag", action="append", metavar="TAG", help="only photos with this tag, VOCABULARY/LABEL (repeatable)")
         common(sp)
 
     sp = sub.add_parser("search", help='search by text, e.g. photosift search "kids on a red slide -night"')
-    sp.add_argument("text", help="what to look for; -word or -\"some words\" excludes")
+    sp.add_argument("text", nargs="?", default="", help="what to look for; -word or -\"some words\" excludes (optional with --tag)")
     sp.add_argument("--like", action="append", metavar="PHOTO", help="also similar to this photo (repeatable)")
     filters(sp)
     sp.set_defaults(func=cmd_search)
@@ -280,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_models)
 
-    sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality")
+    from .cli_tags import add_commands
+
+    add_commands(sub, common)  # vocab ..., tag ...
+
+    sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality, tagging")
     from .bench import add_arguments
 
     add_arguments(sp)

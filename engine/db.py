@@ -22,7 +22,7 @@ import sqlite_utils
 
 from .errors import DatabaseError, SchemaTooNew
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -85,8 +85,76 @@ CREATE TABLE tombstones (               -- vectors removed, so the ANN cache can
 ) WITHOUT ROWID;
 """
 
+# Version 2: tag vocabularies and tags (engine.vocab, engine.tagstore, engine.tagging).
+# Answers (confirmed/rejected) are keyed by content hash, not image id or model, so they
+# survive re-indexing, garbage collection of a photo that comes back, and model switches.
+# Automatic tags are per model (its text side decides them) and are a derived cache of
+# the stored vectors: re-tagging rewrites them from vectors alone.
+_SCHEMA_V2_TAGS = """
+CREATE TABLE vocabularies (
+    id INTEGER PRIMARY KEY,
+    name TEXT UNIQUE NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    templates TEXT NOT NULL,              -- JSON list of prompt templates with one {}
+    threshold REAL,                       -- default probability threshold (NULL: the family default)
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1    -- bumped by every edit (a re-tag in flight notices)
+);
+CREATE TABLE labels (
+    id INTEGER PRIMARY KEY,
+    vocab_id INTEGER NOT NULL REFERENCES vocabularies(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,                    -- case-folded name: unique within the vocabulary
+    synonyms TEXT NOT NULL DEFAULT '[]',  -- JSON list
+    prompts TEXT NOT NULL DEFAULT '[]',   -- JSON list, used instead of the templates
+    threshold REAL,                       -- fixed threshold from the vocabulary file
+    position INTEGER NOT NULL,
+    UNIQUE (vocab_id, key)
+);
+CREATE INDEX labels_vocab ON labels(vocab_id, position);
+CREATE TABLE tag_models (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL);
+CREATE TABLE label_state (                -- per label and model
+    label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+    model_id INTEGER NOT NULL REFERENCES tag_models(id) ON DELETE CASCADE,
+    text_sig TEXT,                        -- hash of the prompt texts text_vec was made from
+    text_vec BLOB,                        -- float32 mean of the prompts' text vectors, unit length
+    calibrated REAL,                      -- threshold fitted to the answers (NULL: none yet)
+    user_threshold REAL,                  -- set by the user (slider), wins over everything
+    PRIMARY KEY (label_id, model_id)
+) WITHOUT ROWID;
+CREATE TABLE tag_answers (
+    label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+    image_hash TEXT NOT NULL,             -- images.hash: identity by content
+    state INTEGER NOT NULL CHECK (state IN (1, -1)),  -- 1 confirmed, -1 rejected
+    at REAL NOT NULL,
+    PRIMARY KEY (label_id, image_hash)
+) WITHOUT ROWID;
+CREATE INDEX tag_answers_hash ON tag_answers(image_hash);
+CREATE TABLE auto_tags (                  -- probability reached the threshold (model's view)
+    label_id INTEGER NOT NULL,            -- no foreign keys: a re-tag writes 100,000s of rows and
+    model_id INTEGER NOT NULL,            -- per-row key checks would triple the cost; the
+    image_id INTEGER NOT NULL,            -- triggers below clean up instead
+    PRIMARY KEY (label_id, model_id, image_id)
+) WITHOUT ROWID;
+CREATE INDEX auto_tags_image ON auto_tags(image_id, model_id);
+CREATE TRIGGER auto_tags_label_gone AFTER DELETE ON labels BEGIN
+    DELETE FROM auto_tags WHERE label_id = old.id;
+END;
+CREATE TRIGGER auto_tags_image_gone AFTER DELETE ON images BEGIN
+    DELETE FROM auto_tags WHERE image_id = old.id;
+END;
+CREATE TABLE tag_runs (                   -- which vocabulary version a model's automatic tags reflect
+    vocab_id INTEGER NOT NULL REFERENCES vocabularies(id) ON DELETE CASCADE,
+    model_id INTEGER NOT NULL REFERENCES tag_models(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (vocab_id, model_id)
+) WITHOUT ROWID
+"""
+
 # Migrations from version N to N+1, each run inside one transaction.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V2_TAGS}
 
 
 @dataclass
@@ -174,14 +242,12 @@ class LibraryDB:
             raise DatabaseError(f"{self.path} is not a photosift database; it was left untouched")
         with self.transaction():
             if version == 0:
-                for stmt in _SCHEMA_V1.split(";"):
-                    if stmt.strip():
-                        self.conn.execute(stmt)
+                for stmt in _statements(_SCHEMA_V1):
+                    self.conn.execute(stmt)
                 version = 1
             while version < SCHEMA_VERSION:
-                for stmt in MIGRATIONS[version].split(";"):
-                    if stmt.strip():
-                        self.conn.execute(stmt)
+                for stmt in _statements(MIGRATIONS[version]):
+                    self.conn.execute(stmt)
                 version += 1
             self.conn.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(version),)
@@ -552,6 +618,17 @@ class LibraryDB:
             "GROUP BY s.id ORDER BY s.key"
         )
         return dict(cur.fetchall())
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, one at a time (a trigger's body holds semicolons)."""
+    buf = ""
+    for part in script.split(";"):
+        buf += part + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \t\r\n;"):
+                yield buf
+            buf = ""
 
 
 def _day_after(date: str) -> str:

@@ -103,8 +103,10 @@ class Indexer:
         workers: int | None = None,
         window: int | None = None,
         max_pixels: int | None = None,
+        on_commit: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ):
         self.db, self.model, self.space_id, self.ann = db, model, space_id, ann
+        self.on_commit = on_commit  # (image ids, vectors) of each committed batch: tagging
         self.batch_size = batch_size
         # On few cores the encoder wants most of the CPU; one or two decoders keep up with it.
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
@@ -171,6 +173,8 @@ class Indexer:
             if self.ann is not None and added:
                 self.ann.add(np.array([a[0] for a in added]), np.stack([a[1] for a in added]))
                 self.ann.seq = seq
+            if self.on_commit is not None and added:
+                self.on_commit(np.array([a[0] for a in added]), np.stack([a[1] for a in added]))
             with lock:
                 known.update(d.hash for d in batch)
             report.embedded += len(batch)

@@ -6,6 +6,7 @@ is loaded on first use so a window can be up before the model is.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from .ann import AnnIndex
 from .db import LibraryDB
-from .errors import ModelError, ModelNotAvailable, QueryError
+from .errors import ModelError, ModelNotAvailable, PhotosiftError, QueryError
 from .hub import fetch_model, full_registry, local_model_folder
 from .indexer import Indexer, IndexReport, Progress
 from .registry import ModelSpec
@@ -183,6 +184,7 @@ class Library:
         return Indexer(
             self.db, self.model(), self.space_id, self.ann(),
             batch_size=self.settings.batch_size, workers=self.settings.workers,
+            on_commit=self._tag_new,
         )  # fmt: skip
 
     def gc(self, grace_s: float = 0.0) -> int:
@@ -198,6 +200,22 @@ class Library:
         if isinstance(query, str):
             query = Query(text=query, **kw)
         return self.searcher().search(query)
+
+    # -- tagging -----------------------------------------------------------------------------
+
+    def tagger(self):
+        """Tags photos with the library's vocabularies under the active model (engine.tagging)."""
+        from .tagging import Tagger
+
+        return Tagger(self.db, self.model(), self.space_id)
+
+    def _tag_new(self, image_ids, vectors) -> None:
+        # New photos are tagged as they are committed; the cheap check keeps tag-less libraries free.
+        if self.db.conn.execute("SELECT 1 FROM vocabularies LIMIT 1").fetchone():
+            try:
+                self.tagger().tag_new(image_ids, vectors)
+            except PhotosiftError:  # never stop indexing: the next re-tag catches these photos up
+                logging.getLogger(__name__).exception("could not tag new photos")
 
     # -- status ------------------------------------------------------------------------------
 

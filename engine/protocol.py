@@ -93,7 +93,33 @@ use_model          {"key"}                              {"model": ModelInfo}
 download_model     {"key"}                              {"job": id}
 import_model       {"folder"}                           {"model": ModelInfo}
 shutdown           {}                                   {"ok": true}, then the engine exits 0
+vocab_list         {}                                   VocabListResult
+vocab_get          {"name"}                             {"vocab": VocabInfo}
+vocab_create       VocabCreateParams                    VocabChangeResult
+vocab_update       VocabUpdateParams                    VocabChangeResult
+vocab_delete       {"name"}                             {"deleted": name}
+vocab_import       VocabImportParams                    VocabChangeResult
+vocab_export       VocabExportParams                    {"path", "labels": int}
+tag_run            {"vocab"?}                           {"tagged": TagRunReport}
+tag_threshold      TagThresholdParams                   TagThresholdResult
+tag_answer         TagAnswerParams                      TagAnswerResult
+tag_photo          TagPhotoParams                       {"tags": [PhotoTag]}
+tag_photos         TagPhotosParams                      TagPhotosResult
+tag_counts         {"vocab"?}                           {"counts": [TagCount]}
 =================  ===================================  ========================================
+
+Tagging (engine.vocab, engine.tagging): a vocabulary is a named list of labels, each
+with optional synonyms and prompts of its own, plus prompt templates ("a photo of a {}")
+whose text vectors are averaged. Every photo gets a probability per label from its stored
+vector (no decoding, no re-embedding); a photo carries a label when the probability reaches
+the label's threshold, or when the user confirmed it, and never when the user rejected it.
+``vocab_create``/``vocab_update``/``vocab_import`` re-tag the library before replying.
+``tag_threshold`` with ``"preview": true`` only reports which photos would enter and leave
+(for a slider being dragged); without it the threshold is saved (``threshold: null`` goes
+back to the calibrated/default one). ``tag_answer`` records confirmations/rejections
+(``state: "none"`` forgets them), which recalibrate the label's threshold and refine the
+label with the confirmed photos' vectors. ``search`` takes ``filters.tags``: only photos
+carrying every listed tag. A label is named by vocabulary and label name (``TagRef``).
 
 ``remove_folder`` and ``use_model`` reply once they are done (they run between
 indexing batches, never beside them). ``search`` text may hold ``-word`` and ``-"some words"``
@@ -298,11 +324,17 @@ class JobStarted(TypedDict):
     job: str
 
 
+class TagRef(TypedDict):
+    vocab: str
+    label: str
+
+
 class FiltersParams(TypedDict):
     folders: NotRequired[list[str]]
     date_from: NotRequired[str | None]  # ISO date, inclusive
     date_to: NotRequired[str | None]  # ISO date, inclusive
     exts: NotRequired[list[str]]
+    tags: NotRequired[list[TagRef]]  # only photos carrying all of these tags
 
 
 class SearchParams(TypedDict):
@@ -442,11 +474,205 @@ METHODS: dict[str, tuple[type, type, Runs]] = {
     "import_model": (ImportModelParams, dict, "quick"),
     "shutdown": (Empty, dict, "control"),
 }
+
+# -- tagging (engine.vocab, engine.tagging) --------------------------------------------------
+
+
+class LabelSpec(TypedDict):
+    name: str
+    synonyms: NotRequired[list[str]]  # other names; each gets the templates too
+    prompts: NotRequired[list[str]]  # full prompts of its own, used as written
+    threshold: NotRequired[float | None]  # a fixed threshold for this label (null: calibrated)
+
+
+class LabelInfo(TypedDict):
+    name: str
+    synonyms: list[str]
+    prompts: list[str]
+    threshold: float  # the threshold in force for the active model
+    threshold_source: Literal["default", "calibrated", "user"]
+    confirmed: int
+    rejected: int
+    tagged: int  # photos carrying the label now (confirmed + automatic - rejected)
+
+
+class VocabSummary(TypedDict):
+    name: str
+    labels: int
+    templates: list[str]
+    threshold: float | None  # the vocabulary's default threshold (null: the model family's)
+    updated_at: float
+
+
+class VocabInfo(VocabSummary):
+    label_list: list[LabelInfo]
+    default_threshold: float  # what labels without a calibrated/user threshold use
+
+
+class VocabListResult(TypedDict):
+    vocabularies: list[VocabSummary]
+    starters: list[str]  # starter vocabularies that vocab_create {"starter"} can copy
+
+
+class VocabNameParams(TypedDict):
+    name: str
+
+
+class VocabCreateParams(TypedDict):
+    name: str
+    labels: NotRequired[list[str | LabelSpec]]
+    templates: NotRequired[list[str]]  # each holds "{}" once; default: the built-in ensemble
+    threshold: NotRequired[float | None]
+    starter: NotRequired[str]  # copy this starter vocabulary (labels, templates)
+
+
+class VocabUpdateParams(TypedDict):
+    name: str
+    rename: NotRequired[str]  # the vocabulary's new name
+    add: NotRequired[list[str | LabelSpec]]
+    remove: NotRequired[list[str]]
+    rename_labels: NotRequired[dict[str, str]]  # old label name -> new (answers are kept)
+    edit: NotRequired[list[LabelSpec]]  # replace synonyms/prompts/threshold of existing labels
+    templates: NotRequired[list[str]]
+    threshold: NotRequired[float | None]
+
+
+class VocabImportParams(TypedDict):
+    path: str  # .json, .csv or .txt (one label per line)
+    name: NotRequired[str]  # default: the file's own name (JSON) or its stem
+    format: NotRequired[Literal["json", "csv", "txt"]]  # default: from the extension
+    replace: NotRequired[bool]  # replace an existing vocabulary of that name (default: error)
+
+
+class VocabExportParams(TypedDict):
+    name: str
+    path: str
+    format: NotRequired[Literal["json", "csv", "txt"]]
+
+
+class TagRunReport(TypedDict):
+    vocabularies: int
+    labels: int
+    photos: int
+    assigned: int  # automatic tags in force after the run
+    added: int
+    removed: int
+    seconds: float
+
+
+class VocabChangeResult(TypedDict):
+    vocab: VocabInfo
+    tagged: TagRunReport
+
+
+class TagRunParams(TypedDict):
+    vocab: NotRequired[str]
+
+
+class TagThresholdParams(TypedDict):
+    vocab: str
+    label: str
+    threshold: float | None  # 0..1 probability; null: back to the calibrated/default one
+    preview: NotRequired[bool]  # only say what would change (default false: save it)
+
+
+class TagThresholdResult(TypedDict):
+    threshold: float
+    threshold_source: Literal["default", "calibrated", "user"]
+    entered: list[int]  # image ids that gain the tag
+    left: list[int]  # image ids that lose it
+    tagged: int  # photos carrying the label at this threshold
+
+
+class TagAnswerParams(TypedDict):
+    vocab: str
+    label: str
+    photos: list[str | int]  # paths or image ids
+    state: Literal["confirmed", "rejected", "none"]  # none: forget the answer
+
+
+class TagAnswerResult(TypedDict):
+    answered: int
+    threshold: float  # the label's threshold after recalibration
+    threshold_source: Literal["default", "calibrated", "user"]
+    entered: list[int]
+    left: list[int]
+
+
+class PhotoTag(TypedDict):
+    vocab: str
+    label: str
+    score: float | None  # the model's probability (null: no vector in this model's space)
+    state: Literal["auto", "confirmed", "rejected"]
+    threshold: float
+
+
+class TagPhotoParams(TypedDict):
+    photo: str | int
+    vocab: NotRequired[str]
+    all: NotRequired[bool]  # also labels below threshold (default: only tags in force + rejected)
+
+
+class TagPhotosParams(TypedDict):
+    vocab: str
+    label: str
+    state: NotRequired[Literal["tagged", "auto", "confirmed", "rejected", "untagged"]]
+    k: NotRequired[int]  # 1..1000, default 200
+    offset: NotRequired[int]
+
+
+class TagHit(TypedDict):
+    image_id: int
+    score: float | None
+    state: Literal["auto", "confirmed", "rejected", "none"]
+    path: str
+    online: bool
+
+
+class TagPhotosResult(TypedDict):
+    hits: list[TagHit]  # best score first
+    total: int
+
+
+class TagCount(TypedDict):
+    vocab: str
+    label: str
+    tagged: int
+    auto: int
+    confirmed: int
+    rejected: int
+
+
+class TagCountsParams(TypedDict):
+    vocab: NotRequired[str]
+
+
+METHODS.update({
+    "vocab_list": (Empty, VocabListResult, "quick"),
+    "vocab_get": (VocabNameParams, dict, "quick"),
+    "vocab_create": (VocabCreateParams, VocabChangeResult, "writer"),
+    "vocab_update": (VocabUpdateParams, VocabChangeResult, "writer"),
+    "vocab_delete": (VocabNameParams, dict, "writer"),
+    "vocab_import": (VocabImportParams, VocabChangeResult, "writer"),
+    "vocab_export": (VocabExportParams, dict, "quick"),
+    "tag_run": (TagRunParams, dict, "writer"),
+    "tag_threshold": (TagThresholdParams, TagThresholdResult, "quick"),
+    "tag_answer": (TagAnswerParams, TagAnswerResult, "writer"),
+    "tag_photo": (TagPhotoParams, dict, "quick"),
+    "tag_photos": (TagPhotosParams, TagPhotosResult, "quick"),
+    "tag_counts": (TagCountsParams, dict, "quick"),
+})  # fmt: skip
+TagMethod = Literal[
+    "vocab_list", "vocab_get", "vocab_create", "vocab_update", "vocab_delete", "vocab_import",
+    "vocab_export", "tag_run", "tag_threshold", "tag_answer", "tag_photo", "tag_photos", "tag_counts",
+]  # fmt: skip
+
 Method = Literal[
     "hello", "ping", "status", "add_folder", "remove_folder", "scan", "pause", "resume",
     "cancel", "search", "similar", "failures", "photo_info", "thumbnail", "models_list",
     "use_model", "download_model", "import_model", "shutdown",
 ]  # fmt: skip
+Method = Literal[Method, TagMethod]  # nested Literals flatten: every method name  # type: ignore[misc]
 
 EVENTS = (
     "job_started", "progress", "job_done", "job_failed", "pause_state", "library_changed",

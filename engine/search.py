@@ -27,6 +27,7 @@ class Filters:
     date_from: str | None = None  # ISO date, inclusive
     date_to: str | None = None  # ISO date, inclusive
     exts: list[str] = field(default_factory=list)  # jpg, heic, png ...
+    tags: list[tuple[str, str]] = field(default_factory=list)  # (vocabulary, label): all of them
 
     def active(self) -> bool:
         return bool(self.folders or self.date_from or self.date_to or self.exts)
@@ -149,6 +150,13 @@ class Searcher:
             allowed = self.db.filtered_image_ids(
                 folders=f.folders, date_from=f.date_from, date_to=f.date_to, exts=f.exts
             )
+            if not allowed:
+                return []
+        if q.filters.tags:
+            from .tagging import tagged_image_ids
+
+            tagged = tagged_image_ids(self.db, self.model.spec.key, q.filters.tags)
+            allowed = tagged if allowed is None else allowed & tagged
             if not allowed:
                 return []
         # Over-fetch a little: the ANN may still hold photos whose files just went away.

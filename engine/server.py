@@ -586,7 +586,8 @@ class Engine:
 
         f = f or {}
         return Filters(folders=[os.path.realpath(os.path.expanduser(p)) for p in f.get("folders", [])],
-                       date_from=f.get("date_from"), date_to=f.get("date_to"), exts=f.get("exts", []))  # fmt: skip
+                       date_from=f.get("date_from"), date_to=f.get("date_to"), exts=f.get("exts", []),
+                       tags=[(t["vocab"], t["label"]) for t in f.get("tags", [])])  # fmt: skip
 
     @staticmethod
     def _check_k(k: int) -> int:
@@ -689,7 +690,11 @@ class Engine:
                 gps, keywords, orientation = meta.gps, list(meta.keywords), meta.orientation
             except (DecodeError, OSError):
                 pass  # the stored metadata still stands
-        return dict(info, gps=list(gps) if gps else None, keywords=keywords, orientation=orientation, tags=[])
+        tags = []
+        with contextlib.suppress(PhotosiftError):  # tags are extra: photo_info answers without them
+            tags = [{k: v for k, v in t.items() if k != "tagged"}
+                    for t in self.library().tagger().photo_tags(image_id)]  # fmt: skip
+        return dict(info, gps=list(gps) if gps else None, keywords=keywords, orientation=orientation, tags=tags)
 
     def m_thumbnail(self, path: str, size: int = 256) -> dict:
         from PIL import Image
@@ -836,6 +841,111 @@ class Engine:
 
         spec = import_model_folder(Path(folder), self.settings)
         return dict(model=self._model_info(spec, False))
+
+    # -- vocabularies and tags (engine.vocab, engine.tagstore, engine.tagging) ------------------
+
+    def _tagger(self):
+        return self.library().tagger()
+
+    def _image_ids(self, photos: list) -> list[int]:
+        db = self.library().db
+        out = []
+        for p in photos:
+            if isinstance(p, int):
+                out.append(p)
+                continue
+            path = os.path.abspath(os.path.expanduser(p))
+            image_id = db.image_id_for_path(path)
+            if image_id is None:
+                raise QueryError(f"{path} is not in the library (yet)")
+            out.append(image_id)
+        return out
+
+    def _vocab_changed(self, name: str) -> dict:
+        tg = self._tagger()
+        rep = tg.run(name)
+        return dict(vocab=tg.vocab_info(name), tagged=rep.as_dict())
+
+    def m_vocab_list(self) -> dict:
+        from . import tagstore
+        from .tagging import vocab_summary
+        from .vocab import starters
+
+        db = self.library().db
+        return dict(vocabularies=[vocab_summary(sv) for sv in tagstore.load_all(db)], starters=sorted(starters()))
+
+    def m_vocab_get(self, name: str) -> dict:
+        return dict(vocab=self._tagger().vocab_info(name))
+
+    def m_vocab_create(self, name: str, labels=(), templates=None, threshold=None, starter=None) -> dict:
+        from . import tagstore
+        from .vocab import load_starter, make_vocabulary
+
+        if starter is not None:
+            base = load_starter(starter)
+            labels = [*[lab.to_json() for lab in base.labels], *labels]
+            templates = templates if templates is not None else list(base.templates)
+            threshold = threshold if threshold is not None else base.threshold
+        vocab = make_vocabulary(name, list(labels), templates=templates, threshold=threshold)
+        tagstore.create(self.library().db, vocab)
+        return self._vocab_changed(vocab.name)
+
+    def m_vocab_update(self, name: str, rename=None, add=(), remove=(), rename_labels=None, edit=(),
+                       templates=None, threshold=...) -> dict:  # fmt: skip
+        from . import tagstore
+        from .vocab import check_templates, make_label
+
+        sv = tagstore.update(
+            self.library().db, name, rename=rename,
+            add=[make_label(a, f"add[{i}]") for i, a in enumerate(add)], remove=list(remove),
+            rename_labels=rename_labels, edit=[make_label(e, f"edit[{i}]") for i, e in enumerate(edit)],
+            templates=None if templates is None else check_templates(templates), threshold=threshold,
+        )  # fmt: skip
+        return self._vocab_changed(sv.name)
+
+    def m_vocab_delete(self, name: str) -> dict:
+        from . import tagstore
+
+        return dict(deleted=tagstore.delete(self.library().db, name))
+
+    def m_vocab_import(self, path: str, name=None, format=None, replace: bool = False) -> dict:
+        from . import tagstore
+        from .vocab import read_file
+
+        vocab = read_file(Path(os.path.expanduser(path)), format, name=name)
+        tagstore.create(self.library().db, vocab, replace=replace)
+        return self._vocab_changed(vocab.name)
+
+    def m_vocab_export(self, name: str, path: str, format=None) -> dict:
+        from . import tagstore
+        from .vocab import write_file
+
+        sv = tagstore.load(self.library().db, name)
+        out = write_file(sv.vocab, Path(os.path.expanduser(path)), format)
+        return dict(path=str(out), labels=len(sv.labels))
+
+    def m_tag_run(self, vocab=None) -> dict:
+        return dict(tagged=self._tagger().run(vocab).as_dict())
+
+    def m_tag_threshold(self, vocab: str, label: str, threshold, preview: bool = False) -> dict:
+        return self._tagger().threshold_change(vocab, label, threshold, preview=preview)
+
+    def m_tag_answer(self, vocab: str, label: str, photos: list, state: str) -> dict:
+        return self._tagger().answer(vocab, label, self._image_ids(photos), state)
+
+    def m_tag_photo(self, photo, vocab=None, all: bool = False) -> dict:  # noqa: A002 -- the protocol's name
+        (image_id,) = self._image_ids([photo])
+        return dict(tags=[{k: v for k, v in t.items() if k != "tagged"}
+                          for t in self._tagger().photo_tags(image_id, vocab, all_labels=all)])  # fmt: skip
+
+    def m_tag_photos(self, vocab: str, label: str, state: str = "tagged", k: int = 200, offset: int = 0) -> dict:
+        if offset < 0:
+            raise QueryError("offset must not be negative")
+        hits, total = self._tagger().photos(vocab, label, state, self._check_k(k), offset)
+        return dict(hits=hits, total=total)
+
+    def m_tag_counts(self, vocab=None) -> dict:
+        return dict(counts=self._tagger().counts(vocab))
 
     # -- shutting down -----------------------------------------------------------------------
 

@@ -1,0 +1,268 @@
+"""Tagging through the product path: demo model, files indexed by the engine, tags from stored vectors.
+
+The quality checks would fail if scoring broke (a wrong sign, a missing bias or scale,
+thresholds compared on the wrong side), and the rest pins what users rely on: answers
+win and survive re-tags and model switches, new photos are tagged as they are indexed,
+edits made while tagging runs are not lost, the v1 -> v2 migration keeps everything.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from app.sampledata import world_photos
+from engine import tagstore as S
+from engine.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
+from engine.library import DEMO_MODEL, Library
+from engine.search import Filters, Query
+from engine.settings import Settings
+from engine.tagging import Tagger, confirmed_examples, label_texts
+from engine.vocab import VocabularyError, make_vocabulary
+from training import world
+
+N = 48
+COLOURS = ["red", "blue", "green", "yellow", "white"]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tagging")
+    world_photos(root / "photos", N)
+    lib = Library(Settings(data_dir=root / "data"), model_key=DEMO_MODEL)
+    lib.add_folder(root / "photos")
+    lib.scan()
+    lib.root = root
+    yield lib
+    lib.close()
+
+
+def colour_vocab(name="colours"):
+    return make_vocabulary(
+        name, [{"name": c, "prompts": [f"a {c} object", f"something {c}"]} for c in COLOURS]
+    )
+
+
+def truth(lib, n=N):
+    """image id -> set of colours present, from the world's own scene description."""
+    scenes = world.scenes("test", n)
+    out = {}
+    for i, sc in enumerate(scenes):
+        o = sc.objects[0]
+        path = str(lib.root / "photos" / f"{i:04d}-{o.colour}-{o.kind}.jpg")
+        out[lib.db.image_id_for_path(path)] = {ob.colour for ob in sc.objects}
+    return out
+
+
+def effective(lib, tg, vocab, label):
+    return S.effective_ids(lib.db, tg.model_id, S.load(lib.db, vocab).label(label).id)
+
+
+def test_colour_tags_are_right_at_the_default_threshold(lib):
+    S.create(lib.db, colour_vocab("q"))
+    tg = lib.tagger()
+    rep = tg.run("q")
+    assert rep.photos == N and rep.labels == len(COLOURS)
+    t = truth(lib)
+    tp = fp = fn = 0
+    for c in COLOURS:
+        got = effective(lib, tg, "q", c)
+        want = {i for i, cs in t.items() if c in cs}
+        tp, fp, fn = tp + len(got & want), fp + len(got - want), fn + len(want - got)
+    precision, recall = tp / max(1, tp + fp), tp / max(1, tp + fn)
+    # The demo model knows colours (zero-shot accuracy 1.0): a sign error, a missing bias or
+    # scale, or a flipped comparison each sends one of these far down.
+    assert precision >= 0.9 and recall >= 0.9, (precision, recall)
+    # The probabilities themselves: confident on a true colour, low on an absent one.
+    i = next(i for i, cs in t.items() if cs == {"red"})
+    tags = {d["label"]: d for d in tg.photo_tags(i, "q", all_labels=True)}
+    assert tags["red"]["score"] > 0.5 and tags["red"]["tagged"]
+    assert tags["blue"]["score"] < 0.1 and not tags["blue"]["tagged"]
+    S.delete(lib.db, "q")
+
+
+def test_answers_win_survive_retag_and_model_switch_and_refine(lib):
+    S.create(lib.db, colour_vocab("a"))
+    tg = lib.tagger()
+    tg.run("a")
+    t = truth(lib)
+    red = sorted(i for i, cs in t.items() if "red" in cs)
+    not_red = sorted(i for i, cs in t.items() if "red" not in cs)
+    tagged = effective(lib, tg, "a", "red")
+    victim = sorted(tagged)[0]
+    outsider = next(i for i in not_red if i not in tagged)
+    r = tg.answer("a", "red", [victim], "rejected")
+    assert victim in r["left"] and victim not in effective(lib, tg, "a", "red")
+    r = tg.answer("a", "red", [outsider], "confirmed")
+    assert outsider in r["entered"] and r["threshold_source"] == "calibrated"
+    tg.run("a")  # a full re-tag: answers still win
+    assert victim not in effective(lib, tg, "a", "red") and outsider in effective(
+        lib, tg, "a", "red"
+    )
+    # Another model (same image space, another text side): no automatic tags yet, answers apply.
+    other = Tagger(lib.db, _Renamed(lib.model(), "demo-finetuned"), lib.space_id)
+    assert other.model_id != tg.model_id
+    other.run("a")
+    assert outsider in effective(lib, other, "a", "red") and victim not in effective(
+        lib, other, "a", "red"
+    )
+    # The contract fine-tuning codes against.
+    ex = confirmed_examples(lib.db, "a")
+    assert ex["red"] == ([outsider], [victim]) and ex["blue"] == ([], [])
+    texts = label_texts(lib.db, "a")
+    assert texts["red"] == ["a red object", "something red"]
+    # Confirmed examples refine the label: the example cache raises the score of a near copy.
+    before = {d["label"]: d["score"] for d in tg.photo_tags(red[1], "a", all_labels=True)}["red"]
+    tg.answer("a", "red", red[2:8], "confirmed")
+    after = {d["label"]: d["score"] for d in tg.photo_tags(red[1], "a", all_labels=True)}["red"]
+    assert after > before
+    tg.answer("a", "red", [victim, outsider, *red[2:8]], "none")
+    assert confirmed_examples(lib.db, "a")["red"] == ([], [])
+    S.delete(lib.db, "a")
+
+
+class _Renamed:
+    """The demo model under another key: what a fine-tuned text side looks like to tagging."""
+
+    def __init__(self, model, key):
+        self._m, self.spec = model, model.spec.with_(key=key)
+
+    def encode_texts(self, texts):
+        return self._m.encode_texts(texts)
+
+
+def test_threshold_preview_matches_saving(lib):
+    S.create(lib.db, colour_vocab("th"))
+    tg = lib.tagger()
+    tg.run("th")
+    before = effective(lib, tg, "th", "blue")
+    prev = tg.threshold_change("th", "blue", 0.9, preview=True)
+    assert effective(lib, tg, "th", "blue") == before  # a preview saves nothing
+    saved = tg.threshold_change("th", "blue", 0.9)
+    assert saved["left"] == prev["left"] and saved["entered"] == prev["entered"] == []
+    assert saved["threshold_source"] == "user" and effective(lib, tg, "th", "blue") == before - set(
+        saved["left"]
+    )
+    low = tg.threshold_change("th", "blue", 0.001)
+    assert set(low["entered"]) >= set(saved["left"])
+    back = tg.threshold_change("th", "blue", None)
+    assert back["threshold_source"] == "default" and effective(lib, tg, "th", "blue") == before
+    with pytest.raises(VocabularyError):
+        tg.threshold_change("th", "blue", 1.5)
+    S.delete(lib.db, "th")
+
+
+def test_vocabulary_edited_while_tagging_runs(lib, monkeypatch):
+    S.create(lib.db, colour_vocab("e"))
+    tg = lib.tagger()
+    real = Tagger._compute
+    calls = []
+
+    def compute_then_edit(self, plan, ids, x, cols=None):
+        out = real(self, plan, ids, x, cols)
+        if not calls:  # the user edits the vocabulary while the first computation runs
+            S.update(lib.db, "e", remove=["white"], add=[make_vocabulary("x", ["purple"]).labels[0]],
+                     rename_labels={"red": "crimson"})  # fmt: skip
+        calls.append(plan.version)
+        return out
+
+    monkeypatch.setattr(Tagger, "_compute", compute_then_edit)
+    tg.run("e")
+    assert len(calls) == 2 and calls[1] == calls[0] + 1  # noticed and recomputed
+    sv = S.load(lib.db, "e")
+    assert [sl.label.name for sl in sv.labels] == ["crimson", "blue", "green", "yellow", "purple"]
+    counts = {c["label"]: c["tagged"] for c in tg.counts("e")}
+    assert counts["purple"] > 0 and counts["crimson"] > 0 and "white" not in counts
+    stray = lib.db.conn.execute(
+        "SELECT COUNT(*) FROM auto_tags WHERE label_id NOT IN (SELECT id FROM labels)"
+    )
+    assert stray.fetchone()[0] == 0
+    S.delete(lib.db, "e")
+
+
+def test_new_photos_tagged_as_indexed_and_search_by_tag(lib, tmp_path):
+    S.create(lib.db, colour_vocab("n"))
+    tg = lib.tagger()
+    tg.run("n")
+    before = tg.counts("n")
+    extra = world_photos(lib.root / "photos", 8, start=N)  # 8 more scenes arrive
+    lib.scan()
+    after = tg.counts("n")
+    assert sum(c["tagged"] for c in after) > sum(c["tagged"] for c in before)
+    new_ids = {lib.db.image_id_for_path(str(p)) for p in extra}
+    assert any(i in effective(lib, tg, "n", c) for c in COLOURS for i in new_ids)
+    assert tg.ensure_current("n") is None  # the hook kept it current: nothing to redo
+    red = effective(lib, tg, "n", "red")
+    hits = lib.search(Query(text="a circle", k=100, filters=Filters(tags=[("n", "red")])))
+    assert hits and {h.image_id for h in hits} <= red
+    both = lib.search(
+        Query(text="a circle", k=100, filters=Filters(tags=[("n", "red"), ("n", "blue")]))
+    )
+    assert {h.image_id for h in both} <= red & effective(lib, tg, "n", "blue")
+    S.delete(lib.db, "n")
+
+
+def test_clip_family_scoring_is_per_label_against_none(lib):
+    """CLIP family: a two-way softmax against the "none of these" prototype, independent per label."""
+    S.create(lib.db, colour_vocab("c"))
+    clip = _Renamed(lib.model(), "demo-as-clip")
+    clip.spec = clip.spec.with_(family="clip", logit_scale=None, logit_bias=None)
+    tg = Tagger(lib.db, clip, lib.space_id)
+    assert tg.scoring.scale == 100.0 and tg.scoring.none_vec is not None
+    tg.run("c")
+    t = truth(lib)
+    red = effective(lib, tg, "c", "red")
+    want = {i for i, cs in t.items() if "red" in cs}
+    assert len(red & want) >= 0.8 * len(want) and len(red - want) <= 0.2 * max(1, len(red))
+    S.delete(lib.db, "c")
+
+
+def test_v1_database_migrates_with_nothing_lost(tmp_path):
+    path = tmp_path / "v1.db"
+    c = sqlite3.connect(path)
+    c.executescript(_SCHEMA_V1)
+    c.execute("INSERT INTO meta VALUES('schema_version', '1')")
+    c.execute("INSERT INTO folders(id, path, added_at) VALUES(1, '/p', 1.0)")
+    c.execute("INSERT INTO images(id, hash, added_at) VALUES(7, 'abc', 1.0)")
+    c.execute(
+        "INSERT INTO files(path, folder_id, image_id, size, mtime_ns, ext) VALUES('/p/a.jpg', 1, 7, 3, 4, 'jpg')"
+    )
+    c.execute("INSERT INTO spaces(id, key, dim) VALUES(1, 's', 4)")
+    c.execute("INSERT INTO vectors VALUES(1, 7, ?, 1)", (np.ones(4, np.float32).tobytes(),))
+    c.commit()
+    c.close()
+    db = LibraryDB(path)
+    assert SCHEMA_VERSION == 2 and db._version() == 2
+    assert db.counts()["files"] == 1 and db.vectors_for(1, [7])[7].tolist() == [1, 1, 1, 1]
+    S.create(db, make_vocabulary("v", ["cat"]))
+    sv = S.load(db, "v")
+    S.set_answers(db, sv.labels[0].id, [7], S.CONFIRMED)
+    db.conn.execute("INSERT INTO auto_tags VALUES(?, ?, 7)", (sv.labels[0].id, S.model_id(db, "m")))
+    db.conn.execute("DELETE FROM files")
+    db._mark_orphans()
+    db.gc_orphans()  # the photo goes: its automatic tags go with it, its answer stays (by hash)
+    assert db.conn.execute("SELECT COUNT(*) FROM auto_tags").fetchone()[0] == 0
+    assert db.conn.execute("SELECT COUNT(*) FROM tag_answers").fetchone()[0] == 1
+    db.close()
+
+
+def test_failed_migration_leaves_v1_untouched(tmp_path, monkeypatch):
+    from engine import db as dbmod
+    from engine.errors import DatabaseError
+
+    path = tmp_path / "v1.db"
+    c = sqlite3.connect(path)
+    c.executescript(_SCHEMA_V1)
+    c.execute("INSERT INTO meta VALUES('schema_version', '1')")
+    c.execute("INSERT INTO images(id, hash, added_at) VALUES(7, 'abc', 1.0)")
+    c.commit()
+    c.close()
+    monkeypatch.setitem(dbmod.MIGRATIONS, 1, dbmod.MIGRATIONS[1] + ";\nCREATE TABLE labels (x)")
+    with pytest.raises(DatabaseError):
+        LibraryDB(path)
+    c = sqlite3.connect(path)
+    assert c.execute("SELECT value FROM meta").fetchone()[0] == "1"
+    assert c.execute("SELECT name FROM sqlite_master WHERE name='vocabularies'").fetchone() is None
+    assert c.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1

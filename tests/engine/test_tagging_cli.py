@@ -1,0 +1,91 @@
+"""`photosift vocab ...`, `photosift tag ...` and `photosift search --tag` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.sampledata import world_photos
+from engine.cli import main
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tagcli")
+    photos = world_photos(root / "photos", 16)
+    base = ["--data-dir", str(root / "data"), "--model", "photosift-demo"]
+    assert main([*base, "index", str(root / "photos")]) == 0
+    return root, base, photos
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_vocab_and_tag_commands(library, capsys, tmp_path):
+    root, base, photos = library
+    code, out, _ = run(capsys, *base, "vocab", "create", "world", "--starter", "shapes-world")
+    assert code == 0 and "tagged 16 photos" in out
+    code, out, _ = run(capsys, *base, "tag", "counts", "world", "--json")
+    counts = {c["label"]: c["tagged"] for c in json.loads(out)}
+    assert code == 0 and counts["red"] >= sum("-red-" in p.name for p in photos) > 0
+    code, out, _ = run(capsys, *base, "search", "--tag", "world/red", "--json", "-k", "100")
+    hits = json.loads(out)
+    assert code == 0 and len(hits) == counts["red"]
+    red = next(p for p in photos if "-red-" in p.name)
+    code, out, _ = run(capsys, *base, "tag", "reject", "red", str(red))
+    assert code == 0 and "1 answers recorded" in out
+    code, out, _ = run(capsys, *base, "tag", "list", "--photo", str(red), "--json")
+    assert any(t["label"] == "red" and t["state"] == "rejected" for t in json.loads(out))
+    code, out, _ = run(capsys, *base, "search", "a shape", "--tag", "red", "--json", "-k", "100")
+    assert code == 0 and str(red) not in {h["path"] for h in json.loads(out)}
+    code, out, _ = run(capsys, *base, "tag", "threshold", "red", "0.999", "--preview")
+    assert code == 0 and "preview, not saved" in out
+    code, out, _ = run(capsys, *base, "vocab", "add", "world", "purple thing")
+    assert code == 0 and "labels" in out
+    code, out, _ = run(capsys, *base, "vocab", "export", "world", str(tmp_path / "w.txt"))
+    assert code == 0 and "purple thing" in (tmp_path / "w.txt").read_text(encoding="utf-8")
+
+
+def test_malformed_import_names_the_line(library, capsys, tmp_path):
+    _, base, _ = library
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,synonyms\ncat,kitty\ndog\n,\nCat\n", encoding="utf-8")
+    code, _, err = run(capsys, *base, "vocab", "import", str(bad))
+    assert code == 1 and "bad.csv: line 5: label 'Cat' is already there (line 2)" in err
+    code, out, _ = run(capsys, *base, "vocab", "list", "--json")
+    assert "bad" not in [
+        v["name"] for v in json.loads(out)["vocabularies"]
+    ]  # nothing half-imported
+
+
+def test_help_everywhere(capsys):
+    for argv in (["vocab", "--help"], ["tag", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0 and "usage" in capsys.readouterr().out
+
+
+def test_export_xmp_hook_merges_keywords(library, capsys, monkeypatch):
+    """`tag export-xmp` hands each photo's tags to engine.xmp (another module writes the XMP)."""
+    import sys
+    import types
+
+    root, base, photos = library
+    assert main([*base, "vocab", "create", "xmpv", "--starter", "shapes-world"]) == 0
+    written: dict[str, list[str]] = {}
+    fake = types.ModuleType("engine.xmp")
+    fake.read_keywords = lambda path: ["holiday"]
+    fake.write_sidecar_keywords = lambda path, keywords: written.__setitem__(
+        str(path), list(keywords)
+    )
+    monkeypatch.setitem(sys.modules, "engine.xmp", fake)
+    capsys.readouterr()
+    code, out, _ = run(capsys, *base, "tag", "export-xmp", "xmpv")
+    red = next(p for p in photos if "-red-" in p.name and str(p) in written)
+    assert code == 0 and f"wrote keywords for {len(written)} photos" in out
+    assert "red" in written[str(red)] and "holiday" in written[str(red)]
+    assert written[str(red)] == sorted(written[str(red)])
