@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         assert res["ok"] and len(res["hits"]) == 24 and reds_first(res["hits"]), (
             f"SMOKE FAIL: window {res}"
         )
+        assert res["about_icon"] and res["window_icon"], f"SMOKE FAIL: no icon {res}"
+        assert f"Version {__version__}" in res["about"], f"SMOKE FAIL: About box {res['about']!r}"
+        assert Path(res["data_dir"]).resolve() == (t / "gui-library").resolve(), f"SMOKE FAIL: library {res['data_dir']}"
         print(f"  top: {res['hits'][:6]}", flush=True)
     print("SMOKE PASS", flush=True)
     return 0
