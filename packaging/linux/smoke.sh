@@ -157,7 +157,7 @@ if [ -n "$REAL" ] && [ ! -d "$REAL" ]; then
   echo "   (no real photos at $REAL: that step is skipped; pass --real-photos DIR)" >&2
 fi
 if [ -n "$REAL" ] && [ -d "$REAL" ]; then
-  n=$(find "$REAL" -maxdepth 1 -type f | wc -l)
+  n=$(find "$REAL" -type f | wc -l)
   step "command line: index $n real photos from $REAL (decoders inside the bundle)"
   QPA=offscreen run photosift cli --data-dir "$T/real-library" index "$(cd "$REAL" && pwd)" --json > "$T/real.json"
   check 'j["embedded"] >= 0.9 * j["files"] > 0' "$T/real.json" "real photos"
