@@ -147,6 +147,32 @@ def _selftest(argv: list[str]) -> int:
     return app_main(app_argv)
 
 
+def _selftest_train(argv: list[str]) -> int:
+    """``selftest-train WORKDIR``: what the training extra is in the bundle for. A tiny random
+    open_clip ViT-B-32-256 laid out as on the hub goes through the same conversion a downloaded
+    open_clip model does (engine.hub.convert_open_clip: torch -> ONNX), and the result must run
+    in ONNX Runtime. Prints a JSON report; exit 0 when the converted folder works."""
+    import json
+
+    if len(argv) != 1:
+        print("usage: photosift selftest-train WORKDIR", file=sys.stderr)
+        return 2
+    work = Path(argv[0])
+    import torch
+
+    from engine.hub import check_model_folder, convert_open_clip
+    from engine.settings import Settings
+    from training.tiny import build_tiny, save_open_clip_dir
+
+    tiny = build_tiny("vit-b-32-256", work / "tiny")
+    weights = save_open_clip_dir(tiny, work / "weights")
+    folder = convert_open_clip(tiny.spec, Settings(data_dir=work / "library"), weights)
+    check_model_folder(folder)
+    print(json.dumps({"torch": torch.__version__, "folder": str(folder),
+                      "files": sorted(p.name for p in folder.iterdir())}))  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--engine"]:
@@ -157,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         from engine.cli import main as cli_main
 
         return cli_main(argv[1:] if argv[:1] == ["cli"] else argv)
+    if argv[:1] == ["selftest-train"]:
+        return _selftest_train(argv[1:])
     if argv[:1] in (["--version"], ["-V"]):
         from app import __version__
 
