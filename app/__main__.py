@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from . import theme
+    from . import __version__, theme
     from .engine_bridge import EngineBridge
     from .main_window import MainWindow
     from .settings import AppSettings, default_data_dir
@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("photosift")
     app.setOrganizationName("photosift")
     app.setApplicationDisplayName("photosift")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("photosift")  # Wayland/X11 match the window to photosift.desktop
+    from .about import app_icon
+
+    app.setWindowIcon(app_icon())
     data_dir = args.data_dir or default_data_dir()
     settings = AppSettings.load(data_dir)
     theme.apply(app, args.theme or settings.theme)

@@ -223,6 +223,9 @@ class MainWindow(QMainWindow):
             self, singleShot=True, interval=REFRESH_MS, timeout=self._refresh_now
         )
         self._wire()
+        from .about import install_about  # Help > About photosift
+
+        install_about(self)
         self._restore()
         self._on_state(bridge.state)
         self._update_empty()

@@ -177,6 +177,8 @@ def fetch_model(
             raise ModelError(f"hub repo {src.onnx_repo} holds model {found.key!r}, not {spec.key!r}")
         return folder
     if src.hf_repo and src.open_clip_name:
+        if not can_convert_open_clip():  # say so before a download of hundreds of MB, not after
+            raise ModelNotAvailable(_no_converter(spec))
         # The registry lists what the repo holds (tokenizer files too, for SigLIP-family models).
         wanted = tuple(dict.fromkeys([*OPEN_CLIP_FILES, *src.files]))
         got = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
@@ -189,14 +191,30 @@ def convert_open_clip(spec: ModelSpec, settings: Settings, weights_dir: Path) ->
     try:
         from training.export import export_from_pretrained
     except ImportError as e:
-        raise ModelNotAvailable(
-            f"model {spec.key!r} was downloaded as open_clip weights ({weights_dir}) and needs a "
-            f"one-time conversion to ONNX, which needs the training extra: "
-            f"pip install 'photosift[train]'. Or import an exported folder with `photosift models import`."
-        ) from e
+        raise ModelNotAvailable(_no_converter(spec)) from e
     out = settings.models_dir / spec.key
     export_from_pretrained(spec, weights_dir, out)
     return out
+
+
+def can_convert_open_clip() -> bool:
+    """Whether open_clip weights can be converted to ONNX here (the training extra is installed;
+    the lean installers leave it out). Finds the modules without importing them."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "open_clip"))
+
+
+def _no_converter(spec: ModelSpec) -> str:
+    import sys
+
+    how = ("the photosift installer with training (the '-train' download)" if getattr(sys, "frozen", False)
+           else "the training extra: pip install 'photosift[train]'")  # fmt: skip
+    return (
+        f"model {spec.key!r} ({spec.name}) comes as open_clip weights and needs a one-time "
+        f"conversion to ONNX, which needs {how}. Or export it on a machine that has that and "
+        f"import the folder (Models > Import folder, or `photosift models import FOLDER`)."
+    )
 
 
 def import_model_folder(src: Path, settings: Settings) -> ModelSpec:

@@ -8,7 +8,9 @@ EXE is the frozen photosift (``.../photosift``, ``photosift.app/Contents/MacOS/p
 Windows; default EXE with the ``cli`` argument). Offline and offscreen, with a scratch library:
 ``--version``; the bundled demo model is listed; the command line indexes 24 generated photos
 and ``search "a red object"`` puts the red ones first; the window (which starts its engine from
-the same executable) indexes them, searches and shows the red ones first. Exit 0 on success.
+the same executable) indexes them, searches and shows the red ones first; its About box shows
+the icon, version and library folder; its model manager lists models with sizes, fails a download
+clearly (offline mode) and imports a model folder from disk. Exit 0 on success.
 
 The Python running this generates the photos (numpy, Pillow, PySide6: the build venv has them);
 the bundle under test never sees it.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,15 +82,36 @@ def main(argv: list[str] | None = None) -> int:
         assert reds_first(names), f"SMOKE FAIL: cli search gave {names}"
         print(f"  top: {names}", flush=True)
 
-        print("== window: index, search, results", flush=True)
+        print("== window: index, search, results, About, Models", flush=True)
+        my_model = t / "my-model"  # a model folder to import from disk: the demo, renamed
+        my_model.mkdir()
+        for name in ("image.onnx", "text.onnx", "tokenizer.json"):
+            shutil.copy2(ROOT / "resources" / "demo" / name, my_model / name)
+        spec = json.loads((ROOT / "resources" / "demo" / "model.json").read_text(encoding="utf-8"))
+        spec.update(key="my-imported-model", name="My imported model")
+        (my_model / "model.json").write_text(json.dumps(spec), encoding="utf-8")
         hits_json = t / "hits.json"
-        run([str(exe), "selftest", "--hits", str(hits_json), "--data-dir", str(t / "gui-library"),
+        run([str(exe), "selftest", "--hits", str(hits_json), "--import-model", str(my_model),
+             "--data-dir", str(t / "gui-library"),
              "--screenshot", str(t / "window.png"), "--folder", str(t / "photos"), "--query", QUERY,
              "--timeout", "200"], env, work, timeout=300)  # fmt: skip
         res = json.loads(hits_json.read_text())
         assert res["ok"] and len(res["hits"]) == 24 and reds_first(res["hits"]), (
             f"SMOKE FAIL: window {res}"
         )
+        assert res["about_icon"] and res["window_icon"], f"SMOKE FAIL: no icon {res}"
+        assert f"Version {__version__}" in res["about"], f"SMOKE FAIL: About box {res['about']!r}"
+        assert Path(res["data_dir"]).resolve() == (t / "gui-library").resolve(), (
+            f"SMOKE FAIL: library {res['data_dir']}"
+        )
+        m = res["models"]
+        assert m["listed"] and all(r[1] not in ("", "—") for r in m["rows"]), (
+            f"SMOKE FAIL: sizes {m}"
+        )
+        assert m["download_enabled"] and "failed" in m["download_message"], f"SMOKE FAIL: {m}"
+        assert m["import_message"].startswith("Imported") and any(
+            r[0] == "My imported model" and r[-1] == "here" for r in m["rows_after_import"]
+        ), f"SMOKE FAIL: import {m}"
         print(f"  top: {res['hits'][:6]}", flush=True)
     print("SMOKE PASS", flush=True)
     return 0

@@ -11,7 +11,8 @@
 
 Hidden, for the smoke test (packaging/linux/smoke.sh): ``photosift selftest --hits OUT.json
 APP-ARGS`` runs the window's screenshot mode (index a folder, search, show the results) and
-writes the names of the photos the grid showed, in order, to OUT.json.
+writes the names of the photos the grid showed, in order, to OUT.json, with what the About
+box says (version, library folder) and whether the window and the About box have their icon.
 
 Nothing heavy is imported before the role is known: the engine process never loads Qt and
 the window never loads onnxruntime.
@@ -41,27 +42,135 @@ def _restore_library_path() -> None:
         os.environ.pop("LD_LIBRARY_PATH", None)
 
 
+def _wait(cond, timeout: float) -> bool:
+    """Run the Qt event loop until cond() holds or `timeout` seconds pass (selftest only)."""
+    import time
+
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        time.sleep(0.02)
+    return True
+
+
+def _models_check(win, import_dir: Path, download_key: str) -> dict:
+    """The model manager as a first-run user meets it: the list with sizes, a download that
+    cannot reach the hub (it must say so), and importing a model folder from disk."""
+    from PySide6.QtCore import Qt
+
+    dlg = win.open_models()
+    out: dict = {}
+    out["listed"] = _wait(lambda: dlg.table.rowCount() > 1 and dlg.table.item(0, 1) is not None, 60)
+    out["rows"] = _rows(dlg)
+    for r in range(dlg.table.rowCount()):
+        if dlg.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == download_key:
+            dlg.table.selectRow(r)
+    out["download_enabled"] = dlg.download_btn.isEnabled()
+    before = dlg.message.text()
+    dlg.download_selected()
+    # "Downloading KEY…" while it tries, then the job's outcome (or the call's error)
+    _wait(
+        lambda: (
+            dlg.message.text() not in (before, "")
+            and not dlg.message.text().startswith("Downloading")
+        ),
+        120,
+    )
+    out["download_message"] = dlg.message.text()
+    before = dlg.message.text()
+    dlg.import_folder(str(import_dir))  # what Import folder… does once a folder is chosen
+    _wait(lambda: dlg.message.text() != before, 60)
+    out["import_message"] = dlg.message.text()
+    _wait(lambda: len(_rows(dlg)) > len(out["rows"]), 20)  # the list refreshes after an import
+    out["rows_after_import"] = _rows(dlg)
+    dlg.close()
+    return out
+
+
+def _rows(dlg) -> list[list[str]]:
+    t = dlg.table
+    return [[t.item(r, c).text() if t.item(r, c) else "" for c in range(t.columnCount())]
+            for r in range(t.rowCount())]  # fmt: skip
+
+
 def _selftest(argv: list[str]) -> int:
-    """``selftest --hits OUT.json APP-ARGS``: the app's screenshot mode, recording the results."""
+    """``selftest --hits OUT.json [--import-model DIR] APP-ARGS``: the app's screenshot mode,
+    recording the results, the About box and (with --import-model) the model manager."""
     import json
 
     if len(argv) < 2 or argv[0] != "--hits":
-        print("usage: photosift selftest --hits OUT.json --folder DIR --query TEXT --screenshot OUT.png ...",
-              file=sys.stderr)  # fmt: skip
+        print("usage: photosift selftest --hits OUT.json [--import-model DIR] --folder DIR --query TEXT "
+              "--screenshot OUT.png ...", file=sys.stderr)  # fmt: skip
         return 2
     hits_out, app_argv = Path(argv[1]), argv[2:]
+    import_dir = None
+    if app_argv[:1] == ["--import-model"]:
+        import_dir, app_argv = Path(app_argv[1]), app_argv[2:]
     from app import screenshot
     from app.__main__ import main as app_main
 
     shoot = screenshot.Shooter._shoot
+    recorded = []
 
     def recording_shoot(self, ok: bool) -> None:
+        if recorded:  # the Shooter's give-up timer can fire while the checks below run
+            return
+        recorded.append(True)
+        from PySide6.QtWidgets import QApplication
+
+        from app.about import show_about
+
         names = [Path(h["path"]).name for h in self.win.model_.hits]
-        hits_out.write_text(json.dumps({"ok": ok, "stage": self.stage, "hits": names}, indent=1))
+        about = show_about(self.win)  # Help > About, as a user opens it: icon, version, library
+        out = {
+            "ok": ok, "stage": self.stage, "hits": names,
+            "about": about.text.text(), "about_icon": not about.icon.pixmap().isNull(),
+            "window_icon": not QApplication.windowIcon().isNull(),
+            "data_dir": str(about.data_dir),
+            "engine_command": list(self.win.bridge.client.command),
+        }  # fmt: skip
+        pid = (self.win.bridge.hello or {}).get("pid")
+        if pid and Path(f"/proc/{pid}/exe").exists():  # Linux: which program the engine really is
+            out["engine_exe"] = os.readlink(f"/proc/{pid}/exe")
+        about.close()
+        if import_dir is not None:
+            out["models"] = _models_check(self.win, import_dir, "vit-b-32-256-datacomp")
+        hits_out.write_text(json.dumps(out, indent=1))
         shoot(self, ok)
 
     screenshot.Shooter._shoot = recording_shoot
     return app_main(app_argv)
+
+
+def _selftest_train(argv: list[str]) -> int:
+    """``selftest-train WORKDIR``: what the training extra is in the bundle for. A tiny random
+    open_clip ViT-B-32-256 laid out as on the hub goes through the same conversion a downloaded
+    open_clip model does (engine.hub.convert_open_clip: torch -> ONNX), and the result must run
+    in ONNX Runtime. Prints a JSON report; exit 0 when the converted folder works."""
+    import json
+
+    if len(argv) != 1:
+        print("usage: photosift selftest-train WORKDIR", file=sys.stderr)
+        return 2
+    work = Path(argv[0])
+    import torch
+
+    from engine.hub import check_model_folder, convert_open_clip
+    from engine.settings import Settings
+    from training.tiny import build_tiny, save_open_clip_dir
+
+    tiny = build_tiny("vit-b-32-256", work / "tiny")
+    weights = save_open_clip_dir(tiny, work / "weights")
+    folder = convert_open_clip(tiny.spec, Settings(data_dir=work / "library"), weights)
+    check_model_folder(folder)
+    print(json.dumps({"torch": torch.__version__, "folder": str(folder),
+                      "files": sorted(p.name for p in folder.iterdir())}))  # fmt: skip
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         from engine.cli import main as cli_main
 
         return cli_main(argv[1:] if argv[:1] == ["cli"] else argv)
+    if argv[:1] == ["selftest-train"]:
+        return _selftest_train(argv[1:])
     if argv[:1] in (["--version"], ["-V"]):
         from app import __version__
 

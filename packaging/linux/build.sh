@@ -14,8 +14,9 @@
 #   PYTHON           interpreter for the build venv (default python3; needs a shared libpython,
 #                    which python.org, Debian, pyenv (default) and actions/setup-python builds have)
 #   TORCH_SPEC       the torch to put in the training variant (default torch==2.13.0)
-#   TORCH_INDEX_URL  where to get it: set https://download.pytorch.org/whl/cpu for the CPU wheel
-#                    (PyPI's Linux torch is the CUDA build, several GB); default: pip's own config
+#   TORCH_INDEX_URL  where torch and torchvision come from, as a matched pair (default
+#                    https://download.pytorch.org/whl/cpu: the CPU build; PyPI's Linux torch is
+#                    the CUDA build, several GB). Set it empty to use pip's own configuration.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -49,24 +50,32 @@ if [ ! -f "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q -c constraints.txt ".[gui]" -r packaging/requirements-build.txt
   else
     # constraints.txt pins the dev venv's CUDA torch stack; the bundle wants the CPU build, so
-    # torch comes first from TORCH_SPEC and is then pinned, so that nothing upgrades it.
+    # torch and torchvision come first, together from one index (open_clip imports torchvision,
+    # and a torchvision built for another torch fails at import), and are then pinned.
     cons="$VENV/constraints-train.txt"
     grep -v -E '^(torch|torchvision|triton|nvidia-|cuda-)' constraints.txt > "$cons"
     torch_spec=${TORCH_SPEC:-torch==2.13.0}
+    index=${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
     idx=()
-    [ -n "${TORCH_INDEX_URL:-}" ] && idx=(--index-url "$TORCH_INDEX_URL")
-    say "installing $torch_spec ${TORCH_INDEX_URL:+from $TORCH_INDEX_URL} into $VENV ..."
-    "$VENV/bin/python" -m pip install -q "${idx[@]}" "$torch_spec"
-    tv=$("$VENV/bin/python" -c "import torch; print(torch.__version__.split('+')[0])")
-    echo "torch==$tv" >> "$cons"
-    say "installing .[gui,train] + PyInstaller (torch pinned at $tv) ..."
+    [ -n "$index" ] && idx=(--index-url "$index")
+    say "installing $torch_spec + torchvision ${index:+from $index} into $VENV ..."
+    "$VENV/bin/python" -m pip install -q "${idx[@]}" "$torch_spec" torchvision
+    "$VENV/bin/python" -c "import torch, torchvision; print(f'torch=={torch.__version__}'); print(f'torchvision=={torchvision.__version__}')" \
+      | sed 's/+[a-z0-9.]*$//' >> "$cons"
+    say "installing .[gui,train] + PyInstaller (pinned: $(grep -E '^torch' "$cons" | tr '\n' ' '))..."
     "$VENV/bin/python" -m pip install -q -c "$cons" ".[gui,train]" -r packaging/requirements-build.txt
     if "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.version.cuda else 1)"; then
-      say "warning: the training variant got a CUDA torch; set TORCH_INDEX_URL for the CPU build"
+      say "warning: the training variant got a CUDA torch (several GB); set TORCH_INDEX_URL to a CPU index"
     fi
   fi
   rm -f "$VENV"/.installed-*
   touch "$stamp"
+fi
+# The training variant exists to run open_clip; a bundle where it cannot import is broken.
+if [ "$VARIANT" = train ] && ! err=$("$VENV/bin/python" -c "import open_clip" 2>&1); then
+  say "error: open_clip does not import in $VENV (torch and torchvision do not match?):"
+  echo "$err" | tail -3 >&2
+  exit 1
 fi
 
 # -- 2. freeze ----------------------------------------------------------------------------

@@ -10,7 +10,12 @@
 #      folder (~/.local/share/photosift) and `search "a red object"` ranks the red ones first
 #   4. the window (a real X screen under xvfb-run when there is one, else offscreen) starts
 #      its engine process from the same frozen executable, indexes the folder, searches,
-#      shows the results, thumbnails and preview, and exits 0; the red photos lead the grid
+#      shows the results, thumbnails and preview, and exits 0; the red photos lead the grid;
+#      Help > About shows the icon, the version and the library folder; the engine process
+#      is the installed executable itself (its /proc/PID/exe); the model manager lists the
+#      real models with their download size, a download attempt fails with a clear message
+#      (no network here), and importing a model folder from disk makes a new model "here"
+#      (before the window: `photosift cli models download` fails clearly, without a traceback)
 #   5. (when there is a folder of real photos: --real-photos DIR, default ../shared/data/photos
 #      beside the checkout) the command line indexes it: JPEG, HEIC, AVIF, WebP ... decode
 #      inside the bundle
@@ -101,9 +106,27 @@ QPA=offscreen run photosift cli search "a red object" -k 6 --json > "$T/search.j
 check 'sum(h["path"].rsplit("/", 1)[-1].startswith("red-") for h in j) >= 5' "$T/search.json" \
   "cli search: the red photos are not first"
 
-step "window: index, search, results (engine started from the same executable)"
-gui=(photosift selftest --hits "$T/hits.json" --data-dir "$T/gui-library" --screenshot "$T/window.png"
-     --folder "$T/photos" --query "a red object" --size 1100x720 --timeout 150)
+step "command line: a model download with no way to the hub fails with a clear message"
+if QPA=offscreen run photosift cli models download vit-b-32-256-datacomp > "$T/download.out" 2>&1; then
+  fail "the download of a real model succeeded offline?"
+fi
+# (offline: not in the cache; lean bundle: no converter for open_clip weights) either way it
+# names the model and the way out (import a folder), without a traceback
+grep -q "vit-b-32-256-datacomp" "$T/download.out" && grep -q "models import" "$T/download.out" \
+  && ! grep -q "Traceback" "$T/download.out" || fail "unclear download failure: $(tail -c 1500 "$T/download.out")"
+echo "   $(tail -c 300 "$T/download.out")" >&2
+
+# A model folder to import from disk (as a user without internet would): the bundled demo's
+# four files under another key and name, so that it shows up as a new model.
+INSTALLED=$T/home/.local/lib/photosift
+mkdir "$T/my-model"
+cp "$INSTALLED/_internal/resources/demo/"{model.json,image.onnx,text.onnx,tokenizer.json} "$T/my-model/"
+"$HOSTPY" -c 'import json, sys; p = sys.argv[1]; d = json.load(open(p)); d.update(key="my-imported-model", name="My imported model"); json.dump(d, open(p, "w"))' \
+  "$T/my-model/model.json"
+
+step "window: index, search, results (engine started from the same executable), About, Models"
+gui=(photosift selftest --hits "$T/hits.json" --import-model "$T/my-model" --data-dir "$T/gui-library"
+     --screenshot "$T/window.png" --folder "$T/photos" --query "a red object" --size 1100x720 --timeout 240)
 t0=$(date +%s)
 if [ "$USE_XVFB" != no ] && command -v xvfb-run >/dev/null; then
   QPA= run xvfb-run -a -s "-screen 0 1280x800x24" "${gui[@]}" 2> "$T/window.log" || \
@@ -115,15 +138,29 @@ else
 fi
 check 'j["ok"] and len(j["hits"]) == 24 and sum(n.startswith("red-") for n in j["hits"][:6]) >= 5' \
   "$T/hits.json" "window results"
+check "j['about_icon'] and j['window_icon'] and 'Version $VERSION' in j['about'] and j['data_dir'] == '$T/gui-library'" \
+  "$T/hits.json" "About box (icon, version, library folder)"
+check "j.get('engine_exe') == '$INSTALLED/photosift' and '--engine' in j['engine_command']" \
+  "$T/hits.json" "the engine is not the installed bundle's own executable"
+check 'j["models"]["listed"] and ["OpenCLIP ViT-B/32 256px (DataComp-1B)", "606 MB"] in [r[:2] for r in j["models"]["rows"]]' \
+  "$T/hits.json" "the model manager does not list the real models with their size"
+check 'j["models"]["download_enabled"] and "failed" in j["models"]["download_message"]' \
+  "$T/hits.json" "the model manager's offline download did not fail clearly"
+check 'j["models"]["import_message"].startswith("Imported") and any(r[0] == "My imported model" and r[-1] == "here" for r in j["models"]["rows_after_import"])' \
+  "$T/hits.json" "importing a model folder in the model manager"
 [ -s "$T/window.png" ] || fail "no window screenshot"
 sleep 1
 if pgrep -f "^$T/home/.local/lib/photosift/photosift --engine" >/dev/null; then
   fail "the engine process outlived the window"
 fi
 echo "   window ran on $where in $(( $(date +%s) - t0 )) s: $("$HOSTPY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["hits"][:6])' "$T/hits.json")" >&2
+"$HOSTPY" -c 'import json, sys; m = json.load(open(sys.argv[1]))["models"]; print("   models: download said %r; import said %r" % (m["download_message"][:160], m["import_message"]))' "$T/hits.json" >&2
 
+if [ -n "$REAL" ] && [ ! -d "$REAL" ]; then
+  echo "   (no real photos at $REAL: that step is skipped; pass --real-photos DIR)" >&2
+fi
 if [ -n "$REAL" ] && [ -d "$REAL" ]; then
-  n=$(find "$REAL" -maxdepth 1 -type f | wc -l)
+  n=$(find "$REAL" -type f | wc -l)
   step "command line: index $n real photos from $REAL (decoders inside the bundle)"
   QPA=offscreen run photosift cli --data-dir "$T/real-library" index "$(cd "$REAL" && pwd)" --json > "$T/real.json"
   check 'j["embedded"] >= 0.9 * j["files"] > 0' "$T/real.json" "real photos"

@@ -39,9 +39,12 @@ if [ "$VARIANT" = lean ]; then
 else
   cons="$VENV/constraints-train.txt"
   grep -v -E '^(torch|torchvision|triton|nvidia-|cuda-)' constraints.txt > "$cons"
-  "$VENV/bin/python" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-  echo "torch==$("$VENV/bin/python" -c "import torch; print(torch.__version__.split('+')[0])")" >> "$cons"
+  # torch and torchvision together, so that pip picks a matched pair (open_clip imports both)
+  "$VENV/bin/python" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" torchvision
+  "$VENV/bin/python" -c "import torch, torchvision; print(f'torch=={torch.__version__}'); print(f'torchvision=={torchvision.__version__}')" \
+    | sed 's/+[a-z0-9.]*$//' >> "$cons"
   "$VENV/bin/python" -m pip install -q -c "$cons" ".[gui,train]" -r packaging/requirements-build.txt
+  "$VENV/bin/python" -c "import open_clip"  # the training variant exists to run it
 fi
 
 # -- 2. freeze into photosift.app

@@ -39,10 +39,15 @@ if ($Variant -eq "lean") {
         Set-Content $Cons
     $TorchSpec = if ($env:TORCH_SPEC) { $env:TORCH_SPEC } else { "torch==2.13.0" }
     $TorchIndex = if ($env:TORCH_INDEX_URL) { $env:TORCH_INDEX_URL } else { "https://download.pytorch.org/whl/cpu" }
-    Invoke-Checked $Py -m pip install -q --index-url $TorchIndex $TorchSpec
+    # torch and torchvision as a matched pair from one index: open_clip imports torchvision, and
+    # a torchvision built for another torch fails at import.
+    Invoke-Checked $Py -m pip install -q --index-url $TorchIndex $TorchSpec torchvision
     $TorchVersion = (& $Py -c "import torch; print(torch.__version__.split('+')[0])").Trim()
+    $VisionVersion = (& $Py -c "import torchvision; print(torchvision.__version__.split('+')[0])").Trim()
     Add-Content $Cons "torch==$TorchVersion"
+    Add-Content $Cons "torchvision==$VisionVersion"
     Invoke-Checked $Py -m pip install -q -c $Cons ".[gui,train]" -r packaging\requirements-build.txt
+    Invoke-Checked $Py -c "import open_clip"  # the training variant exists to run it
 }
 
 # -- 2. freeze: photosift.exe (windowed) + photosift-cli.exe (console), one _internal\

@@ -102,3 +102,10 @@ def test_frozen_resources_dir_is_inside_the_bundle(monkeypatch, tmp_path):
 
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
     assert resources_dir() == tmp_path / "resources"
+
+
+def test_train_selftest_role_is_dispatched(entry, calls, capsys):
+    """`photosift selftest-train` (the training bundle's check) is its own role, not the app."""
+    assert entry.main(["selftest-train"]) == 2  # usage: it needs a work folder
+    assert "selftest-train WORKDIR" in capsys.readouterr().err
+    assert calls == []

@@ -18,6 +18,20 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "packaging"
 
 
+# What Qt's hooks and the dependency scan typically put in a Linux bundle; the spec prunes it.
+FAKE_BINARIES = [
+    "PySide6/Qt/plugins/platforms/libqxcb.so", "PySide6/Qt/plugins/platforms/libqwayland.so",
+    "PySide6/Qt/plugins/platforms/libqoffscreen.so", "PySide6/Qt/plugins/platforms/libqvnc.so",
+    "PySide6/Qt/plugins/platforms/libqeglfs.so", "PySide6/Qt/plugins/platformthemes/libqgtk3.so",
+    "PySide6/Qt/plugins/platformthemes/libqxdgdesktopportal.so",
+    "PySide6/Qt/plugins/egldeviceintegrations/libqeglfs-kms-integration.so",
+    "PySide6/Qt/translations/qtbase_de.qm", "PySide6/Qt/lib/libQt6Gui.so.6",
+    "libfontconfig.so.1", "libfreetype.so.6", "libgtk-3.so.0", "libcairo.so.2", "libharfbuzz.so.0",
+    "libharfbuzz-fb49c9fc.so.0.61450.0", "libfreetype-57f805ba.so.6.20.6", "libxcb-cursor.so.0",
+    "libpython3.11.so.1.0", "onnxruntime/capi/libonnxruntime.so.1",
+]  # fmt: skip
+
+
 class _Rec:
     """Stands in for PyInstaller's spec classes: records what the spec asked for."""
 
@@ -29,7 +43,8 @@ class _Rec:
         self.made.append(self)
         if self.kind == "Analysis":
             self.datas = [(dest, src) for src, dest in kwargs["datas"]]
-            self.pure, self.scripts, self.binaries = [], [], []
+            self.pure, self.scripts = [], []
+            self.binaries = [(d, "/src/" + d, "BINARY") for d in FAKE_BINARIES]
 
 
 def run_spec(monkeypatch, platform: str, variant: str) -> list[_Rec]:
@@ -73,6 +88,25 @@ def test_spec_bundles_the_resources_the_engine_reads(monkeypatch, variant):
     assert ("torch" in a.kwargs["excludes"]) == (variant == "lean")
     assert "engine.bench.pipeline" in a.kwargs["hiddenimports"]  # loaded by name at run time
     assert Path(a.args[0][0]).name == "photosift_entry.py"
+
+
+def test_spec_prunes_unused_qt_plugins_and_host_libraries(monkeypatch):
+    coll = _one(run_spec(monkeypatch, "linux", "lean"), "COLLECT")
+    binaries = {e[0] for e in coll.args[-2]}  # COLLECT(*exes, binaries, datas)
+    kept = {
+        "PySide6/Qt/plugins/platforms/libqxcb.so", "PySide6/Qt/plugins/platforms/libqwayland.so",
+        "PySide6/Qt/plugins/platforms/libqoffscreen.so",
+        "PySide6/Qt/plugins/platformthemes/libqxdgdesktopportal.so",
+        "PySide6/Qt/lib/libQt6Gui.so.6", "libxcb-cursor.so.0", "libpython3.11.so.1.0",
+        "onnxruntime/capi/libonnxruntime.so.1",
+        # Pillow's own private copies (hashed names) are not the host's
+        "libharfbuzz-fb49c9fc.so.0.61450.0", "libfreetype-57f805ba.so.6.20.6",
+    }  # fmt: skip
+    assert binaries == kept
+    # Windows has no host libraries of that kind: only the Qt plugins and translations go
+    coll = _one(run_spec(monkeypatch, "win32", "lean"), "COLLECT")
+    assert "libfontconfig.so.1" in {e[0] for e in coll.args[-2]}
+    assert "PySide6/Qt/plugins/platformthemes/libqgtk3.so" not in {e[0] for e in coll.args[-2]}
 
 
 def test_spec_per_platform(monkeypatch):
