@@ -56,6 +56,11 @@ def run_spec(monkeypatch, platform: str, variant: str) -> list[_Rec]:
                  "VarStruct", "VSVersionInfo"):  # fmt: skip
         setattr(vi, name, lambda *a, **k: (a, k))
     monkeypatch.setitem(sys.modules, "PyInstaller.utils.win32.versioninfo", vi)
+    # ... and the hook helpers it collects python-exiv2 with (recorded, so a test can check them)
+    hooks = types.ModuleType("PyInstaller.utils.hooks")
+    hooks.collect_submodules = lambda pkg, filter=None: [f"{pkg}._stub"]
+    hooks.collect_dynamic_libs = lambda pkg: [(f"/site/{pkg}.libs/lib{pkg}.so", f"{pkg}.libs")]
+    monkeypatch.setitem(sys.modules, "PyInstaller.utils.hooks", hooks)
     _Rec.made = []
     kinds = {k: type(k, (_Rec,), {}) for k in ("Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE")}
     code = compile((PKG / "photosift.spec").read_text(), str(PKG / "photosift.spec"), "exec")
@@ -203,3 +208,9 @@ def test_no_machine_paths_in_recipes():
                 if f.suffix in TEXT_SUFFIXES:
                     text = f.read_text(encoding="utf-8")
                     assert "/work/" not in text and "/root/" not in text, f
+
+
+def test_spec_bundles_exiv2_for_xmp_keywords(monkeypatch):
+    a = _one(run_spec(monkeypatch, "linux", "lean"), "Analysis")
+    assert "exiv2._stub" in a.kwargs["hiddenimports"]
+    assert ("/site/exiv2.libs/libexiv2.so", "exiv2.libs") in a.kwargs["binaries"]
