@@ -33,3 +33,7 @@ class QueryError(PhotosiftError):
 
 class Cancelled(PhotosiftError):
     """Long work was cancelled by the caller; everything committed so far is kept."""
+
+
+class TrainingDataError(PhotosiftError):
+    """There is too little (or unusable) data to fine-tune; the message says what is needed."""
