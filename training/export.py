@@ -438,7 +438,9 @@ def export_text_tower(
             "exporter": "torchscript",
             "opset": opset,
             "text_min_cosine": float(cos.min()),
-            "text_max_abs_diff": float(np.abs(got - want).max()) if got.shape == want.shape else None,
+            "text_max_abs_diff": float(np.abs(got - want).max())
+            if got.shape == want.shape
+            else None,
         }
         if not np.all(cos >= min_cosine):
             raise ModelError(

@@ -18,10 +18,33 @@ from pathlib import Path
 
 import numpy as np
 
-WORDS = (
-    "receipt whiteboard sunset beach dog cat miso tofu garden kitchen bicycle concert "
-    "mountain river snow forest city street portrait baby cake car train boat bridge"
-).split()
+WORDS = [
+    "receipt",
+    "whiteboard",
+    "sunset",
+    "beach",
+    "dog",
+    "cat",
+    "miso",
+    "tofu",
+    "garden",
+    "kitchen",
+    "bicycle",
+    "concert",
+    "mountain",
+    "river",
+    "snow",
+    "forest",
+    "city",
+    "street",
+    "portrait",
+    "baby",
+    "cake",
+    "car",
+    "train",
+    "boat",
+    "bridge",
+]
 
 
 def vit_b32_text_model(seed: int = 0):
@@ -31,7 +54,9 @@ def vit_b32_text_model(seed: int = 0):
     import torch
 
     cfg = dict(open_clip.get_model_config("ViT-B-32"))
-    cfg["vision_cfg"] = dict(cfg["vision_cfg"], layers=1, width=64, head_width=32, image_size=32, patch_size=16)
+    cfg["vision_cfg"] = dict(
+        cfg["vision_cfg"], layers=1, width=64, head_width=32, image_size=32, patch_size=16
+    )
     torch.manual_seed(seed)
     return open_clip.create_model("ViT-B-32", pretrained=None, **cfg)
 
@@ -65,7 +90,9 @@ def timing(n: int = 1000, n_labels: int = 20, tunes=("full", "last:2", "lora:8")
 
     with tempfile.TemporaryDirectory() as d:
         tok_json = write_clip_tokenizer_json(Path(d) / "tokenizer.json")
-        tokenize = Tokenizer.from_file(tok_json, TokenizerSpec(kind="clip_bpe", context_length=77)).encode
+        tokenize = Tokenizer.from_file(
+            tok_json, TokenizerSpec(kind="clip_bpe", context_length=77)
+        ).encode
         data = planted_data(n, n_labels, 512)
         out: dict = {"photos": n, "labels": n_labels, "per_step": {}}
         for tune in tunes:
@@ -97,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=int, default=20)
     ap.add_argument("--tunes", default="full,last:2,lora:8")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--complete", default="last:2", help="tuning for one complete run ('' for none)")
+    ap.add_argument(
+        "--complete", default="last:2", help="tuning for one complete run ('' for none)"
+    )
     a = ap.parse_args(argv)
     res = timing(a.photos, a.labels, tuple(a.tunes.split(",")), a.steps, a.complete or None)
     sys.stdout.write(json.dumps(res) + "\n")

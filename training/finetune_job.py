@@ -107,23 +107,25 @@ def run(args, out) -> int:
     finally:
         db.close()
     data.validate()
-    _emit(out, dict(event="data", photos=int(len(data.image_ids)), labels=data.labels,
-                    counts=data.counts(), fingerprint=data.fingerprint(), notes=data.notes,
-                    source=data.source))  # fmt: skip
     kw = dict(tune=args.tune, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads)
     if args.smoke:
         s = FinetuneSettings.smoke(**kw)
     else:
         s = FinetuneSettings(max_steps=args.max_steps, eval_every=args.eval_every,
                              patience=args.patience, **kw)  # fmt: skip
+    data.check_enough(unknown_as_negative=s.unknown_weight > 0)  # refuse before loading torch
+    _emit(out, dict(event="data", photos=int(len(data.image_ids)), labels=data.labels,
+                    counts=data.counts(), fingerprint=data.fingerprint(), notes=data.notes,
+                    source=data.source, max_steps=s.max_steps))  # fmt: skip
     model = load_checkpoint(ckpt)
     tokenize = Tokenizer.from_file(folder / "tokenizer.json", base.tokenizer).encode
     result = finetune(model, tokenize, data, s, progress=lambda rec: _emit(out, rec))
     _emit(out, dict(event="exporting"))
     cand = Path(args.out) / "candidate"
     spec = write_candidate(model, base, folder, data, result, cand, key=args.key)
+    # Evidence for "no photo was decoded": this process never even loaded the decoder.
     _emit(out, dict(event="done", key=spec.key, name=spec.name, candidate=str(cand),
-                    metrics=result.metrics))  # fmt: skip
+                    metrics=result.metrics, decoder_loaded="engine.decode" in sys.modules))  # fmt: skip
     return 0
 
 

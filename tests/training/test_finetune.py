@@ -42,7 +42,9 @@ def demo_world():
 
 @pytest.fixture(scope="module")
 def tokenize():
-    return Tokenizer.from_file(DEMO / "tokenizer.json", load_spec(DEMO / "model.json").tokenizer).encode
+    return Tokenizer.from_file(
+        DEMO / "tokenizer.json", load_spec(DEMO / "model.json").tokenizer
+    ).encode
 
 
 def _data(demo_world) -> TrainingSet:
@@ -90,7 +92,10 @@ def test_lora_merges_into_plain_weights(tokenize):
     side.merge()
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
     torch.testing.assert_close(side.encode_texts(tokens), before, atol=1e-5, rtol=0)
-    assert 1 - (before * torch.nn.functional.normalize(model.encode_text(tokens), dim=-1)).sum(1).min() < 1e-5
+    assert (
+        1 - (before * torch.nn.functional.normalize(model.encode_text(tokens), dim=-1)).sum(1).min()
+        < 1e-5
+    )
 
 
 def test_learns_new_words_deterministically_with_the_image_tower_untouched(demo_world, tokenize):
@@ -128,7 +133,13 @@ def test_cancel_stops_at_once(demo_world, tokenize):
         return len(calls) > 3
 
     with pytest.raises(Cancelled):
-        finetune(load_checkpoint(DEMO), tokenize, _data(demo_world), FinetuneSettings(**SMALL), cancel=cancel)
+        finetune(
+            load_checkpoint(DEMO),
+            tokenize,
+            _data(demo_world),
+            FinetuneSettings(**SMALL),
+            cancel=cancel,
+        )
     assert len(calls) == 4
 
 
@@ -157,7 +168,9 @@ def test_candidate_folder_runs_in_the_engine_and_matches_torch(demo_world, token
     texts = ["crimson", "a picture of pair", "a red circle"]
     got = om.encode_texts(texts)
     with torch.no_grad():
-        want = torch.nn.functional.normalize(model.encode_text(torch.from_numpy(tokenize(texts))), dim=-1)
+        want = torch.nn.functional.normalize(
+            model.encode_text(torch.from_numpy(tokenize(texts))), dim=-1
+        )
     assert np.min((got * want.numpy()).sum(1)) > 0.9999
     base_om = OnnxModel(DEMO, prefer_cpu=True, load_image=False)
     assert np.min((base_om.encode_texts(texts) * got).sum(1)) < 0.999  # it did change
