@@ -100,11 +100,12 @@ def timing(n: int = 1000, n_labels: int = 20, tunes=("full", "last:2", "lora:8")
             t0, c0 = time.perf_counter(), time.process_time()
             s = FinetuneSettings(tune=tune, max_steps=steps, eval_every=steps, patience=10**6)
             r = finetune(model, tokenize, data, s)
-            out["per_step"][tune] = dict(
+            out["per_step"][tune] = rec = dict(
                 wall_s_per_step=round((time.perf_counter() - t0) / steps, 4),
                 cpu_s_per_step=round((time.process_time() - c0) / steps, 4),
                 trainable_params=r.metrics["trainable_params"],
             )
+            print(json.dumps({"tune": tune, **rec}), file=sys.stderr, flush=True)  # partial results
         if full_run:
             model = vit_b32_text_model()
             t0, c0 = time.perf_counter(), time.process_time()
