@@ -80,7 +80,7 @@ def planted_data(n: int, n_labels: int, dim: int, seed: int = 0):
 
 
 def timing(n: int = 1000, n_labels: int = 20, tunes=("full", "last:2", "lora:8"),
-           steps: int = 20, full_run: str | None = "last:2") -> dict:  # fmt: skip
+           steps: int = 20, full_run: str | None = "last:2", threads: int | None = None) -> dict:  # fmt: skip
     """Seconds per step for each way of tuning, and one complete early-stopped run."""
     from engine.registry import TokenizerSpec
     from engine.tokenizer import Tokenizer
@@ -98,7 +98,7 @@ def timing(n: int = 1000, n_labels: int = 20, tunes=("full", "last:2", "lora:8")
         for tune in tunes:
             model = vit_b32_text_model()
             t0, c0 = time.perf_counter(), time.process_time()
-            s = FinetuneSettings(tune=tune, max_steps=steps, eval_every=steps, patience=10**6)
+            s = FinetuneSettings(tune=tune, max_steps=steps, eval_every=steps, patience=10**6, threads=threads)
             r = finetune(model, tokenize, data, s)
             out["per_step"][tune] = rec = dict(
                 wall_s_per_step=round((time.perf_counter() - t0) / steps, 4),
@@ -109,7 +109,7 @@ def timing(n: int = 1000, n_labels: int = 20, tunes=("full", "last:2", "lora:8")
         if full_run:
             model = vit_b32_text_model()
             t0, c0 = time.perf_counter(), time.process_time()
-            r = finetune(model, tokenize, data, FinetuneSettings(tune=full_run))
+            r = finetune(model, tokenize, data, FinetuneSettings(tune=full_run, threads=threads))
             out["complete_run"] = dict(
                 tune=full_run, wall_s=round(time.perf_counter() - t0, 2),
                 cpu_s=round(time.process_time() - c0, 2), steps=r.metrics["steps"],
@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--complete", default="last:2", help="tuning for one complete run ('' for none)"
     )
+    ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     a = ap.parse_args(argv)
-    res = timing(a.photos, a.labels, tuple(a.tunes.split(",")), a.steps, a.complete or None)
+    res = timing(a.photos, a.labels, tuple(a.tunes.split(",")), a.steps, a.complete or None, a.threads)
     sys.stdout.write(json.dumps(res) + "\n")
     return 0
 
