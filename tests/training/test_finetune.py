@@ -175,3 +175,22 @@ def test_candidate_folder_runs_in_the_engine_and_matches_torch(demo_world, token
     base_om = OnnxModel(DEMO, prefer_cpu=True, load_image=False)
     assert np.min((base_om.encode_texts(texts) * got).sum(1)) < 0.999  # it did change
     assert spec.logit_scale == pytest.approx(float(model.logit_scale.exp()))
+
+
+def test_a_softmax_trained_clip_gets_a_sigmoid_bias_and_trains(tmp_path):
+    from training.finetune_bench import planted_data
+    from training.tiny import build_tiny
+
+    tiny = build_tiny("vit-b-32-256", tmp_path)
+    model = tiny.model
+    assert model.logit_bias is None  # CLIP: softmax-trained, no bias
+    tokenize = Tokenizer.from_file(tiny.tokenizer_json, tiny.spec.tokenizer).encode
+    tokens = torch.from_numpy(tokenize(["a photo of a cat", "receipt 3", ""]))
+    side = TextSide(model, FinetuneSettings(tune="last:1"))
+    want = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1)
+    torch.testing.assert_close(side.encode_texts(tokens), want, atol=1e-5, rtol=0)
+    data = planted_data(80, 3, 32)
+    result = finetune(model, tokenize, data, FinetuneSettings.smoke(tune="lora:2", threads=1))
+    assert model.logit_bias is not None and float(model.logit_bias.detach()) != 0
+    assert set(result.metrics["labels"]) == set(data.labels)
+    assert result.metrics["steps"] >= 1
