@@ -145,3 +145,50 @@ def test_folder_import_refuses_a_folder_without_label_folders(tmp_path):
     (tmp_path / "flat").mkdir()
     with pytest.raises(TrainingDataError, match="no sub-folders"):
         label_folders(tmp_path / "flat")
+
+
+def test_vocab_import_uses_confirmed_and_rejected_tags_and_leaves_the_rest_unknown(
+    tmp_path, monkeypatch
+):
+    """The adapter over engine.tagging's contract (confirmed_examples, label_texts)."""
+    import sys
+    import types
+
+    from engine.db import LibraryDB, NewPhoto
+    from engine.hub import full_registry
+    from engine.train_data import from_vocab
+
+    spec = full_registry(Settings(data_dir=tmp_path)).get(DEMO_MODEL)
+    db = LibraryDB(tmp_path / "library.db")
+    fid = db.add_folder(str(tmp_path))
+    sid = db.space_id(spec.space, spec.embed_dim)
+    rng = np.random.default_rng(0)
+    photos = []
+    for i in range(6):
+        v = rng.standard_normal(spec.embed_dim).astype(np.float32)
+        photos.append(NewPhoto(path=f"{tmp_path}/p{i}.jpg", folder_id=fid, size=1, mtime_ns=1,
+                               hash=f"h{i}", vector=v / np.linalg.norm(v)))  # fmt: skip
+    db.commit_batch(sid, photos)
+    ids = [db.image_id_for_hash(f"h{i}") for i in range(6)]
+    fake = types.ModuleType("engine.tagging")
+    fake.confirmed_examples = lambda db_, vocab: {
+        "miso": ([ids[0], ids[1], ids[2]], [ids[3], ids[2]]),  # p2 both: the confirmation wins
+        "tofu": ([ids[3]], [ids[0]]),
+        "empty": ([], []),
+    }
+    fake.label_texts = lambda db_, vocab: {"miso": ["a photo of Miso the cat"], "tofu": []}
+    monkeypatch.setitem(sys.modules, "engine.tagging", fake)
+    data = from_vocab(db, spec, "cats")
+    db.close()
+    data.validate()
+    assert data.labels == ["miso", "tofu"] and data.source == "vocab:cats"
+    assert data.texts[0] == ["a photo of Miso the cat"] and data.texts[1] == [
+        "tofu",
+        "a photo of tofu",
+    ]
+    row = {int(i): k for k, i in enumerate(data.image_ids)}
+    assert set(row) == set(ids[:4])  # only photos someone tagged
+    t = data.targets
+    assert [t[row[i], 0] for i in ids[:4]] == [POSITIVE, POSITIVE, POSITIVE, NEGATIVE]
+    assert [t[row[i], 1] for i in ids[:4]] == [NEGATIVE, UNKNOWN, UNKNOWN, POSITIVE]
+    np.testing.assert_array_equal(data.vectors[row[ids[1]]], photos[1].vector)
