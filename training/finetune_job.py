@@ -119,7 +119,9 @@ def run(args, out) -> int:
                     source=data.source, max_steps=s.max_steps))  # fmt: skip
     model = load_checkpoint(ckpt)
     tokenize = Tokenizer.from_file(folder / "tokenizer.json", base.tokenizer).encode
-    result = finetune(model, tokenize, data, s, progress=lambda rec: _emit(out, rec))
+    parent = os.getppid()  # an engine that dies (even by kill -9) takes its training with it
+    result = finetune(model, tokenize, data, s, progress=lambda rec: _emit(out, rec),
+                      cancel=lambda: os.getppid() != parent)  # fmt: skip
     _emit(out, dict(event="exporting"))
     cand = Path(args.out) / "candidate"
     spec = write_candidate(model, base, folder, data, result, cand, key=args.key)
@@ -135,10 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     args = _parse(argv)
-    from engine.errors import ModelError, PhotosiftError, TrainingDataError
+    from engine.errors import Cancelled, ModelError, PhotosiftError, TrainingDataError
 
     try:
         return run(args, out)
+    except Cancelled:
+        import shutil
+
+        shutil.rmtree(args.out, ignore_errors=True)  # the parent is gone: nobody will clean up
+        return 130
     except TrainingDataError as e:
         _emit(out, dict(event="error", code="not_enough_data", message=str(e)))
     except ModelError as e:
