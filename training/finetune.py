@@ -23,11 +23,12 @@ build machine while other jobs ran):
 * forgetting: the demo world's own attribute queries (mAP against the scenes' truth)
   went 0.860 -> 0.854 with ``last:2``, 0.837 ``last:1``, 0.845 ``lora:8``, 0.859 ``full``;
 * cost: on a ViT-B-32 text tower (1,000 photos x 20 labels, one thread) a step took
-  0.21 CPU-s with ``last:2``, 1.13 with ``lora:8`` and 1.42 with ``full``: LoRA and full
+  0.14 CPU-s with ``last:2``, 0.81 with ``lora:8`` and 1.14 with ``full``: LoRA and full
   tuning must run (and back-propagate through) all 12 blocks, ``last:2`` runs 2.
 
-``full`` forgets least but costs ~7x more per step, which a laptop CPU cannot afford for a
-ViT-B-32 (300 steps ~ 7 minutes); ``last:2`` is nearly as gentle and fits in a minute.
+``full`` forgets least but costs ~8x more per step, which a laptop CPU cannot afford for a
+ViT-B-32 (300 steps ~ 6 minutes); ``last:2`` is nearly as gentle: a complete early-stopped
+run (1,000 photos x 20 labels, 160 steps) took 22.5 CPU-s on one thread.
 
 Causal text towers pooled at the end-of-text token see nothing after it, so prompts are
 cut to their longest real length before the transformer (77 -> ~10 tokens for short

@@ -20,8 +20,8 @@ apart. A locked image tower cannot be taught what it does not see.)
 Timing: ``training.finetune_bench`` in a child process, a ViT-B-32-sized text tower with
 random weights, 1,000 photos x 20 labels, one thread (its CPU time is what one idle core
 takes; wall-clock on a busy machine measures the other jobs). Measured here: per step
-0.21 CPU-s ``last:2``, 1.13 ``lora:8``, 1.42 ``full``; a complete ``last:2`` run with
-early stopping 20.5 CPU-s (160 steps).
+0.14 CPU-s ``last:2``, 0.81 ``lora:8``, 1.14 ``full``; a complete ``last:2`` run with
+early stopping 22.5 CPU-s (160 steps).
 """
 
 from __future__ import annotations
