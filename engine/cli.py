@@ -253,6 +253,106 @@ def cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def _pct(x) -> str:
+    return "  -" if x is None else f"{100 * x:3.0f}%"
+
+
+def print_train_report(res: dict) -> None:
+    """The before/after table a person reads before keeping a fine-tuned model."""
+    m = res["metrics"]
+    print(f"\n{'label':24s} {'val photos':>10s}  {'AP before -> after':>19s}  "
+          f"{'recall@' + str(m['threshold']) + ' before -> after':>26s}")  # fmt: skip
+    for lab, r in m["labels"].items():
+        print(f"{lab[:24]:24s} {r['val_positives']:4d}/{r['val_positives'] + r['val_negatives']:<5d}  "
+              f"{r['ap_before']:8.3f} -> {r['ap_after']:6.3f}  "
+              f"{_pct(r['recall_before']):>14s} -> {_pct(r['recall_after'])}")  # fmt: skip
+    print(f"{'mean AP':24s} {'':10s}  {m['map_before']:8.3f} -> {m['map_after']:6.3f}")
+    g = m.get("general")
+    if g:
+        agree = next((v for k, v in g.items() if k.endswith("_agreement")), None)
+        line = f"general knowledge: {g['queries']} queries outside your labels"
+        if agree is not None:
+            line += f", {100 * agree:.0f}% of their top results unchanged"
+        if "map_before" in g:
+            line += f", mAP {g['map_before']:.3f} -> {g['map_after']:.3f}"
+        print(line)
+    print(f"trained {m['steps']} steps (best at {m['best_step']}) in {m['train_s']:.1f} s on "
+          f"{m['n_train']} photos, checked on {m['n_val']}; {m['device']}")  # fmt: skip
+
+
+def cmd_train(args) -> int:
+    """Fine-tune the text side on a vocabulary's confirmed tags or a folder per label."""
+    from .finetune import TrainRequest, accept, discard, train
+    from .hub import local_model_folder
+
+    lib = _library(args)
+    try:
+        base = lib.spec
+        if local_model_folder(base, lib.settings) is None:
+            raise SystemExit(f"model {base.key} is not here yet; download or import it first")
+        if args.folders:
+            from .train_data import label_folders
+
+            label_folders(args.folders)  # refuse a folder without label folders before indexing it
+            root = lib.add_folder(args.folders)
+            bar = _Bar(sys.stderr.isatty())
+            try:
+                rep = lib.scan([root], progress=bar)  # indexing decodes photos; training will not
+            finally:
+                bar.close()
+            if rep.embedded:
+                print(f"indexed {rep.embedded} new photos of {args.folders}")
+        settings = lib.settings
+    finally:
+        lib.close()
+    req = TrainRequest(base=base.key, folders=str(Path(args.folders).expanduser().resolve()) if args.folders else None,
+                       vocab=args.vocab, tune=args.tune, seed=args.seed, max_steps=args.max_steps,
+                       smoke=args.smoke)  # fmt: skip
+    cancel = threading.Event()
+    old = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    show = sys.stderr.isatty() or args.progress
+    state = {"map": None}
+
+    def progress(rec: dict) -> None:
+        ev = rec.get("event")
+        if ev == "data" and not args.json:
+            print(f"training {base.key} on {rec['photos']} photos, {len(rec['labels'])} labels "
+                  f"({rec['source']})")  # fmt: skip
+            for n in rec.get("notes", []):
+                print(f"  note: {n}")
+        elif ev in ("step", "eval") and show:
+            if "val_map" in rec:
+                state["map"] = rec["val_map"]
+            vm = "" if state["map"] is None else f" validation mAP {state['map']:.3f}"
+            loss = f" loss {rec['loss']:.4f}" if "loss" in rec else ""
+            sys.stderr.write(f"\rstep {rec['step']}{loss}{vm}   ")
+            sys.stderr.flush()
+        elif ev == "exporting" and show:
+            sys.stderr.write("\nexporting the text tower to ONNX and checking it against torch\n")
+
+    try:
+        res = train(settings, req, progress=progress, cancel=cancel)
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if show:
+            sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(res, indent=1, default=str))
+    else:
+        print_train_report(res)
+    keep = args.yes
+    if not keep and not args.json and sys.stdin.isatty():
+        keep = input(f"keep the fine-tuned model as {res['key']}? [y/N] ").strip().lower() in ("y", "yes")
+    if keep:
+        spec = accept(settings, res["run"])
+        print(f"registered model {spec.key}; switch to it with `photosift models use {spec.key}` "
+              f"(no re-indexing: it shares the image vectors of {base.key})")  # fmt: skip
+    else:
+        discard(settings, res["run"])
+        print("discarded; the model was not changed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="photosift", description="Search and tag your photos locally.")
     p.add_argument("--version", action="version", version=f"photosift {__version__}")
@@ -313,6 +413,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(sp)
     sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser("train", help="fine-tune the text side on your tags or label folders (SigLIT)")
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--vocab", metavar="NAME", help="a tag vocabulary: learn from its confirmed and rejected tags")
+    src.add_argument("--folders", type=Path, metavar="DIR", help="a folder with one sub-folder of photos per label")
+    sp.add_argument("--tune", help="what trains: last:K (default last:2), lora:R or full")
+    sp.add_argument("--seed", type=int, help="random seed (default 0): same data + seed, same model")
+    sp.add_argument("--max-steps", type=int, help="upper bound on steps (early stopping usually ends sooner)")
+    sp.add_argument("--yes", action="store_true", help="keep the result without asking")
+    sp.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
+    sp.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
+    common(sp)
+    sp.set_defaults(func=cmd_train)
     return p
 
 

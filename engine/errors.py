@@ -46,3 +46,7 @@ class MetadataError(PhotosiftError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class TrainingDataError(PhotosiftError):
+    """There is too little (or unusable) data to fine-tune; the message says what is needed."""

@@ -92,6 +92,10 @@ models_list        {}                                   {"models": [ModelInfo]}
 use_model          {"key"}                              {"model": ModelInfo}
 download_model     {"key"}                              {"job": id}
 import_model       {"folder"}                           {"model": ModelInfo}
+train_start        TrainStartParams                     {"job": id}
+train_accept       {"run"}                              {"model": ModelInfo}
+train_discard      {"run"}                              {"discarded": true}
+train_pending      {}                                   {"runs": [TrainRun]}
 shutdown           {}                                   {"ok": true}, then the engine exits 0
 vocab_list         {}                                   VocabListResult
 vocab_get          {"name"}                             {"vocab": VocabInfo}
@@ -120,6 +124,17 @@ back to the calibrated/default one). ``tag_answer`` records confirmations/reject
 (``state: "none"`` forgets them), which recalibrate the label's threshold and refine the
 label with the confirmed photos' vectors. ``search`` takes ``filters.tags``: only photos
 carrying every listed tag. A label is named by vocabulary and label name (``TagRef``).
+
+``train_start`` fine-tunes the text side of a model (SigLIT: the image tower and every stored
+image vector stay as they are) on a tag vocabulary's confirmed tags or on a folder with one
+sub-folder per label (that folder must already be in the library, indexed). It runs as a
+``train`` job in a child process beside indexing; its ``progress`` events count steps
+(``unit`` "steps") and carry the latest training record in ``train`` (``step``, ``loss``,
+``val_map``). ``job_done`` carries ``run`` (the candidate's id), ``key`` and ``metrics``
+(per-label average precision and recall before/after on held-out photos, and the
+general-knowledge check). Nothing is registered until ``train_accept``; ``train_discard``
+forgets the candidate; ``cancel`` stops training at once and keeps nothing. Too little
+data fails the job with ``training_data`` and a message saying how much is needed.
 
 ``remove_folder`` and ``use_model`` reply once they are done (they run between
 indexing batches, never beside them). ``search`` text may hold ``-word`` and ``-"some words"``
@@ -186,6 +201,7 @@ class ErrorCode:
     MODEL_ERROR = "model_error"
     DATABASE_ERROR = "database_error"
     DECODE_ERROR = "decode_error"
+    TRAINING_DATA = "training_data"  # too little (or unusable) data to fine-tune; says how much is needed
     CANCELLED = "cancelled"
     ENGINE_ERROR = "engine_error"  # any other error the engine raised on purpose
     INTERNAL_ERROR = "internal_error"  # a bug: the traceback is on the engine's stderr
@@ -262,7 +278,7 @@ class FolderInfo(TypedDict):
 class ProgressData(TypedDict):
     done: int
     total: int
-    unit: Literal["files", "bytes"]
+    unit: Literal["files", "bytes", "steps"]
     embedded: int
     reused: int  # moved, copied or unchanged content: vector reused, nothing decoded
     failed: int
@@ -271,11 +287,12 @@ class ProgressData(TypedDict):
     elapsed_s: float
     current: str | None  # the file in hand
     paused: bool
+    train: NotRequired[dict[str, Any]]  # train jobs: the latest {"step", "loss", "val_map"?}
 
 
 class JobInfo(TypedDict):
     job: str
-    kind: Literal["scan", "watch", "download"]
+    kind: Literal["scan", "watch", "download", "train"]
     state: Literal["queued", "running", "done", "failed", "cancelled"]
     folders: list[str]  # what a scan covers ([] = all folders)
     model: NotRequired[str]  # what a download fetches
@@ -437,6 +454,29 @@ class JobReport(TypedDict):
     elapsed_s: NotRequired[float]
     failures: NotRequired[list[dict[str, str]]]  # first 100 of {path, reason}
     folder: NotRequired[str]  # download: the model folder
+    run: NotRequired[str]  # train: the candidate to accept or discard
+    key: NotRequired[str]  # train: the candidate model's key
+    metrics: NotRequired[dict[str, Any]]  # train: before/after numbers
+
+
+class TrainStartParams(TypedDict):
+    vocab: NotRequired[str]  # a tag vocabulary (its confirmed and rejected tags) ...
+    folders: NotRequired[str]  # ... or a library folder with one sub-folder per label
+    base: NotRequired[str]  # model to fine-tune (default: the active one)
+    tune: NotRequired[str]  # "last:K" (default last:2) | "lora:R" | "full"
+    seed: NotRequired[int]
+    max_steps: NotRequired[int]
+
+
+class TrainRunParams(TypedDict):
+    run: str
+
+
+class TrainRun(TypedDict):
+    run: str
+    key: str
+    name: str
+    metrics: dict[str, Any]
 
 
 class LibraryChanged(TypedDict):
@@ -473,6 +513,10 @@ METHODS: dict[str, tuple[type, type, Runs]] = {
     "download_model": (ModelKeyParams, JobStarted, "job"),
     "import_model": (ImportModelParams, dict, "quick"),
     "shutdown": (Empty, dict, "control"),
+    "train_start": (TrainStartParams, JobStarted, "job"),
+    "train_accept": (TrainRunParams, dict, "quick"),
+    "train_discard": (TrainRunParams, dict, "quick"),
+    "train_pending": (Empty, dict, "quick"),
 }
 
 # -- tagging (engine.vocab, engine.tagging) --------------------------------------------------
@@ -671,6 +715,7 @@ Method = Literal[
     "hello", "ping", "status", "add_folder", "remove_folder", "scan", "pause", "resume",
     "cancel", "search", "similar", "failures", "photo_info", "thumbnail", "models_list",
     "use_model", "download_model", "import_model", "shutdown",
+    "train_start", "train_accept", "train_discard", "train_pending",
 ]  # fmt: skip
 Method = Literal[Method, TagMethod]  # nested Literals flatten: every method name  # type: ignore[misc]
 

@@ -51,6 +51,7 @@ from .errors import (
     ModelNotAvailable,
     PhotosiftError,
     QueryError,
+    TrainingDataError,
 )
 from .protocol import ErrorCode, ProtocolError
 
@@ -80,6 +81,7 @@ def error_code(e: BaseException) -> str:
         (DatabaseError, ErrorCode.DATABASE_ERROR),
         (DecodeError, ErrorCode.DECODE_ERROR),
         (Cancelled, ErrorCode.CANCELLED),
+        (TrainingDataError, ErrorCode.TRAINING_DATA),
         (PhotosiftError, ErrorCode.ENGINE_ERROR),
     ):
         if isinstance(e, cls):
@@ -481,7 +483,7 @@ class Engine:
             job.run_cancel.clear()
             if job.cancelled:
                 job.run_cancel.set()
-            writer = job.kind != "download"  # downloads run on threads of their own
+            writer = job.kind not in ("download", "train")  # these run on threads of their own
             if writer:
                 self._running = job
         if first:
@@ -946,6 +948,74 @@ class Engine:
 
     def m_tag_counts(self, vocab=None) -> dict:
         return dict(counts=self._tagger().counts(vocab))
+
+    # -- fine-tuning (SigLIT; engine.finetune runs it in a child process) ----------------------
+
+    def m_train_start(self, vocab: str | None = None, folders: str | None = None, base: str | None = None,
+                      tune: str | None = None, seed: int | None = None, max_steps: int | None = None) -> dict:  # fmt: skip
+        from .finetune import TrainRequest, train
+        from .hub import full_registry, local_model_folder
+
+        if bool(vocab) == bool(folders):
+            raise QueryError("train_start needs either 'vocab' or 'folders'")
+        spec = full_registry(self.settings).get(base) if base else self.library().spec
+        if local_model_folder(spec, self.settings) is None:
+            raise ModelNotAvailable(f"model {spec.key!r} is not on this machine yet: download or import it first")
+        if folders:
+            from .scan import normalize_folder
+            from .train_data import label_folders
+
+            label_folders(Path(folders))
+            root = normalize_folder(folders)
+            known = [f["path"] for f in self.library().db.folders()]
+            if not any(root == k or root.startswith(k.rstrip("/\\") + os.sep) for k in known):
+                raise QueryError(f"{folders} is not in the library; add it (and let it index) first")
+            folders = root
+        req = TrainRequest(base=spec.key, vocab=vocab, folders=folders, tune=tune, seed=seed, max_steps=max_steps)
+
+        def fn(job: Job) -> dict:
+            started = time.monotonic()
+            total = {"steps": max_steps or 0}
+
+            def cb(rec: dict) -> None:
+                if rec.get("event") == "data":
+                    total["steps"] = rec.get("max_steps") or total["steps"]
+                if rec.get("event") not in ("step", "eval"):
+                    return
+                now = time.monotonic()
+                step = int(rec["step"])
+                rate = step / max(1e-6, now - started)
+                left = max(0, total["steps"] - step)
+                job.progress = dict(done=step, total=max(total["steps"], step), unit="steps", embedded=0,
+                                    reused=0, failed=0, rate=round(rate, 3),
+                                    eta_s=round(left / rate, 1) if rate > 0 else None,
+                                    elapsed_s=round(now - started, 3), current=None, paused=False, train=rec)  # fmt: skip
+                if rec["event"] == "eval" or now - job.last_sent >= PROGRESS_EVERY_S:
+                    job.last_sent = now
+                    self.emit("progress", job.progress, job.id)
+
+            res = train(self.settings, req, progress=cb, cancel=job.run_cancel)
+            return dict(kind="train", cancelled=False, run=res["run"], key=res["key"], metrics=res["metrics"])
+
+        job = self._new_job("train", fn, model=spec.key)
+        threading.Thread(target=self._run_job, args=(job,), name=f"train-{job.id}", daemon=True).start()
+        return dict(job=job.id)
+
+    def m_train_accept(self, run: str) -> dict:
+        from .finetune import accept
+
+        return dict(model=self._model_info(accept(self.settings, run), False))
+
+    def m_train_discard(self, run: str) -> dict:
+        from .finetune import discard
+
+        discard(self.settings, run)
+        return {"discarded": True}
+
+    def m_train_pending(self) -> dict:
+        from .finetune import pending
+
+        return {"runs": pending(self.settings)}
 
     # -- shutting down -----------------------------------------------------------------------
 

@@ -401,3 +401,56 @@ def export_from_pretrained(
     with tempfile.TemporaryDirectory(prefix="photosift-tok-") as d:
         tok = open_clip_tokenizer_json(oc_tokenizer, Path(d) / "tokenizer.json")
         return export_open_clip(model, spec, tok, out_dir, **options)
+
+
+def export_text_tower(
+    model: Any,
+    spec: ModelSpec,
+    tokenizer_json: Path,
+    path: Path,
+    *,
+    opset: int | None = None,
+    min_cosine: float = MIN_COSINE,
+) -> dict[str, Any]:
+    """Export only ``model``'s text tower to ``path`` (for a fine-tuned text side) and
+    check it against torch on the parity captions. Returns the parity numbers; raises
+    ModelError (and leaves no file at ``path``) when the graph disagrees with torch.
+    """
+    import torch
+
+    from engine.tokenizer import Tokenizer
+
+    opset = opset or DEFAULT_OPSET
+    path = Path(path)
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        _, text_tower = _towers(model)
+        tokens = Tokenizer.from_file(Path(tokenizer_json), spec.tokenizer).encode(PARITY_TEXTS)
+        _export_tower(
+            text_tower, torch.from_numpy(tokens[:2]), "tokens", path, opset, "torchscript"
+        )
+        with torch.no_grad():
+            want = text_tower(torch.from_numpy(tokens)).numpy()
+        got = _run_onnx(path, "tokens", tokens)
+        cos = _cosines(got, want) if got.shape == want.shape else np.array([np.nan])
+        report = {
+            "exporter": "torchscript",
+            "opset": opset,
+            "text_min_cosine": float(cos.min()),
+            "text_max_abs_diff": float(np.abs(got - want).max())
+            if got.shape == want.shape
+            else None,
+        }
+        if not np.all(cos >= min_cosine):
+            raise ModelError(
+                f"{spec.key}: exported text tower disagrees with torch "
+                f"(worst cosine {np.nanmin(cos) if np.isfinite(cos).any() else float('nan'):.6f} < {min_cosine})"
+            )
+        return report
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        for m, training in modes.items():
+            m.training = training

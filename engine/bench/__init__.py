@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-BENCHES = ("pipeline", "query", "rescan", "quality", "tagging")
+BENCHES = ("pipeline", "query", "rescan", "quality", "tagging", "finetune")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
