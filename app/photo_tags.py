@@ -12,10 +12,13 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -24,7 +27,13 @@ from PySide6.QtWidgets import (
 from .tag_catalog import TagCatalog
 
 SEP = "\x1f"  # joins vocabulary and label in the combo's item data (Qt compares plain strings)
-STATE_TEXT = {"auto": "automatic", "confirmed": "confirmed", "rejected": "rejected"}
+STATE_TEXT = {"auto": "auto", "confirmed": "confirmed", "rejected": "rejected"}
+STATE_TIP = {
+    "auto": "tagged automatically: the model's probability reached the label's threshold",
+    "confirmed": "you confirmed this tag",
+    "rejected": "you rejected this tag: the photo never carries it",
+}
+MAX_LIST_HEIGHT = 168  # px; longer tag lists scroll, so the photo keeps its room
 
 
 class PhotoTagsView(QWidget):
@@ -47,6 +56,11 @@ class PhotoTagsView(QWidget):
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setHorizontalSpacing(6)
         self.grid.setVerticalSpacing(2)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.grid_host)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.none_label = QLabel("No tags yet.", objectName="hint")
         self.message = QLabel(wordWrap=True, objectName="hint")
         self.message.hide()
@@ -66,7 +80,7 @@ class PhotoTagsView(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(4)
-        lay.addWidget(self.grid_host)
+        lay.addWidget(self.scroll)
         lay.addWidget(self.none_label)
         lay.addWidget(self.message)
         lay.addLayout(add_row)
@@ -93,6 +107,9 @@ class PhotoTagsView(QWidget):
         for r, t in enumerate(tags):
             ref = (t["vocab"], t["label"])
             name = QLabel(f"{t['vocab']}: {t['label']}" if many_vocabs else t["label"])
+            # long names are cut at the pane's edge (the tooltip has them whole), never the buttons
+            name.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            name.setMinimumWidth(48)
             name.setToolTip(
                 f"{t['label']} (vocabulary “{t['vocab']}”), threshold {t['threshold']:.3g}"
             )
@@ -101,6 +118,7 @@ class PhotoTagsView(QWidget):
             )
             score.setToolTip("the model's probability for this label")
             state = QLabel(STATE_TEXT.get(t["state"], t["state"]), objectName="hint")
+            state.setToolTip(STATE_TIP.get(t["state"], ""))
             if t["state"] == "rejected":
                 f = name.font()
                 f.setStrikeOut(True)
@@ -123,7 +141,8 @@ class PhotoTagsView(QWidget):
                 "reject": no,
             }
         self.grid.setColumnStretch(0, 1)
-        self.grid_host.setVisible(bool(tags))
+        self.scroll.setVisible(bool(tags))
+        self.scroll.setFixedHeight(min(MAX_LIST_HEIGHT, self.grid_host.sizeHint().height() + 2))
         self.none_label.setVisible(path is not None and not tags)
         self.none_label.setText(
             "No tags yet."

@@ -130,7 +130,7 @@ class PreviewPane(QWidget):
         self.details = QWidget()
         d = QVBoxLayout(self.details)
         d.setContentsMargins(0, 0, 0, 0)
-        d.addWidget(self.image, 1)
+        d.addWidget(self.image, 10)  # most of the spare height: up to its maximum, the photo's size
         d.addWidget(self.title)
         d.addLayout(form)
         if self.tags_view is not None:
@@ -198,6 +198,7 @@ class PreviewPane(QWidget):
         self.fields["tags"].setText(", ".join(words) if words else "none")
         if self.tags_view is not None:
             self.tags_view.show_tags(self.path, info.get("tags") or [])
+            self._rescale()  # the tag list took its height: the photo takes the rest
         if info.get("taken_at"):
             self.fields["taken"].setText(human_date(info["taken_at"]))
         # A hit from the tag browser comes without metadata: photo_info has it.
@@ -230,6 +231,13 @@ class PreviewPane(QWidget):
             + self.open_btn.sizeHint().height()
             + 48
         )
+        if self.tags_view is not None:
+            # With the tag list the details are taller: ask their layout what they need
+            # besides the photo, rather than summing guesses.
+            lay = self.details.layout()
+            below = (
+                lay.sizeHint().height() - self.image.sizeHint().height() + 2 * lay.spacing() + 24
+            )
         avail = QSize(self.image.width(), max(160, self.height() - below))
         pm = QPixmap.fromImage(self._image).scaled(avail * dpr, Qt.AspectRatioMode.KeepAspectRatio,
                                                    Qt.TransformationMode.SmoothTransformation)  # fmt: skip

@@ -108,11 +108,12 @@ class ThresholdBox(QGroupBox):
         )
 
         row = QHBoxLayout()
-        row.addWidget(self.value_label, 1)
+        row.addStretch(1)
         row.addWidget(self.save_btn)
         row.addWidget(self.reset_btn)
         lay = QVBoxLayout(self)
         lay.addWidget(self.slider)
+        lay.addWidget(self.value_label)
         lay.addLayout(row)
         lay.addWidget(self.change_label)
         self.show_label(None)

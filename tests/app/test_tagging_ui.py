@@ -119,7 +119,7 @@ def test_confirm_and_reject_in_the_preview_survive_an_engine_restart(qtbot, wind
     assert os.path.basename(path).startswith("red-")
     view = window.preview.tags_view
     qtbot.waitUntil(lambda: ("colours", "red") in view.rows, timeout=ENGINE_TIMEOUT_MS)
-    assert view.rows[("colours", "red")]["state"].text() == "automatic"
+    assert view.rows[("colours", "red")]["state"].text() == "auto"
     assert float(view.rows[("colours", "red")]["score"].text()) > 0.1
 
     # reject "red" with its ✗, and add "blue" (a confirmation) from the vocabulary
