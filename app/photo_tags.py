@@ -90,8 +90,8 @@ class PhotoTagsView(QWidget):
 
     # -- showing -------------------------------------------------------------------------------
 
-    def show_tags(self, path: str | None, tags: list[dict]) -> None:
-        """Show `tags` (protocol PhotoTag dicts) of the photo at `path`."""
+    def show_tags(self, path: str | None, tags: list[dict], loading: bool = False) -> None:
+        """Show `tags` (protocol PhotoTag dicts) of the photo at `path` (`loading`: still asked for)."""
         if path != self.path:
             self.message.hide()
         self.path = path
@@ -144,11 +144,12 @@ class PhotoTagsView(QWidget):
         self.scroll.setVisible(bool(tags))
         self.scroll.setFixedHeight(min(MAX_LIST_HEIGHT, self.grid_host.sizeHint().height() + 2))
         self.none_label.setVisible(path is not None and not tags)
-        self.none_label.setText(
-            "No tags yet."
-            if self.catalog.vocabs
-            else "No tags yet — make a vocabulary in the Tags panel."
-        )
+        if loading:
+            self.none_label.setText("…")
+        elif self.catalog.vocabs:
+            self.none_label.setText("No tags yet.")
+        else:
+            self.none_label.setText("No tags yet — make a vocabulary in the Tags panel (Ctrl+T).")
         self._enable()
 
     @staticmethod

@@ -174,7 +174,7 @@ class PreviewPane(QWidget):
         self.fields["folder"].setText(os.path.dirname(self.path))
         self.fields["tags"].setText("…")
         if self.tags_view is not None:
-            self.tags_view.show_tags(self.path, [])
+            self.tags_view.show_tags(self.path, [], loading=True)
         self.fields["score"].setText(f"{hit['score']:.3f}" if "score" in hit else "—")
         online = hit.get("online", True)
         self.open_btn.setEnabled(online)

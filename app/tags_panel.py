@@ -83,6 +83,8 @@ class ThresholdBox(QGroupBox):
         self._seq = 0
         self._hits: dict[int, dict] = {}  # image id -> grid hit, for the photos of this label
         self.last_preview: dict | None = None
+        # (label, photos shown) of the last preview, while some of its photos are not at hand yet
+        self._shown: tuple[tuple[str, str], int] | None = None
 
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, SLIDER_STEPS)
@@ -140,6 +142,7 @@ class ThresholdBox(QGroupBox):
         self.save_btn.setEnabled(False)
         self.reset_btn.setEnabled(info["threshold_source"] == "user")
         if changed:
+            self.last_preview, self._shown = None, None
             self._load_photos()
 
     def _show_value(self, p: float, source: str | None) -> None:
@@ -156,9 +159,13 @@ class ThresholdBox(QGroupBox):
                              on_error=lambda e: None, context=self)  # fmt: skip
 
     def _take_photos(self, ref, r: dict) -> None:
-        if ref == self.ref:
-            for h in r["hits"]:
-                self._hits[h["image_id"]] = tag_hit(h)
+        if ref != self.ref:
+            return
+        for h in r["hits"]:
+            self._hits[h["image_id"]] = tag_hit(h)
+        if self._shown is not None and self.last_preview is not None:
+            # A preview came back before these photos did: show what it moves now.
+            self._show_preview(*self._shown, self.last_preview)
 
     # -- preview and save ----------------------------------------------------------------------
 
@@ -185,12 +192,18 @@ class ThresholdBox(QGroupBox):
         if seq != self._seq or ref != self.ref:
             return  # the slider moved on
         self.last_preview = r
+        self._show_preview(ref, -1, r)
+
+    def _show_preview(self, ref, shown: int, r: dict) -> None:
         n_in, n_out = len(r["entered"]), len(r["left"])
         text = (f"At {r['threshold']:.4g}: {plural(r['tagged'], 'photo')} — "
                 f"{n_in:,} would enter, {n_out:,} would leave.")  # fmt: skip
         self.change_label.setText(text)
         hits = [self._hits[i] for i in (*r["entered"], *r["left"]) if i in self._hits]
-        self.previewed.emit(f"“{ref[1]}” {text}", hits)
+        missing = n_in + n_out - len(hits)
+        self._shown = (ref, len(hits)) if missing else None  # the rest may come with _take_photos
+        if shown < 0 or len(hits) > shown:
+            self.previewed.emit(f"“{ref[1]}” {text}", hits)
 
     def save(self) -> None:
         """Store the slider's threshold for this label."""
@@ -213,6 +226,8 @@ class ThresholdBox(QGroupBox):
 
     def _on_saved(self, seq: int, ref, r: dict) -> None:
         self._hits = {}
+        self._shown = None
+        self.last_preview = None
         if ref == self.ref:
             self.saved_threshold = r["threshold"]
             if seq == self._seq:

@@ -16,6 +16,7 @@ import os
 import unicodedata
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -110,7 +111,11 @@ class VocabDialog(QDialog):
         # right: the selected vocabulary's labels and templates
         self.title = QLabel(objectName="previewTitle")
         self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["Label", "Synonyms (comma-separated)", "Own prompts (separate with |)", "Photos"])  # fmt: skip
+        self.table.setHorizontalHeaderLabels(["Label", "Synonyms", "Own prompts", "Photos"])
+        for col, tip in ((COL_SYN, "Other names for the label, separated by commas; each goes through the templates"),
+                         (COL_PROMPTS, "Whole prompts used as written instead of the templates, separated by |"),
+                         (COL_COUNT, "Photos carrying the label now")):  # fmt: skip
+            self.table.horizontalHeaderItem(col).setToolTip(tip)
         self.table.setAccessibleName("Labels")
         self.table.verticalHeader().hide()
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -125,6 +130,9 @@ class VocabDialog(QDialog):
         self.add_label_btn.clicked.connect(lambda: self.add_label())
         self.remove_label_btn = QPushButton("Remove label")
         self.remove_label_btn.clicked.connect(self.remove_selected_labels)
+        self.remove_label_btn.setToolTip("Remove the selected labels (Delete); Apply sends it")
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.table, self.remove_selected_labels,
+                  context=Qt.ShortcutContext.WidgetShortcut)  # fmt: skip
         self.templates = QPlainTextEdit()
         self.templates.setAccessibleName("Prompt templates")
         self.templates.setPlaceholderText(
@@ -284,7 +292,8 @@ class VocabDialog(QDialog):
 
     def say(self, text: str, error: bool = False) -> None:
         self.msg.setText(text)
-        self.msg.setStyleSheet("color: palette(bright-text);" if error else "")
+        dark = self.palette().window().color().lightness() < 128
+        self.msg.setStyleSheet(f"color: {'#ff8a80' if dark else '#b3261e'};" if error else "")
         self.msg.setVisible(bool(text))
         self.message.emit(text)
 
@@ -453,7 +462,7 @@ class VocabDialog(QDialog):
             k = label_key(name)
             if k in seen:
                 raise ValueError(f"Row {r + 1}: “{name}” is already in the list (row {seen[k] + 1}); "
-                                 "labels differ by more than case.")  # fmt: skip
+                                 "labels must differ by more than letter case.")  # fmt: skip
             seen[k] = r
             syn = split_list(self.table.item(r, COL_SYN).text(), ",")
             prompts = split_list(self.table.item(r, COL_PROMPTS).text(), "|")

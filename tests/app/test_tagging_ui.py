@@ -75,8 +75,15 @@ def test_vocabulary_from_the_editor_counts_and_browse_by_tag(qtbot, window, phot
     window.type_filter.setCurrentIndex(0)
     # the chip's ✕ (and "Show all photos") ends the tag filter
     window.search.clear()
+    # from the keyboard: Ctrl+T goes to the tag browser, arrows choose a label, Enter shows its photos
+    qtbot.keyClick(window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    assert window.side.currentWidget() is window.tags
+    window.tags.tree.setCurrentItem(window.tags.item_for("colours", "green"))
+    qtbot.keyClick(window.tags.tree, Qt.Key.Key_Up)  # red, blue, green, yellow
+    assert window.tags.current_ref() == ("colours", "blue")
     with qtbot.waitSignal(window.resultsShown, timeout=ENGINE_TIMEOUT_MS):
-        window.set_tag_filter("colours", "blue")
+        qtbot.keyClick(window.tags.tree, Qt.Key.Key_Return)
+    assert window.tag_filter == [{"vocab": "colours", "label": "blue"}]
     assert all(n.startswith("blue-") for n in _names(window))
     window.tags.clear_btn.click()
     assert window.tag_filter == [] and not window.tag_chip.isVisible()
@@ -202,6 +209,10 @@ def test_threshold_slider_previews_and_saves(qtbot, window, photos):
     with qtbot.waitSignal(window.resultsShown, timeout=ENGINE_TIMEOUT_MS):
         box.slider.setValue(to_slider(0.2))
     assert box.last_preview["left"] and "would leave" in box.change_label.text()
+    left = set(box.last_preview["left"])
+    qtbot.waitUntil(
+        lambda: {h["image_id"] for h in window.model_.hits} == left, timeout=ENGINE_TIMEOUT_MS
+    )
     # reset: back to the default threshold and six red photos
     with qtbot.waitSignal(box.saved, timeout=ENGINE_TIMEOUT_MS):
         box.reset_btn.click()
