@@ -149,8 +149,15 @@ def test_confirm_and_reject_in_the_preview_survive_an_engine_restart(qtbot, wind
     assert "1 rejected" in window.tags.item_for("colours", "red").toolTip(0)
 
     # a new engine process reads the answers back from the library
+    done: list[dict] = []
+    window.bridge.event.connect(lambda ev: ev["event"] == "job_done" and done.append(ev))
     with qtbot.waitSignal(window.bridge.ready, timeout=ENGINE_TIMEOUT_MS):
         window.bridge.restart()
+    # (the new engine's catch-up scan ends with a refresh of the grid: let it pass first, or it
+    # could replace the grid under the clicks below)
+    qtbot.waitUntil(
+        lambda: bool(done) and not window._refresh.isActive(), timeout=ENGINE_TIMEOUT_MS
+    )
     # browsing "blue" now shows this red photo too (confirmed), and the preview has both answers
     with qtbot.waitSignal(window.resultsShown, timeout=ENGINE_TIMEOUT_MS):
         window.set_tag_filter("colours", "blue")
