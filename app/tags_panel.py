@@ -130,8 +130,8 @@ class ThresholdBox(QGroupBox):
         self.setVisible(info is not None)
         if info is None:
             return
-        if not changed and self.slider.isSliderDown():
-            return  # a refresh while the user drags: the drag wins
+        if not changed and (self.slider.isSliderDown() or self.save_btn.isEnabled()):
+            return  # a refresh while the user drags (or has not saved yet): the user's value wins
         self.setTitle(f"Threshold for “{ref[1]}”")
         self.saved_threshold = info["threshold"]
         self.slider.blockSignals(True)
@@ -331,6 +331,7 @@ class TagsPanel(QWidget):
             for i in range(self.tree.topLevelItemCount())
             if not self.tree.topLevelItem(i).isExpanded()
         }
+        scroll = self.tree.verticalScrollBar().value()
         self.tree.blockSignals(True)
         self.tree.clear()
         restore = None
@@ -361,6 +362,7 @@ class TagsPanel(QWidget):
             top.setExpanded(v["name"] not in collapsed)
         if restore is not None:
             self.tree.setCurrentItem(restore)
+        self.tree.verticalScrollBar().setValue(scroll)
         self.tree.blockSignals(False)
         self._apply_find(self.filter_edit.text())
         has = bool(self.catalog.vocabs)
