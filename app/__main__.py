@@ -2,6 +2,7 @@
 
     python -m app [--data-dir DIR] [--model KEY] [--theme system|light|dark]
     python -m app --screenshot OUT.png --folder PHOTOS --query "a red object"
+    python -m app --screenshot OUT.png --folder PHOTOS --query "" --vocab-starter shapes-world --tag shapes-world:red
 
 The screenshot mode starts the window, adds and indexes a folder, searches, selects the
 first result, waits for its thumbnails and preview, saves a grab of the window and
@@ -45,6 +46,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--query", default="a red object", help="with --screenshot: what to search for")
     ap.add_argument("--size", default="1280x800", help="with --screenshot: window size WxH")
+    ap.add_argument(
+        "--vocab-starter",
+        metavar="NAME",
+        help="with --screenshot: make this starter vocabulary after indexing",
+    )
+    ap.add_argument(
+        "--tag",
+        metavar="VOCAB:LABEL",
+        help="with --screenshot: browse this tag (with --query, if given)",
+    )
     ap.add_argument(
         "--timeout",
         type=float,
@@ -106,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         from .screenshot import Shooter
 
-        shooter = Shooter(win, args.folder, args.query, args.screenshot, args.timeout)
+        shooter = Shooter(win, args.folder, args.query, args.screenshot, args.timeout,
+                          vocab_starter=args.vocab_starter, tag=args.tag)  # fmt: skip
         shooter.start()
     try:
         code = app.exec()

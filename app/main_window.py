@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStackedWidget,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -35,6 +36,8 @@ from .library_panel import LibraryPanel
 from .models_dialog import DEMO_MODEL, ModelsDialog
 from .preview import PreviewPane
 from .settings import AppSettings
+from .tag_catalog import TagCatalog
+from .tags_panel import TagsPanel
 from .thumbs import ThumbnailCache
 
 DEBOUNCE_MS = 250
@@ -183,8 +186,16 @@ class MainWindow(QMainWindow):
         self.thumbs = ThumbnailCache(bridge, size=settings.thumb_size, parent=self)
         self.model_ = ResultsModel(self.thumbs, self)
         self.grid = ResultsView(self.model_, settings.thumb_size)
-        self.preview = PreviewPane(bridge)
+        self.catalog = TagCatalog(bridge, self)  # vocabularies and tag counts (app.tag_catalog)
+        self.tag_filter: list[dict] = []  # TagRefs the results must carry (filters.tags)
+        self._tag_preview = False  # the grid shows a threshold preview, not the search
+        self.preview = PreviewPane(bridge, catalog=self.catalog)
         self.library = LibraryPanel(bridge, settings)
+        self.tags = TagsPanel(bridge, self.catalog)
+        self.side = QTabWidget()
+        self.side.setDocumentMode(True)
+        self.side.addTab(self.library, "Library")
+        self.side.addTab(self.tags, "Tags")
         self.banner = Banner()
         self.empty = EmptyState()
 
@@ -198,7 +209,7 @@ class MainWindow(QMainWindow):
         cl.addWidget(self.banner)
         cl.addWidget(self.stack, 1)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(self.library)
+        self.splitter.addWidget(self.side)
         self.splitter.addWidget(center)
         self.splitter.addWidget(self.preview)
         self.splitter.setStretchFactor(1, 1)
@@ -253,6 +264,18 @@ class MainWindow(QMainWindow):
         cl.addWidget(chip_close)
         self.chip.hide()
 
+        self.tag_chip = QFrame(objectName="chip")
+        self.tag_chip_label = QLabel()
+        tag_close = QToolButton(text="✕", objectName="chipClose")
+        tag_close.setToolTip("Stop filtering by tag")
+        tag_close.setAccessibleName("Stop filtering by tag")
+        tag_close.clicked.connect(self.clear_tag_filter)
+        tl = QHBoxLayout(self.tag_chip)
+        tl.setContentsMargins(10, 2, 4, 2)
+        tl.addWidget(self.tag_chip_label)
+        tl.addWidget(tag_close)
+        self.tag_chip.hide()
+
         self.folder_filter = QComboBox()
         self.folder_filter.setAccessibleName("Folder filter")
         self.folder_filter.addItem("All folders", "")
@@ -274,6 +297,7 @@ class MainWindow(QMainWindow):
         row1.setContentsMargins(0, 0, 0, 0)
         row1.addWidget(self.search, 1)
         row1.addWidget(self.chip)
+        row1.addWidget(self.tag_chip)
         row1.addWidget(self.models_btn)
         row2 = QHBoxLayout()
         row2.setContentsMargins(2, 0, 0, 0)
@@ -314,6 +338,15 @@ class MainWindow(QMainWindow):
         self.preview.similarRequested.connect(self.search_like)
         self.library.foldersChanged.connect(self._on_folders)
         self.library.edited.connect(self._refresh.start)
+        self.tags.tagActivated.connect(lambda v, lab: self.set_tag_filter(v, lab))
+        self.tags.clearRequested.connect(self.clear_tag_filter)
+        self.tags.threshold.previewed.connect(self._show_tag_preview)
+        self.tags.threshold.saved.connect(lambda *_: self._on_tags_changed())
+        self.catalog.changed.connect(self._check_tag_filter)
+        if self.preview.tags_view is not None:
+            # An answer updates the counts but leaves the grid as it is: the photo stays in view
+            # (to undo, or to go on to the next one) even when it no longer carries the tag.
+            self.preview.tags_view.answered.connect(lambda *_: self.catalog.refresh())
         for combo in (self.folder_filter, self.type_filter):
             combo.currentIndexChanged.connect(lambda *_: self.run_search())
         for d in (self.date_from, self.date_to):
@@ -322,6 +355,7 @@ class MainWindow(QMainWindow):
             (QKeySequence.StandardKey.Find, self.focus_search),
             ("Ctrl+L", self.focus_search),
             ("Ctrl+O", self.library.choose_folder),
+            ("Ctrl+T", self.show_tags),
             (
                 "Ctrl+Shift+O",
                 lambda: self.grid.current_path() and self.reveal_photo(self.grid.current_path()),
@@ -348,6 +382,7 @@ class MainWindow(QMainWindow):
         self.engine_label.setText(text)
         ready = state == "ready"
         self.library.set_enabled(ready)
+        self.tags.set_enabled(ready)
         if not ready:
             self._update_empty()
 
@@ -372,7 +407,8 @@ class MainWindow(QMainWindow):
                 "real photos.", "info", "Models…", self.open_models)  # fmt: skip
         self.thumbs.resume()
         self.refresh_status()
-        if self._pending_search or self.search.text().strip() or self.example:
+        self.catalog.refresh()
+        if self._pending_search or self.search.text().strip() or self.example or self.tag_filter:
             self.run_search()
 
     def _on_failed(self, msg: str) -> None:
@@ -397,7 +433,8 @@ class MainWindow(QMainWindow):
     def _refresh_now(self) -> None:
         """After the library changed: new counts, and the results again (new, moved, gone photos)."""
         self.refresh_status()
-        if self.search.text().strip() or self.example:
+        self.catalog.refresh()  # new photos were tagged as they were indexed
+        if self.search.text().strip() or self.example or self.tag_filter:
             self.run_search(keep_view=True)
 
     def refresh_status(self) -> None:
@@ -461,12 +498,18 @@ class MainWindow(QMainWindow):
             f["date_from"] = self.date_from.date().toString("yyyy-MM-dd")
         if self.date_to.date() != NO_DATE:
             f["date_to"] = self.date_to.date().toString("yyyy-MM-dd")
+        if self.tag_filter:
+            f["tags"] = [dict(t) for t in self.tag_filter]
         return f
 
     def run_search(self, keep_view: bool = False) -> None:
         """Send the search now (the debounce timer ends here too)."""
         self._debounce.stop()
+        self._tag_preview = False
         text = self.search.text().strip()
+        if not text and not self.example and self.tag_filter:
+            # Browsing a tag: the photos carrying it, ranked by how well they match the label.
+            text = self._tag_browse_text()
         if not text and not self.example:
             self._seq += 1  # an answer still on its way is stale now
             self.model_.set_hits([])
@@ -503,7 +546,8 @@ class MainWindow(QMainWindow):
         self.grid.verticalScrollBar().setValue(scroll)
         ms = (time.monotonic() - self._search_sent_at) * 1000
         n = len(self.model_.hits)
-        self.status_msg.setText(f"{n:,} result{'s' if n != 1 else ''} · {ms:.0f} ms")
+        tagged = f" tagged {self._tag_names()}" if self.tag_filter else ""
+        self.status_msg.setText(f"{n:,} result{'s' if n != 1 else ''}{tagged} · {ms:.0f} ms")
         self._update_empty(no_results=n == 0)
         self.resultsShown.emit(n)
 
@@ -592,10 +636,15 @@ class MainWindow(QMainWindow):
             self.empty.set(
                 "Welcome to photosift", hint, "Add a folder…", self.library.choose_folder
             )
+        elif self.tag_filter and not text and not self.example and no_results:
+            self.empty.set(f"No photos tagged {_html(self._tag_names())}",
+                           "None carries this tag with the current filters. Lower its threshold in the "
+                           "Tags panel, or add the tag to a photo from the preview.",
+                           "Show all photos", self.clear_tag_filter)  # fmt: skip
         elif (text or self.example) and no_results:
             what = f"“{_html(text)}”" if text else "this photo"
             self.empty.set(f"No matches for {what}", "Try other words, or clear the filters.")
-        elif text or self.example:
+        elif text or self.example or self.tag_filter:
             self.empty.set("Searching…")
         else:
             n = self.status.get("files", 0) if self.status else 0
@@ -603,6 +652,75 @@ class MainWindow(QMainWindow):
                            "Describe what you are looking for, drop a photo here to find similar ones, "
                            "or put a minus before words to leave them out (“beach -people”).")  # fmt: skip
         self.stack.setCurrentWidget(self.empty)
+
+    # -- tags (app.tags_panel, app.photo_tags) ------------------------------------------------
+
+    def show_tags(self) -> None:
+        """Ctrl+T: the tag browser, with the keyboard in it."""
+        self.side.setCurrentWidget(self.tags)
+        self.tags.tree.setFocus()
+
+    def set_tag_filter(self, vocab: str, label: str) -> None:
+        """Show only photos carrying this label (with the text and the other filters)."""
+        self.tag_filter = [{"vocab": vocab, "label": label}]
+        self._show_tag_chip()
+        self.run_search()
+
+    def clear_tag_filter(self) -> None:
+        if not self.tag_filter:
+            return
+        self.tag_filter = []
+        self._show_tag_chip()
+        self.run_search()
+
+    def _show_tag_chip(self) -> None:
+        self.tag_chip.setVisible(bool(self.tag_filter))
+        if self.tag_filter:
+            self.tag_chip_label.setText(f"Tag: {self._tag_names()}")
+            self.tag_chip.setToolTip(
+                ", ".join(f"{t['vocab']} › {t['label']}" for t in self.tag_filter)
+            )
+        first = self.tag_filter[0] if self.tag_filter else None
+        self.tags.set_active((first["vocab"], first["label"]) if first else None)
+
+    def _tag_names(self) -> str:
+        return " + ".join(f"“{t['label']}”" for t in self.tag_filter)
+
+    def _tag_browse_text(self) -> str:
+        """What ranks a tag's photos when nothing is typed: the label's own first prompt, or its name."""
+        t = self.tag_filter[0]
+        info = self.catalog.label(t["vocab"], t["label"]) or {}
+        return (info.get("prompts") or [t["label"]])[0]
+
+    def _check_tag_filter(self) -> None:
+        """A label filtered by was renamed or deleted: stop filtering by it."""
+        if self.catalog.loaded and self.tag_filter:
+            kept = [
+                t for t in self.tag_filter if self.catalog.label(t["vocab"], t["label"]) is not None
+            ]
+            if kept != self.tag_filter:
+                self.tag_filter = kept
+                self._show_tag_chip()
+                self.run_search()
+
+    def _on_tags_changed(self) -> None:
+        """A threshold was stored: new counts, and the tag's photos again."""
+        self.catalog.refresh()
+        if self.tag_filter and not self._tag_preview:
+            self.run_search(keep_view=True)
+
+    def _show_tag_preview(self, text: str, hits: list) -> None:
+        """While a threshold slider moves: the grid shows the photos that would enter or leave."""
+        if text:
+            self.status_msg.setText(text)
+        if hits:
+            self._seq += 1  # a search answer still on its way would replace the preview
+            self._tag_preview = True
+            self.model_.set_hits(hits)
+            self.stack.setCurrentWidget(self.grid)
+            self.resultsShown.emit(len(hits))
+        elif self._tag_preview:
+            self.run_search(keep_view=True)  # back to what the grid showed before
 
     # -- models ------------------------------------------------------------------------------
 

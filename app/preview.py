@@ -75,7 +75,7 @@ class PreviewPane(QWidget):
     revealRequested = Signal(str)
     similarRequested = Signal(str)
 
-    def __init__(self, bridge, parent=None):
+    def __init__(self, bridge, parent=None, catalog=None):
         super().__init__(parent)
         self.bridge = bridge
         self.path: str | None = None
@@ -98,7 +98,7 @@ class PreviewPane(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.fields: dict[str, QLabel] = {}
         for key, label in (("taken", "Taken"), ("size", "Size"), ("dims", "Dimensions"),
-                           ("camera", "Camera"), ("folder", "Folder"), ("tags", "Tags"),
+                           ("camera", "Camera"), ("folder", "Folder"), ("tags", "Keywords"),
                            ("score", "Score")):  # fmt: skip
             v = QLabel(wordWrap=True)
             v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -118,15 +118,24 @@ class PreviewPane(QWidget):
         buttons = QHBoxLayout()
         for b in (self.open_btn, self.reveal_btn, self.similar_btn):
             buttons.addWidget(b)
+        # The photo's tags with confirm / reject (app.photo_tags), when the window has a tag catalog.
+        self.tags_view = None
+        if catalog is not None:
+            from .photo_tags import PhotoTagsView
+
+            self.tags_view = PhotoTagsView(bridge, catalog)
         self.empty = QLabel("Select a photo to see it here.", alignment=Qt.AlignmentFlag.AlignCenter,
                             objectName="emptyHint", wordWrap=True)  # fmt: skip
 
         self.details = QWidget()
         d = QVBoxLayout(self.details)
         d.setContentsMargins(0, 0, 0, 0)
-        d.addWidget(self.image, 1)
+        d.addWidget(self.image, 10)  # most of the spare height: up to its maximum, the photo's size
         d.addWidget(self.title)
         d.addLayout(form)
+        if self.tags_view is not None:
+            d.addWidget(QLabel("Tags", objectName="previewTitle"))
+            d.addWidget(self.tags_view)
         d.addLayout(buttons)
         d.addStretch(1)
         lay = QVBoxLayout(self)
@@ -143,6 +152,8 @@ class PreviewPane(QWidget):
         self.image.setMaximumHeight(16777215)
         if hit is None:
             self.path = None
+            if self.tags_view is not None:
+                self.tags_view.show_tags(None, [])
             self.details.hide()
             self.empty.show()
             return
@@ -162,6 +173,8 @@ class PreviewPane(QWidget):
         self.fields["camera"].setText(cam or "—")
         self.fields["folder"].setText(os.path.dirname(self.path))
         self.fields["tags"].setText("…")
+        if self.tags_view is not None:
+            self.tags_view.show_tags(self.path, [], loading=True)
         self.fields["score"].setText(f"{hit['score']:.3f}" if "score" in hit else "—")
         online = hit.get("online", True)
         self.open_btn.setEnabled(online)
@@ -181,11 +194,21 @@ class PreviewPane(QWidget):
         if info is None:
             self.fields["tags"].setText("—")
             return
-        tags = [t.get("name") or t.get("label") or str(t) for t in info.get("tags") or []]
-        words = tags + [k for k in info.get("keywords") or [] if k not in tags]
-        self.fields["tags"].setText(", ".join(words) if words else "none yet")
+        words = list(info.get("keywords") or [])
+        self.fields["tags"].setText(", ".join(words) if words else "none")
+        if self.tags_view is not None:
+            self.tags_view.show_tags(self.path, info.get("tags") or [])
+            self._rescale()  # the tag list took its height: the photo takes the rest
         if info.get("taken_at"):
             self.fields["taken"].setText(human_date(info["taken_at"]))
+        # A hit from the tag browser comes without metadata: photo_info has it.
+        if info.get("size") is not None and self.fields["size"].text() == "—":
+            self.fields["size"].setText(human_size(info.get("size")))
+            w, h = info.get("width"), info.get("height")
+            if w and h:
+                self.fields["dims"].setText(f"{w} × {h} {info.get('format') or ''}".strip())
+            cam = " ".join(x for x in (info.get("camera_make"), info.get("camera_model")) if x)
+            self.fields["camera"].setText(cam or "—")
 
     def _on_loaded(self, ticket: int, image: QImage) -> None:
         if ticket != self._ticket:
@@ -208,6 +231,13 @@ class PreviewPane(QWidget):
             + self.open_btn.sizeHint().height()
             + 48
         )
+        if self.tags_view is not None:
+            # With the tag list the details are taller: ask their layout what they need
+            # besides the photo, rather than summing guesses.
+            lay = self.details.layout()
+            below = (
+                lay.sizeHint().height() - self.image.sizeHint().height() + 2 * lay.spacing() + 24
+            )
         avail = QSize(self.image.width(), max(160, self.height() - below))
         pm = QPixmap.fromImage(self._image).scaled(avail * dpr, Qt.AspectRatioMode.KeepAspectRatio,
                                                    Qt.TransformationMode.SmoothTransformation)  # fmt: skip
@@ -216,7 +246,10 @@ class PreviewPane(QWidget):
         self.image.setPixmap(pm)
 
     def _form_height(self) -> int:
-        return sum(v.sizeHint().height() + 6 for v in self.fields.values())
+        h = sum(v.sizeHint().height() + 6 for v in self.fields.values())
+        if self.tags_view is not None:
+            h += self.tags_view.sizeHint().height() + 30
+        return h
 
     def resizeEvent(self, e) -> None:
         super().resizeEvent(e)

@@ -40,8 +40,14 @@ def thumbnails_loaded(win) -> bool:
 
 
 class Shooter(QObject):
-    def __init__(self, win, folder: Path, query: str, out: Path, timeout: float = 180.0):
+    """`vocab_starter`: make that starter vocabulary once the folder is indexed; `tag`
+    ("vocabulary:label"): browse that tag in the tag browser (then `query` may be empty)."""
+
+    def __init__(self, win, folder: Path, query: str, out: Path, timeout: float = 180.0,
+                 vocab_starter: str | None = None, tag: str | None = None):  # fmt: skip
         super().__init__(win)
+        self.vocab_starter = vocab_starter
+        self.tag = tuple(tag.split(":", 1)) if tag else None
         self.win, self.folder, self.query, self.out = (
             win,
             str(Path(folder).resolve()),
@@ -81,9 +87,28 @@ class Shooter(QObject):
             self._search()
 
     def _search(self) -> None:
+        if self.vocab_starter and self.stage == "indexing":
+            self.stage = "tagging"
+            key = self.vocab_starter
+            self.win.bridge.call("vocab_create", {"name": key, "starter": key},
+                                 on_result=lambda r: self._tagged(r), on_error=lambda e: self._tagged(None))  # fmt: skip
+            return
         self.stage = "searching"
         self.win.search.setText(self.query)
-        self.win.run_search()
+        if self.tag:
+            self.win.side.setCurrentWidget(self.win.tags)
+            self.win.set_tag_filter(*self.tag)
+        else:
+            self.win.run_search()
+
+    def _tagged(self, r: dict | None) -> None:
+        if r is None:
+            print(
+                f"screenshot: could not make the {self.vocab_starter!r} vocabulary", file=sys.stderr
+            )
+        else:
+            self.win.catalog.set_vocab(r["vocab"])
+        self._search()
 
     def _on_results(self, n: int) -> None:
         if self.stage != "searching" or n == 0:
@@ -91,6 +116,10 @@ class Shooter(QObject):
         self.stage = "settling"
         self.win.grid.setFocus()
         self.win.grid.setCurrentIndex(self.win.model_.index(0))
+        if self.tag:  # the label's threshold slider shows under the tag browser
+            item = self.win.tags.item_for(*self.tag)
+            if item is not None:
+                self.win.tags.tree.setCurrentItem(item)
         self._poll.start()
 
     def _check(self) -> None:
@@ -98,6 +127,7 @@ class Shooter(QObject):
             thumbnails_loaded(self.win)
             and self.win.preview.has_image()
             and self.win.library.folders
+            and (not self.tag or self.win.preview.tags_view.rows)
         ):
             self._poll.stop()
             QTimer.singleShot(300, lambda: self._shoot(True))  # one more paint after the last tile
