@@ -147,6 +147,8 @@ class Engine:
         self._wq: queue.PriorityQueue = queue.PriorityQueue()
         self._running: Job | None = None
         self._writer = threading.Thread(target=self._writer_loop, name="writer", daemon=True)
+        self._instance, self._instance_error = None, None
+        self._hold_data_dir()
         self._open_library()
         self._writer.start()
 
@@ -168,9 +170,22 @@ class Engine:
 
     # -- library ---------------------------------------------------------------------------
 
+    def _hold_data_dir(self) -> None:
+        """Take the data folder's single-writer lock; without it the library stays closed."""
+        from .instance import InstanceLock
+
+        try:
+            self._instance = InstanceLock(self.settings.data_dir, "engine").acquire()
+        except PhotosiftError as e:
+            self._instance_error = str(e)
+            log.error("%s", e)
+
     def _open_library(self) -> None:
         from .library import Library
 
+        if self._instance_error:  # another process has the library, or its folder is read-only
+            self.lib, self.lib_error = None, self._instance_error
+            return
         try:
             self.lib = Library(self.settings, model_key=self.model_key)
             self.lib_error = None
@@ -867,6 +882,8 @@ class Engine:
                 self.lib.close()
             except Exception:
                 log.exception("could not save the ANN cache (it is rebuilt from SQLite next time)")
+        if self._instance is not None:
+            self._instance.release()
 
 
 class _Stop(BaseException):
