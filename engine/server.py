@@ -90,9 +90,7 @@ def error_code(e: BaseException) -> str:
 class Job:
     """One long piece of work with an id, reported through events."""
 
-    def __init__(
-        self, jid: str, kind: str, fn: Callable[[Job], dict], *, folders=(), model=None, prio=2
-    ):
+    def __init__(self, jid: str, kind: str, fn: Callable[[Job], dict], *, folders=(), model=None, prio=2):
         self.id, self.kind, self.fn, self.prio = jid, kind, fn, prio
         self.folders: list[str] = list(folders)
         self.model = model
@@ -229,30 +227,20 @@ class Engine:
             if not line.strip():
                 return
             msg = P.decode_line(line)
-            rid = (
-                msg.get("id")
-                if isinstance(msg.get("id"), int | str) and not isinstance(msg.get("id"), bool)
-                else None
-            )
+            rid = msg.get("id") if isinstance(msg.get("id"), int | str) and not isinstance(msg.get("id"), bool) else None
             rid, method, params = P.parse_request(msg)
             self.dispatch(rid, method, params)
         except ProtocolError as e:
             self.send(P.error_reply(e.id if e.id is not None else rid, e.code, e.message))
         except Exception as e:  # a bug in dispatching: report it, keep serving
             log.error("error handling a request:\n%s", traceback.format_exc())
-            self.send(
-                P.error_reply(
-                    rid, ErrorCode.INTERNAL_ERROR, f"internal error: {type(e).__name__}: {e}"
-                )
-            )
+            self.send(P.error_reply(rid, ErrorCode.INTERNAL_ERROR, f"internal error: {type(e).__name__}: {e}"))
 
     def dispatch(self, rid, method: str, params: dict) -> None:
         if self.stopping.is_set():
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the engine is shutting down", rid)
         if method != "hello" and not self.ready:
-            raise ProtocolError(
-                ErrorCode.HELLO_REQUIRED, "send hello first (the protocol handshake)", rid
-            )
+            raise ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello first (the protocol handshake)", rid)
         runs = P.METHODS[method][2]
         handler = getattr(self, "m_" + method)
         if runs == "control" or runs == "job":
@@ -261,13 +249,9 @@ class Engine:
         key = (type(rid), rid)
         with self._lock:
             if key in self._in_flight:
-                raise ProtocolError(
-                    ErrorCode.DUPLICATE_ID, f"request id {rid!r} is already in flight", rid
-                )
+                raise ProtocolError(ErrorCode.DUPLICATE_ID, f"request id {rid!r} is already in flight", rid)
             if len(self._in_flight) >= MAX_IN_FLIGHT:
-                raise ProtocolError(
-                    ErrorCode.BUSY, f"{MAX_IN_FLIGHT} requests in flight; wait for replies", rid
-                )
+                raise ProtocolError(ErrorCode.BUSY, f"{MAX_IN_FLIGHT} requests in flight; wait for replies", rid)
             self._in_flight.add(key)
 
         def run():
@@ -402,9 +386,7 @@ class Engine:
             job = Job(f"{self._job_prefix}-{next(self._job_ids)}", kind, fn, **kw)
             self._jobs[job.id] = job
             if len(self._jobs) > 200:  # forget old finished jobs
-                for jid in [
-                    k for k, v in self._jobs.items() if v.state not in ("queued", "running")
-                ][:100]:
+                for jid in [k for k, v in self._jobs.items() if v.state not in ("queued", "running")][:100]:
                     del self._jobs[jid]
         return job
 
@@ -473,9 +455,7 @@ class Engine:
     def _progress_cb(self, job: Job):
         def cb(p) -> None:
             now = time.monotonic()
-            active = max(
-                1e-6, (now - job.started_at) - (self._pause_clock() - job.pause_clock_at_start)
-            )
+            active = max(1e-6, (now - job.started_at) - (self._pause_clock() - job.pause_clock_at_start))
             rate = p.done / active
             eta = (p.total - p.done) / rate if rate > 0 else None
             job.progress = dict(done=p.done, total=p.total, unit="files", embedded=p.embedded, reused=p.reused,
@@ -533,12 +513,7 @@ class Engine:
                 with self._lock:
                     self._running = None
         with self._lock:
-            again = (
-                job.kind == "scan"
-                and job.preempted
-                and not job.cancelled
-                and not self.stopping.is_set()
-            )
+            again = job.kind == "scan" and job.preempted and not job.cancelled and not self.stopping.is_set()
             if again:
                 job.state = "queued"
         if again:
@@ -546,9 +521,7 @@ class Engine:
             return
         self._finish(job, result=result)
 
-    def _finish(
-        self, job: Job, *, result: dict | None = None, failed: BaseException | None = None
-    ) -> None:
+    def _finish(self, job: Job, *, result: dict | None = None, failed: BaseException | None = None) -> None:
         if job.id == self._fallback_job:
             self._retire_fallback()  # re-embedded (or given up): the active model answers from now on
         if failed is not None and isinstance(failed, Cancelled):
@@ -558,9 +531,7 @@ class Engine:
             if code == ErrorCode.INTERNAL_ERROR:
                 log.error("job %s failed:\n%s", job.id, "".join(traceback.format_exception(failed)))
             job.state = "failed"
-            self.emit(
-                "job_failed", dict(code=code, message=str(failed) or type(failed).__name__), job.id
-            )
+            self.emit("job_failed", dict(code=code, message=str(failed) or type(failed).__name__), job.id)
             return
         assert result is not None
         result["cancelled"] = bool(result.get("cancelled")) or job.cancelled
@@ -735,13 +706,7 @@ class Engine:
                 gps, keywords, orientation = meta.gps, list(meta.keywords), meta.orientation
             except (DecodeError, OSError):
                 pass  # the stored metadata still stands
-        return dict(
-            info,
-            gps=list(gps) if gps else None,
-            keywords=keywords,
-            orientation=orientation,
-            tags=[],
-        )
+        return dict(info, gps=list(gps) if gps else None, keywords=keywords, orientation=orientation, tags=[])
 
     def m_thumbnail(self, path: str, size: int = 256) -> dict:
         from PIL import Image
@@ -749,17 +714,13 @@ class Engine:
         from .decode import decode_photo
 
         if not THUMB_SIZES[0] <= size <= THUMB_SIZES[1]:
-            raise QueryError(
-                f"thumbnail size must be between {THUMB_SIZES[0]} and {THUMB_SIZES[1]}"
-            )
+            raise QueryError(f"thumbnail size must be between {THUMB_SIZES[0]} and {THUMB_SIZES[1]}")
         path = os.path.abspath(os.path.expanduser(path))
         try:
             st = os.stat(path)
         except OSError as e:
             raise QueryError(f"{path} cannot be read: {e.strerror or e}") from None
-        key = hashlib.blake2b(
-            f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{size}".encode(), digest_size=16
-        ).hexdigest()
+        key = hashlib.blake2b(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{size}".encode(), digest_size=16).hexdigest()
         out = self.settings.data_dir / "thumbs" / key[:2] / f"{key}.jpg"
         if out.is_file():
             try:
@@ -795,9 +756,7 @@ class Engine:
             current = self.lib.spec.key if self.lib is not None else self.settings.model
         except PhotosiftError:
             current = self.settings.model
-        return dict(
-            models=[self._model_info(s, s.key == current) for s in full_registry(self.settings)]
-        )
+        return dict(models=[self._model_info(s, s.key == current) for s in full_registry(self.settings)])
 
     def m_use_model(self, key: str) -> dict:
         from .hub import full_registry, local_model_folder
@@ -886,9 +845,7 @@ class Engine:
 
         job = self._new_job("download", fn, model=key)
         job.state = "queued"
-        threading.Thread(
-            target=self._run_job, args=(job,), name=f"download-{job.id}", daemon=True
-        ).start()
+        threading.Thread(target=self._run_job, args=(job,), name=f"download-{job.id}", daemon=True).start()
         return dict(job=job.id)
 
     def m_import_model(self, folder: str) -> dict:
@@ -948,11 +905,7 @@ def serve(engine: Engine, inp: BinaryIO) -> None:
                 line = inp.readline(1 << 20)
                 if not line:
                     break
-            engine.send(
-                P.error_reply(
-                    rid, ErrorCode.TOO_LARGE, f"message over {P.MAX_LINE_BYTES} bytes; ignored"
-                )
-            )
+            engine.send(P.error_reply(rid, ErrorCode.TOO_LARGE, f"message over {P.MAX_LINE_BYTES} bytes; ignored"))
             continue
         engine.handle_line(line)
 
@@ -960,18 +913,9 @@ def serve(engine: Engine, inp: BinaryIO) -> None:
 def main(argv: list[str] | None = None) -> int:
     from .settings import Settings
 
-    ap = argparse.ArgumentParser(
-        prog="python -m engine.server",
-        description="photosift engine process (JSON lines on stdin/stdout)",
-    )
-    ap.add_argument(
-        "--data-dir",
-        type=Path,
-        help="library location (default: $PHOTOSIFT_HOME or the user-data folder)",
-    )
-    ap.add_argument(
-        "--model", help="model key (default: the configured one, else the best one here)"
-    )
+    ap = argparse.ArgumentParser(prog="python -m engine.server", description="photosift engine process (JSON lines on stdin/stdout)")
+    ap.add_argument("--data-dir", type=Path, help="library location (default: $PHOTOSIFT_HOME or the user-data folder)")
+    ap.add_argument("--model", help="model key (default: the configured one, else the best one here)")
     ap.add_argument("--log-level", default=os.environ.get("PHOTOSIFT_LOG", "INFO"))
     ap.add_argument("--watch-quiet", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--watch-grace", type=float, default=None, help=argparse.SUPPRESS)
@@ -1008,9 +952,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             engine.close()
         except Exception:
-            log.exception(
-                "error while shutting down (the database is safe: every batch was committed)"
-            )
+            log.exception("error while shutting down (the database is safe: every batch was committed)")
         log.info("engine stopped")
     return 0
 
