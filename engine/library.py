@@ -17,7 +17,7 @@ from .errors import ModelError, ModelNotAvailable, QueryError
 from .hub import fetch_model, full_registry, local_model_folder
 from .indexer import Indexer, IndexReport, Progress
 from .registry import ModelSpec
-from .scan import FileTask, normalize_folder, plan_scan
+from .scan import FileTask, normalize_folder, plan_scan, storable
 from .search import Hit, Query, Searcher
 from .settings import Settings
 
@@ -118,6 +118,8 @@ class Library:
         p = normalize_folder(path)
         if not Path(p).is_dir():
             raise QueryError(f"{path} is not a folder")
+        if not storable(p):
+            raise QueryError(f"{p!r}: the folder's name is not valid UTF-8; rename it to add it")
         for f in self.db.folders():
             if p == f["path"]:
                 return p

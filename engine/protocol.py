@@ -468,7 +468,13 @@ class ProtocolError(Exception):
 
 def encode(msg: dict[str, Any]) -> bytes:
     """One message as one line of UTF-8 JSON (newline included)."""
-    return (json.dumps(msg, ensure_ascii=False, separators=(",", ":"), default=_jsonable) + "\n").encode()
+    text = json.dumps(msg, ensure_ascii=False, separators=(",", ":"), default=_jsonable)
+    try:
+        return (text + "\n").encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (a client sent "\udcff", or a file name that is not UTF-8) has no
+        # UTF-8 form; JSON's \u escapes carry it, so the message still goes out whole.
+        return (json.dumps(msg, ensure_ascii=True, separators=(",", ":"), default=_jsonable) + "\n").encode()
 
 
 def _jsonable(o: Any) -> Any:
