@@ -6,6 +6,7 @@ is loaded on first use so a window can be up before the model is.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .search import Hit, Query, Searcher
 from .settings import Settings
 
 DEMO_MODEL = "photosift-demo"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -217,7 +219,10 @@ class Library:
 
     def save(self) -> None:
         if self._ann is not None:
-            self._ann.save()
+            try:
+                self._ann.save()
+            except OSError as e:  # a full disk, a read-only folder: the cache is not the truth
+                log.warning("could not save the ANN cache (%s); it is rebuilt from the database", e)
 
     def close(self) -> None:
         self.save()

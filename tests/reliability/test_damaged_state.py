@@ -442,3 +442,29 @@ def test_copying_a_library_elsewhere_keeps_it_usable(indexed, tmp_path):
         )
     finally:
         c.close()
+
+
+def test_disk_full_while_saving_the_ann_cache_loses_nothing(tmp_path, monkeypatch):
+    """The HNSW file cannot be written (ENOSPC): the scan still succeeds, the cache is rebuilt."""
+    import errno
+
+    from engine.ann import AnnIndex
+
+    settings = Settings.load(make_data_dir(tmp_path / "data", exact_threshold=20))
+    make_photos(tmp_path / "photos", 40)
+
+    def full(self):
+        (self.path.parent).mkdir(parents=True, exist_ok=True)
+        self.path.with_name(self.path.name + ".tmp").write_bytes(b"half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(AnnIndex, "save", full)
+    lib = Library(settings, model_key=MODEL_KEY)
+    lib.add_folder(tmp_path / "photos")
+    rep = lib.scan()
+    lib.close()
+    assert rep.embedded == 40 and vector_count(settings.db_path) == 40
+    monkeypatch.undo()
+    check = ann_check(settings.data_dir, tmp_path / "check")
+    assert check[0]["count"] == 40 and check[0]["rebuilt"] == "index file missing"
+    record("disk full while saving the ANN file", lost=0)
