@@ -279,6 +279,10 @@ def test_out_of_order_and_split_messages(tmp_path):
             rep = r.ask(b'{"id": %d, "method": "%s", "params": %s}\n' % (rid, method, params))
             assert rep["id"] == rid and rep["error"]["code"] == P.ErrorCode.INVALID_PARAMS, rep
             assert "surrogate" in rep["error"]["message"]
+        # What the 4,000-line fuzz found: example photos that are no photo at all.
+        for rid, photo in [(20, "a" * 5000), (21, 2**70), (22, "/proc/self/mem"), (23, "/")]:
+            rep = r.ask(line(rid, "similar", {"photo": photo}))
+            assert rep["error"]["code"] == P.ErrorCode.QUERY_ERROR, rep
         # The last request, without its newline, then EOF: answered, then a clean exit.
         r.send(b'{"id": 13, "method": "ping"}')
         r.proc.stdin.close()
