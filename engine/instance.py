@@ -27,7 +27,7 @@ from .errors import DatabaseError
 LOCK_NAME = "engine.lock"
 OWNER_NAME = "engine.lock.json"
 # An engine the app has just told to stop may still be saving its caches: wait this long.
-DEFAULT_WAIT_S = 5.0
+DEFAULT_WAIT_S = 2.0
 
 
 class LibraryInUse(DatabaseError):

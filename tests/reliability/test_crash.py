@@ -10,7 +10,7 @@ training jobs join by adding a Workload subclass to WORKLOADS). After every kill
 * the restarted engine (whose predecessor's lock died with it) opens the library and
   resumes without redoing finished work.
 
-The fast run kills 3 times; the slow one (``-m slow``) 20 times.
+The fast run kills twice; the slow one (``-m slow``) 20 times.
 """
 
 from __future__ import annotations
@@ -107,10 +107,10 @@ class Indexing(Workload):
     def prepare(self, tmp, data_dir, size):
         self.ctx["first"] = tmp / "first"
         self.ctx["photos"] = tmp / "photos"
-        # More photos than the exact-search threshold (60): the first scan saves an HNSW file.
-        make_photos(self.ctx["first"], 80, seed=1, prefix="f")
+        # More photos than the exact-search threshold (30): the first scan saves an HNSW file.
+        make_photos(self.ctx["first"], 40, seed=1, prefix="f")
         self.ctx["paths"] = [str(p) for p in make_photos(self.ctx["photos"], size, seed=2)]
-        self.total = size + 80
+        self.total = size + 40
 
     def setup(self, client):
         job = client.request("add_folder", {"path": str(self.ctx["first"])})["job"]
@@ -216,7 +216,7 @@ def _kill_points(workload: Workload, client, data_dir: Path, kills: int, rnd: ra
 
 
 def _crash_run(workload: Workload, tmp_path: Path, kills: int, size: int, seed: int):
-    data_dir = make_data_dir(tmp_path / "data", exact_threshold=60, batch_size=8)
+    data_dir = make_data_dir(tmp_path / "data", exact_threshold=30, batch_size=8)
     workload.prepare(tmp_path, data_dir, size)
     client = engine_client(data_dir)
     client.start(timeout=TIMEOUT)
@@ -257,9 +257,9 @@ def _crash_run(workload: Workload, tmp_path: Path, kills: int, size: int, seed: 
 
 
 @pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.name)
-def test_kill_9_three_times(workload, tmp_path):
-    rows = _crash_run(workload, tmp_path, kills=3, size=120, seed=3)
-    assert len(rows) == 3
+def test_kill_9_twice(workload, tmp_path):
+    rows = _crash_run(workload, tmp_path, kills=2, size=80, seed=3)
+    assert len(rows) == 2
 
 
 @pytest.mark.slow
