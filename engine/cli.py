@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -47,6 +48,7 @@ class _Bar:
 
 
 def _library(args):
+    from .instance import InstanceLock
     from .library import Library
     from .settings import Settings
 
@@ -55,7 +57,12 @@ def _library(args):
         settings.model = args.model
     if getattr(args, "int8", False):
         settings.int8 = True
+    # One writer per library: refused clearly while the app's engine has it open.
+    _HELD.enter_context(InstanceLock(settings.data_dir, "command line", wait_s=0.5))
     return Library(settings)
+
+
+_HELD = contextlib.ExitStack()  # data-folder locks this command holds until it ends
 
 
 def _print_hits(hits, as_json: bool) -> None:
@@ -432,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _HELD:
+            return args.func(args)
     except PhotosiftError as e:
         print(f"photosift: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from .errors import DatabaseError, SchemaTooNew
+from .errors import DatabaseError, DiskFull, SchemaTooNew
 
 SCHEMA_VERSION = 2
 
@@ -207,14 +207,20 @@ class LibraryDB:
                 conn = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False)
             conn.isolation_level = None  # explicit BEGIN/COMMIT below
             conn.execute("PRAGMA foreign_keys=ON")
-            if not readonly:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
         except sqlite3.Error as e:
             raise DatabaseError(f"cannot open the library database {self.path}: {e}") from e
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
+        # The schema is checked before anything is written (even the journal mode): a database
+        # from a newer photosift, or not ours at all, is left byte for byte as it was.
         self._check_schema(readonly)
+        if not readonly:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+            except sqlite3.Error as e:
+                conn.close()
+                raise DatabaseError(f"cannot open the library database {self.path}: {e}") from e
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -661,10 +667,27 @@ class _Transaction:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as e:
-                self.conn.execute("ROLLBACK")
-                raise DatabaseError(f"could not save to the library database: {e}") from e
+                self._rollback()
+                raise save_error(e) from e
         else:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
-                raise DatabaseError(f"could not save to the library database: {exc}") from exc
+                raise save_error(exc) from exc
         return False
+
+    def _rollback(self) -> None:
+        # SQLite rolls back by itself after some errors (SQLITE_FULL among them); a second
+        # ROLLBACK would then raise and hide the error that matters.
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+def save_error(e: sqlite3.Error) -> DatabaseError:
+    """The typed error for a failed write: DiskFull when the disk is, else DatabaseError."""
+    if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return DiskFull(
+            "the disk holding the library database is full; the batch being saved was not "
+            "written and everything saved before it is kept. Free some space, then indexing "
+            "picks up where it stopped."
+        )
+    return DatabaseError(f"could not save to the library database: {e}")

@@ -27,6 +27,10 @@ class SchemaTooNew(DatabaseError):
     """The database was written by a newer photosift; it is left untouched."""
 
 
+class DiskFull(DatabaseError):
+    """A write failed because the disk is full; the failed batch was rolled back, earlier ones kept."""
+
+
 class QueryError(PhotosiftError):
     """A search query is empty, absurd or refers to something that does not exist."""
 

@@ -157,11 +157,21 @@ class Indexer:
             if not batch and not side:
                 return
             photos, failures = [], []
-            if batch:
-                vecs = self.model.encode_images(np.stack([d.pixels for d in batch]))
-                for d, v in zip(batch, vecs, strict=True):
+            # Copies of one photo decoded in the same window (a tree full of duplicates, a linked
+            # file) are embedded once: the first of them, unless an earlier batch already did it.
+            fresh, copies, here = [], [], set()
+            with lock:
+                for d in batch:
+                    (copies if d.hash in known or d.hash in here else fresh).append(d)
+                    here.add(d.hash)
+            if fresh:
+                vecs = self.model.encode_images(np.stack([d.pixels for d in fresh]))
+                for d, v in zip(fresh, vecs, strict=True):
                     photos.append(NewPhoto(d.task.path, d.task.folder_id, d.task.size,
                                            d.task.mtime_ns, d.hash, d.meta, v))  # fmt: skip
+            for d in copies:  # after the photo that carries the vector
+                photos.append(NewPhoto(d.task.path, d.task.folder_id, d.task.size,
+                                       d.task.mtime_ns, d.hash, d.meta))  # fmt: skip
             for s in side:
                 if isinstance(s, _Known):
                     photos.append(NewPhoto(s.task.path, s.task.folder_id, s.task.size,
@@ -177,8 +187,8 @@ class Indexer:
                 self.on_commit(np.array([a[0] for a in added]), np.stack([a[1] for a in added]))
             with lock:
                 known.update(d.hash for d in batch)
-            report.embedded += len(batch)
-            report.reused += sum(isinstance(s, _Known) for s in side)
+            report.embedded += len(fresh)
+            report.reused += len(copies) + sum(isinstance(s, _Known) for s in side)
             report.failed += len(failures)
             report.failures += [(f.path, f.reason) for f in failures]
             batch, side = [], []

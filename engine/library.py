@@ -18,11 +18,12 @@ from .errors import ModelError, ModelNotAvailable, PhotosiftError, QueryError
 from .hub import fetch_model, full_registry, local_model_folder
 from .indexer import Indexer, IndexReport, Progress
 from .registry import ModelSpec
-from .scan import FileTask, normalize_folder, plan_scan
+from .scan import FileTask, normalize_folder, plan_scan, storable
 from .search import Hit, Query, Searcher
 from .settings import Settings
 
 DEMO_MODEL = "photosift-demo"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -119,6 +120,8 @@ class Library:
         p = normalize_folder(path)
         if not Path(p).is_dir():
             raise QueryError(f"{path} is not a folder")
+        if not storable(p):
+            raise QueryError(f"{p!r}: the folder's name is not valid UTF-8; rename it to add it")
         for f in self.db.folders():
             if p == f["path"]:
                 return p
@@ -233,7 +236,10 @@ class Library:
 
     def save(self) -> None:
         if self._ann is not None:
-            self._ann.save()
+            try:
+                self._ann.save()
+            except OSError as e:  # a full disk, a read-only folder: the cache is not the truth
+                log.warning("could not save the ANN cache (%s); it is rebuilt from the database", e)
 
     def close(self) -> None:
         self.save()

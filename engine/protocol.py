@@ -739,7 +739,13 @@ class ProtocolError(Exception):
 
 def encode(msg: dict[str, Any]) -> bytes:
     """One message as one line of UTF-8 JSON (newline included)."""
-    return (json.dumps(msg, ensure_ascii=False, separators=(",", ":"), default=_jsonable) + "\n").encode()
+    text = json.dumps(msg, ensure_ascii=False, separators=(",", ":"), default=_jsonable)
+    try:
+        return (text + "\n").encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (a client sent "\udcff", or a file name that is not UTF-8) has no
+        # UTF-8 form; JSON's \u escapes carry it, so the message still goes out whole.
+        return (json.dumps(msg, ensure_ascii=True, separators=(",", ":"), default=_jsonable) + "\n").encode()
 
 
 def _jsonable(o: Any) -> Any:
@@ -818,11 +824,24 @@ def parse_request(msg: dict[str, Any]) -> tuple[int | str, str, dict[str, Any]]:
         params = {}
     if not isinstance(params, dict):
         raise ProtocolError(ErrorCode.INVALID_PARAMS, f"params of {method} must be an object", rid)
+    if not _is_text(params):
+        # JSON's \u escapes can spell a lone surrogate, which is no character at all (I-JSON,
+        # RFC 7493, forbids it); refused here rather than deep inside a handler.
+        raise ProtocolError(ErrorCode.INVALID_PARAMS, f"{method}: params hold a lone surrogate (not text)", rid)
     try:
         check(params, METHODS[method][0], "params")
     except ProtocolError as e:
         raise ProtocolError(e.code, f"{method}: {e.message}", rid) from None
     return rid, method, params
+
+
+def _is_text(value: Any) -> bool:
+    """Whether every string in a decoded JSON value has a UTF-8 form (no lone surrogates)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check(value: Any, shape: Any, where: str = "value") -> None:

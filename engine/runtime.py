@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -29,6 +30,14 @@ def available_providers(prefer_cpu: bool = False) -> list[str]:
     if prefer_cpu:
         return ["CPUExecutionProvider"]
     return [p for p in PREFERRED_PROVIDERS if p in have] or ["CPUExecutionProvider"]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -74,6 +83,7 @@ class OnnxModel:
             self._text = self._session("text.onnx", opts)
             from .tokenizer import Tokenizer
 
+            self._verify("tokenizer.json")
             self.tokenizer = Tokenizer.from_file(self.folder / "tokenizer.json", self.spec.tokenizer)
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -84,6 +94,7 @@ class OnnxModel:
         path = self.folder / name
         if not path.is_file():
             raise ModelError(f"model {self.spec.key!r}: {name} is missing from {self.folder}")
+        self._verify(name)
         try:
             sess = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=self.providers)
         except Exception as e:  # onnxruntime raises its own exception types
@@ -95,7 +106,42 @@ class OnnxModel:
                 f"model {self.spec.key!r}: {name} gives {out[-1]}-d vectors, "
                 f"model.json says {self.spec.embed_dim}"
             )
+        self._check_input(name, sess.get_inputs()[0].shape)
         return sess
+
+    def _verify(self, name: str) -> None:
+        """A file model.json lists (size, sha256) must be that file: a damaged or swapped
+        model gives wrong vectors silently, so it is refused here instead."""
+        want = self.spec.source.files.get(name) or {}
+        path = self.folder / name
+        redo = "download or import the model again"
+        size = path.stat().st_size
+        if want.get("size") is not None and size != want["size"]:
+            raise ModelError(
+                f"model {self.spec.key!r}: {name} is {size} bytes, model.json says {want['size']} "
+                f"(damaged, or from another model); {redo}"
+            )
+        if want.get("sha256") and _sha256(path) != want["sha256"]:
+            raise ModelError(
+                f"model {self.spec.key!r}: {name} does not match its checksum in model.json "
+                f"(damaged, or from another model); {redo}"
+            )
+
+    def _check_input(self, name: str, shape: list) -> None:
+        """The network's input must be what model.json promises the preprocessing makes."""
+        fixed = [d if isinstance(d, int) else None for d in shape]
+        if name.startswith("image"):
+            want = [None, 3, *self.spec.preprocess.size]
+            if self.spec.preprocess.resize_mode == "naflex":
+                return  # patch sequences: checked by the NaFlex preprocessing itself
+        else:
+            want = [None, self.spec.tokenizer.context_length]
+        if len(fixed) != len(want) or any(f is not None and w is not None and f != w
+                                           for f, w in zip(fixed, want, strict=True)):  # fmt: skip
+            raise ModelError(
+                f"model {self.spec.key!r}: {name} takes input of shape {shape}, model.json's "
+                f"settings make {['batch', *want[1:]]}; the file is from another model"
+            )
 
     @property
     def key(self) -> str:

@@ -7,6 +7,7 @@ workers), so re-scanning an unchanged library costs one ``stat`` per file.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from .db import LibraryDB
 
 HASH_CHUNK = 1 << 20
+log = logging.getLogger(__name__)
 
 
 def photo_extensions() -> frozenset[str]:
@@ -69,6 +71,11 @@ def walk_photos(root: str, exts: frozenset[str], skip: set[str] = frozenset()):
                 name = e.name
                 if name.startswith("."):
                     continue
+                if not storable(name):
+                    # Bytes that are not UTF-8 (an old camera, a foreign disk) cannot be stored in
+                    # the database; one such name must not stop the rest of the folder.
+                    log.warning("skipped %r: its name is not valid UTF-8; rename it to index it", e.path)
+                    continue
                 try:
                     if e.is_dir(follow_symlinks=False):
                         if e.path not in skip:
@@ -81,6 +88,16 @@ def walk_photos(root: str, exts: frozenset[str], skip: set[str] = frozenset()):
                 except OSError:
                     continue
                 yield e.path, st
+
+
+def storable(path: str) -> bool:
+    """Whether a path can be stored as text: not so for names whose bytes are not UTF-8
+    (Python hands them over with surrogate escapes)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def folder_reachable(path: str) -> bool:

@@ -115,15 +115,20 @@ class Searcher:
     def example_vector(self, example: str | int) -> np.ndarray:
         """The stored vector of an indexed photo, or a fresh embedding of any photo file."""
         image_id = example if isinstance(example, int) else None
+        if image_id is not None and not -(2**63) <= image_id < 2**63:
+            raise QueryError(f"no photo with id {example}")  # SQLite's integers stop there
         if image_id is None:
-            path = str(Path(example).expanduser().resolve())
-            image_id = self.db.image_id_for_path(path)
-            if image_id is None and Path(path).is_file():
-                from .scan import file_hash
+            try:
+                path = str(Path(example).expanduser().resolve())
+                image_id = self.db.image_id_for_path(path)
+                if image_id is None and Path(path).is_file():
+                    from .scan import file_hash
 
-                image_id = self.db.image_id_for_hash(file_hash(path))
-            if image_id is None:
-                return self._embed_file(path)
+                    image_id = self.db.image_id_for_hash(file_hash(path))
+                if image_id is None:
+                    return self._embed_file(path)
+            except OSError as e:  # a name too long, a folder we may not read ...
+                raise QueryError(f"example photo {example!r:.200} cannot be read: {e.strerror or e}") from None
         vec = self.db.vectors_for(self.space_id, [image_id]).get(image_id)
         if vec is None:
             raise QueryError(f"photo {example} has not been indexed with this model yet")

@@ -149,6 +149,8 @@ class Engine:
         self._wq: queue.PriorityQueue = queue.PriorityQueue()
         self._running: Job | None = None
         self._writer = threading.Thread(target=self._writer_loop, name="writer", daemon=True)
+        self._instance, self._instance_error = None, None
+        self._hold_data_dir()
         self._open_library()
         self._writer.start()
 
@@ -170,9 +172,22 @@ class Engine:
 
     # -- library ---------------------------------------------------------------------------
 
+    def _hold_data_dir(self) -> None:
+        """Take the data folder's single-writer lock; without it the library stays closed."""
+        from .instance import InstanceLock
+
+        try:
+            self._instance = InstanceLock(self.settings.data_dir, "engine").acquire()
+        except PhotosiftError as e:
+            self._instance_error = str(e)
+            log.error("%s", e)
+
     def _open_library(self) -> None:
         from .library import Library
 
+        if self._instance_error:  # another process has the library, or its folder is read-only
+            self.lib, self.lib_error = None, self._instance_error
+            return
         try:
             self.lib = Library(self.settings, model_key=self.model_key)
             self.lib_error = None
@@ -291,6 +306,8 @@ class Engine:
                 self._new_scan([], note="catch-up")
             # Setting up OS watches walks every folder: not on the reading thread.
             threading.Thread(target=self._after_hello, name="startup", daemon=True).start()
+        elif first:
+            self._watching.set()  # no library: nothing to watch, and nothing may wait for watches
         return dict(engine_version=__version__, protocol=P.PROTOCOL_VERSION, pid=os.getpid(),
                     data_dir=str(self.settings.data_dir), model=model, model_error=model_error,
                     library_error=self.lib_error)  # fmt: skip
@@ -1047,6 +1064,8 @@ class Engine:
                 self.lib.close()
             except Exception:
                 log.exception("could not save the ANN cache (it is rebuilt from SQLite next time)")
+        if self._instance is not None:
+            self._instance.release()
 
 
 class _Stop(BaseException):

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .db import FileRow
-from .scan import FileTask, folder_reachable, photo_extensions
+from .scan import FileTask, folder_reachable, photo_extensions, storable
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +319,8 @@ class Watcher:
         """Under root, not hidden below it and (for files) a photo extension."""
         if path == root:
             return True
+        if not storable(path):
+            return False  # not UTF-8: the scan skips it too (see scan.walk_photos)
         prefix = root.rstrip(os.sep) + os.sep
         if not path.startswith(prefix):
             return False
