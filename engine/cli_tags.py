@@ -352,17 +352,32 @@ def add_commands(sub, common) -> None:
     sp.add_argument(
         "--dry-run", action="store_true", help="export-xmp: print the keywords, write nothing"
     )
-    sp.add_argument("--vocab", help="export-xmp: only this vocabulary's tags; import-xmp: match only its "
-                    "labels and add new keywords to it (default: every vocabulary; new ones go to 'Keywords')")
-    sp.add_argument("--confirmed-only", action="store_true",
-                    help="export-xmp: only tags you confirmed (default: automatic ones above threshold too)")
-    sp.add_argument("--embed", action="store_true",
-                    help="export-xmp: also write the keywords into the photo files themselves (JPEG: only "
-                         "their metadata changes); without it photos are never rewritten")
-    sp.add_argument("--only-known", action="store_true",
-                    help="import-xmp: only keywords that name an existing label; create no labels")
-    sp.add_argument("--progress", action="store_true",
-                    help="export-xmp, import-xmp: show the progress bar even when not on a terminal")  # fmt: skip
+    sp.add_argument(
+        "--vocab",
+        help="export-xmp: only this vocabulary's tags; import-xmp: match only its "
+        "labels and add new keywords to it (default: every vocabulary; new ones go to 'Keywords')",
+    )
+    sp.add_argument(
+        "--confirmed-only",
+        action="store_true",
+        help="export-xmp: only tags you confirmed (default: automatic ones above threshold too)",
+    )
+    sp.add_argument(
+        "--embed",
+        action="store_true",
+        help="export-xmp: also write the keywords into the photo files themselves (JPEG: only "
+        "their metadata changes); without it photos are never rewritten",
+    )
+    sp.add_argument(
+        "--only-known",
+        action="store_true",
+        help="import-xmp: only keywords that name an existing label; create no labels",
+    )
+    sp.add_argument(
+        "--progress",
+        action="store_true",
+        help="export-xmp, import-xmp: show the progress bar even when not on a terminal",
+    )
     common(sp)
     sp.set_defaults(func=cmd_tag)
 

@@ -458,7 +458,8 @@ class JobReport(TypedDict):
     with_keywords: NotRequired[int]  # photos that had any keyword
     confirmed: NotRequired[int]  # answers recorded now
     already: NotRequired[int]  # keywords whose tag was confirmed already
-    kept_rejections: NotRequired[list[dict[str, str]]]  # {path, vocab, label}: the user's answer won
+    # {path, vocab, label}: a keyword named a tag the user rejected; the answer stays
+    kept_rejections: NotRequired[list[dict[str, str]]]
     labels_created: NotRequired[dict[str, list[str]]]  # vocabulary -> new labels
     skipped: NotRequired[list[dict[str, str]]]  # {keyword, reason}: cannot be a label
     problems: NotRequired[list[str]]  # embedded metadata that could not be read

@@ -949,11 +949,11 @@ class Engine:
 
     # -- keywords in XMP/IPTC (engine.xmptags) --------------------------------------------------
 
-    def m_tag_export_xmp(self, vocab=None, confirmed_only: bool = False, embed: bool = False) -> dict:
+    def m_tag_export_xmp(self, vocab=None, confirmed_only=False, embed=False) -> dict:
         from . import tagstore
 
-        if vocab is not None:
-            tagstore.load(self.library().db, vocab)  # unknown name: an error reply now, not a failed job
+        if vocab is not None:  # an unknown name: an error reply now, not a failed job
+            tagstore.load(self.library().db, vocab)
 
         def fn(job: Job) -> dict:
             from .xmptags import export_tags

@@ -55,6 +55,17 @@ DC_SUBJECT = "Xmp.dc.subject"
 LR_HIERARCHY = "Xmp.lr.hierarchicalSubject"
 HIERARCHY_ROOT = "photosift"
 _SIDECAR_SUFFIXES = (".xmp", ".XMP")
+# A sidecar whose last property was removed. exiv2 cannot write one (with no XMP left it
+# keeps the old packet), so the keyword would silently stay; this is what it should hold.
+EMPTY_SIDECAR = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+    ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+    '  <rdf:Description rdf:about=""/>\n'
+    " </rdf:RDF>\n"
+    "</x:xmpmeta>\n"
+    '<?xpacket end="w"?>\n'
+).encode()
 
 
 def _exiv2_locked(fn):
@@ -245,7 +256,7 @@ def write_sidecar_keywords(
     if not _edit_xmp(opened, add_list, remove_list, vocabulary_of):
         return path
     try:
-        data = opened.serialize()
+        data = EMPTY_SIDECAR if opened.image.xmpData().empty() else opened.serialize()
     except exiv2.Exiv2Error as e:
         raise MetadataError(path, f"exiv2 could not write the XMP ({e.message})") from e
     _check_written(path, data, opened, iptc=False)

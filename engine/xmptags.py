@@ -64,7 +64,11 @@ def _progress(fn: ProgressFn | None, start: float, done: int, total: int, failed
     elapsed = time.perf_counter() - start
     rate = done / elapsed if elapsed > 0 else 0.0
     eta = (total - done) / rate if rate > 0 else None
-    fn(Progress(done, total, 0, 0, failed, elapsed, rate, eta, None if current is None else str(current)))
+    fn(
+        Progress(
+            done, total, 0, 0, failed, elapsed, rate, eta, None if current is None else str(current)
+        )
+    )
 
 
 def _online_files(db, image_ids: Iterable[int]) -> dict[int, list[str]]:
@@ -97,13 +101,33 @@ def _file_counts(db, image_ids: Iterable[int]) -> dict[int, int]:
 # ------------------------------------------------------------------------------------ export
 
 
+class LabelKeyed(Mapping):
+    """label -> vocabulary, looked up as label names compare (case-folded): a label written in
+    the spelling the photo already had ("Jupiter" for "jupiter") still finds its vocabulary."""
+
+    def __init__(self):
+        self._d: dict[str, str] = {}
+
+    def setdefault(self, label: str, vocab: str) -> str:
+        return self._d.setdefault(label_key(label), vocab)
+
+    def __getitem__(self, label: str) -> str:
+        return self._d[label_key(label)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
 @dataclass
 class ExportPlan:
     """Per photo path: the labels to have as keywords and the rejected ones to take out."""
 
     add: dict[Path, list[str]] = field(default_factory=dict)
     remove: dict[Path, list[str]] = field(default_factory=dict)
-    vocabulary_of: dict[str, str] = field(default_factory=dict)  # label -> vocabulary
+    vocabulary_of: LabelKeyed = field(default_factory=LabelKeyed)  # label -> vocabulary
     image_of: dict[Path, int] = field(default_factory=dict)
 
 
@@ -121,7 +145,9 @@ def plan_export(tagger, vocab: str | None = None, *, confirmed_only: bool = Fals
         ids = [sl.id for sl in sv.labels]
         label_name = {sl.id: sl.label.name for sl in sv.labels}
         answers = S.answers(db, ids)
-        auto = S.auto_tags(db, tagger.model_id, ids) if not confirmed_only else np.zeros(0, np.int64)
+        auto = (
+            S.auto_tags(db, tagger.model_id, ids) if not confirmed_only else np.zeros(0, np.int64)
+        )
         auto_by_label: dict[int, set[int]] = {}
         for k in auto.tolist():
             auto_by_label.setdefault(k >> 32, set()).add(k & 0xFFFFFFFF)
@@ -239,7 +265,9 @@ def export_tags(
                                vocabulary_of=plan.vocabulary_of)  # fmt: skip
             after = path.stat()
             if (after.st_size, after.st_mtime_ns, after.st_ino) != (
-                before.st_size, before.st_mtime_ns, before.st_ino
+                before.st_size,
+                before.st_mtime_ns,
+                before.st_ino,
             ):
                 rehash_after_edit(lib.db, path)
                 report.embedded.append(str(path))
@@ -280,7 +308,9 @@ def rehash_after_edit(db, path: Path) -> str:
                 c.execute("UPDATE files SET image_id=? WHERE path=?", (other[0], path_s))
                 db._mark_orphans_among([image_id], time.time())
             # The answers follow the content; the user's current ones win over stale ones.
-            c.execute("UPDATE OR REPLACE tag_answers SET image_hash=? WHERE image_hash=?", (new, old))
+            c.execute(
+                "UPDATE OR REPLACE tag_answers SET image_hash=? WHERE image_hash=?", (new, old)
+            )
         c.execute(
             "UPDATE files SET size=?, mtime_ns=? WHERE path=?", (st.st_size, st.st_mtime_ns, path_s)
         )
@@ -377,7 +407,9 @@ def import_tags(
         hier[image_of[p]] += hs
         path_of.setdefault(image_of[p], str(p))
     report.with_keywords = len(found)
-    touched = record_keywords(lib.db, found, hier, path_of, report, vocab=vocab, only_known=only_known)
+    touched = record_keywords(
+        lib.db, found, hier, path_of, report, vocab=vocab, only_known=only_known
+    )
     if retag and touched:
         _refresh(lib, touched, report)
     return report
@@ -435,7 +467,9 @@ def record_keywords(
             good = []
             for k, kw in new_labels.items():
                 if "|" in kw or len(kw) > MAX_LABEL_CHARS:
-                    report.skipped.append((kw, "not usable as a label name (too long, or holds '|')"))
+                    report.skipped.append(
+                        (kw, "not usable as a label name (too long, or holds '|')")
+                    )
                     continue
                 try:
                     good.append((k, make_label(kw, f"keyword {kw!r}")))
@@ -463,7 +497,9 @@ def record_keywords(
                 if state == S.CONFIRMED:
                     report.already += 1
                 elif state == S.REJECTED:
-                    report.kept_rejections.append((path_of.get(image_id, str(image_id)), vname, label_name))
+                    report.kept_rejections.append(
+                        (path_of.get(image_id, str(image_id)), vname, label_name)
+                    )
                 else:
                     c.execute("INSERT INTO tag_answers(label_id, image_hash, state, at) VALUES(?,?,?,?)",
                               (label_id, hashes[image_id], S.CONFIRMED, now))  # fmt: skip
@@ -486,7 +522,9 @@ def _hashes(db, image_ids: set[int]) -> dict[int, str]:
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         q = ",".join("?" * len(chunk))
-        out.update(db.conn.execute(f"SELECT id, hash FROM images WHERE id IN ({q})", chunk).fetchall())
+        out.update(
+            db.conn.execute(f"SELECT id, hash FROM images WHERE id IN ({q})", chunk).fetchall()
+        )
     return out
 
 
