@@ -251,34 +251,41 @@ def export_tags(
     report.cancelled = side.cancelled
     if report.cancelled or not to_embed:
         return report
+    sidecar_failed = {p for p, _ in side.failed}  # already reported; its photo is left alone too
     copies = _file_counts(lib.db, set(plan.image_of.values()))
     spelled = _AsSpelledInPhoto(plan.add)
     for n, path in enumerate(to_embed):
         if cancel is not None and cancel():
             report.cancelled = True
             break
-        image_id = plan.image_of[path]
-        try:
-            if copies.get(image_id, 0) > 1:
-                raise MetadataError(path, f"the same photo is indexed at {copies[image_id]} paths; "
-                                          "keywords went to its sidecar only")  # fmt: skip
-            before = path.stat()
-            xmp.embed_keywords(path, spelled.get(path, []), plan.remove.get(path, []),
-                               vocabulary_of=plan.vocabulary_of)  # fmt: skip
-            after = path.stat()
-            if (after.st_size, after.st_mtime_ns, after.st_ino) != (
-                before.st_size,
-                before.st_mtime_ns,
-                before.st_ino,
-            ):
-                rehash_after_edit(lib.db, path)
-                report.embedded.append(str(path))
-        except MetadataError as e:
-            report.failed.append((str(path), e.reason))
-        except OSError as e:
-            report.failed.append((str(path), e.strerror or str(e)))
+        if path not in sidecar_failed:
+            try:
+                if _embed_one(lib.db, path, plan, spelled, copies.get(plan.image_of[path], 0)):
+                    report.embedded.append(str(path))
+            except MetadataError as e:
+                report.failed.append((str(path), e.reason))
+            except OSError as e:
+                report.failed.append((str(path), e.strerror or str(e)))
         _progress(progress, start, len(paths) + n + 1, total, len(report.failed), path)
     return report
+
+
+def _embed_one(db, path: Path, plan: ExportPlan, spelled: Mapping, copies: int) -> bool:
+    """Embed one photo's keywords and follow its new content hash; True if the file changed."""
+    if copies > 1:
+        raise MetadataError(
+            path, f"the same photo is indexed at {copies} paths; keywords went to its sidecar only"
+        )
+    before = path.stat()
+    xmp.embed_keywords(path, spelled.get(path, []), plan.remove.get(path, []),
+                       vocabulary_of=plan.vocabulary_of)  # fmt: skip
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size, before.st_mtime_ns, before.st_ino
+    ):  # fmt: skip
+        return False  # the keywords were there already: nothing written
+    rehash_after_edit(db, path)
+    return True
 
 
 def rehash_after_edit(db, path: Path) -> str:
