@@ -50,7 +50,7 @@ from . import tagstore as S
 from . import xmp
 from .errors import MetadataError, PhotosiftError
 from .indexer import Progress
-from .scan import file_hash
+from .scan import file_hash, normalize_folder
 from .vocab import MAX_LABEL_CHARS, VocabularyError, label_key, make_label, make_vocabulary
 
 log = logging.getLogger(__name__)
@@ -373,7 +373,7 @@ def _indexed_files(db, folders: list[str] | None) -> list[tuple[str, int]]:
     ).fetchall()
     if not folders:
         return rows
-    roots = [os.path.abspath(os.path.expanduser(f)).rstrip("/\\") for f in folders]
+    roots = [normalize_folder(f).rstrip("/\\") for f in folders]  # as the library stores them
     return [(p, i) for p, i in rows if any(p == r or p.startswith(r + os.sep) for r in roots)]
 
 
