@@ -199,6 +199,8 @@ def cmd_tag(args) -> int:
             return 0
         if a == "export-xmp":
             return _export_xmp(lib, tg, args)
+        if a == "import-xmp":
+            return _import_xmp(lib, args)
         raise SystemExit(f"unknown action {a}")
     finally:
         lib.close()
@@ -211,40 +213,75 @@ def _tag_line(t: dict) -> str:
 
 
 def _export_xmp(lib, tg, args) -> int:
-    """Write every photo's tags in force as XMP sidecar keywords (dc:subject), merged with what
-    the sidecar already holds. The XMP writing itself is engine.xmp's."""
-    try:
-        from . import xmp
-    except ImportError:
-        print(
-            "photosift: XMP sidecars are not available in this build (engine.xmp is missing)",
-            file=sys.stderr,
-        )
-        return 1
-    from . import tagstore as S
+    """Write every photo's tags in force as XMP keywords (engine.xmptags: sidecars, and the
+    photo itself with --embed). Ctrl-C stops after the photo in hand; every file stays whole."""
+    from . import xmptags
 
-    keywords: dict[int, set[str]] = {}
-    for name in [args.tag] if args.tag else S.vocab_names(lib.db):
-        sv = S.load(lib.db, name)
-        for sl in sv.labels:
-            hits, _ = tg.photos(sv.name, sl.label.name, "tagged", 10**9, 0)
-            for h in hits:
-                keywords.setdefault(h["image_id"], set()).add(sl.label.name)
-    info = lib.db.describe_images(list(keywords))
-    written = 0
-    for image_id, kws in keywords.items():
-        d = info.get(image_id)
-        if d is None or not d["online"]:
-            continue
-        if args.dry_run:
-            print(f"{d['path']}: {', '.join(sorted(kws))}")
-            continue
-        have = set(xmp.read_keywords(d["path"]))
-        xmp.write_sidecar_keywords(d["path"], sorted(have | kws))
-        written += 1
-    if not args.dry_run:
-        print(f"wrote keywords for {written} photos")
-    return 0
+    vocab = args.vocab or args.tag
+    if args.dry_run:
+        rep = xmptags.export_tags(lib, vocab, confirmed_only=args.confirmed_only, dry_run=True)
+        plan = rep.dry_run or {}
+        lines = []
+        for path, d in plan.items():
+            line = f"{path}: {', '.join(d['add'])}"
+            if d["remove"]:
+                line += f" (remove: {', '.join(d['remove'])})"
+            lines.append(line)
+        _out(args, plan, lines or ["no tags to write"])
+        return 0
+    rep = _with_cancel_and_bar(args, lambda progress, cancel: xmptags.export_tags(
+        lib, vocab, confirmed_only=args.confirmed_only, embed=args.embed, progress=progress,
+        cancel=cancel))  # fmt: skip
+    text = [f"wrote keywords for {len(rep.sidecars)} photos to XMP sidecars"
+            + (f", into {len(rep.embedded)} photo files" if args.embed else "")
+            + (f"; {len(rep.failed)} failed" if rep.failed else "")
+            + ("; stopped (Ctrl-C): every file written so far is complete" if rep.cancelled else "")]  # fmt: skip
+    text += [f"  {p}: {r}" for p, r in rep.failed[:50]]
+    _out(args, dict(rep.as_dict(), failures=[dict(path=p, reason=r) for p, r in rep.failed]), text)
+    return 0 if not rep.failed else 1
+
+
+def _import_xmp(lib, args) -> int:
+    """Take keywords of indexed photos (sidecars, embedded XMP, IPTC) in as confirmed tags."""
+    from . import xmptags
+
+    folders = ([args.tag] if args.tag else []) + list(args.photos)
+    rep = _with_cancel_and_bar(args, lambda progress, cancel: xmptags.import_tags(
+        lib, folders or None, vocab=args.vocab, only_known=args.only_known, progress=progress,
+        cancel=cancel))  # fmt: skip
+    created = sum(len(v) for v in rep.labels_created.values())
+    text = [f"read {rep.total} photos, {rep.with_keywords} with keywords: {rep.confirmed} tags confirmed, "
+            f"{rep.already} already confirmed, {created} new labels"
+            + "".join(f" ({v}: {', '.join(labs[:10])}{' ...' if len(labs) > 10 else ''})"
+                      for v, labs in rep.labels_created.items())
+            + ("; stopped (Ctrl-C): what was read is recorded" if rep.cancelled else "")]  # fmt: skip
+    if rep.kept_rejections:
+        text.append(f"{len(rep.kept_rejections)} keywords name tags you rejected in photosift; "
+                    f"your answers stay:")  # fmt: skip
+        text += [f"  {p}: {v}/{lab}" for p, v, lab in rep.kept_rejections[:50]]
+    text += [f"  skipped keyword {k!r}: {r}" for k, r in rep.skipped[:20]]
+    text += [f"  could not read {p}: {r}" for p, r in rep.failed[:50]]
+    if rep.retag_error:
+        text.append(f"answers saved; not re-tagged yet ({rep.retag_error})")
+    _out(args, rep.as_dict(), text)
+    return 0 if not rep.failed else 1
+
+
+def _with_cancel_and_bar(args, work):
+    """Run `work(progress, cancel)` with the CLI's progress bar; the first Ctrl-C asks it to stop."""
+    import signal
+    import threading
+
+    from .cli import _Bar
+
+    stop = threading.Event()
+    old = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    bar = _Bar(sys.stderr.isatty() or getattr(args, "progress", False))
+    try:
+        return work(bar, stop.is_set)
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, old)
 
 
 def add_commands(sub, common) -> None:
@@ -284,21 +321,23 @@ def add_commands(sub, common) -> None:
     common(sp)
     sp.set_defaults(func=_needs_name(cmd_vocab))
 
-    sp = sub.add_parser("tag", help="tags: run, list, confirm, reject, forget, threshold, counts, export-xmp",
+    sp = sub.add_parser("tag", help="tags: run, list, confirm, reject, forget, threshold, counts, export-xmp, import-xmp",
                         description="Tags. TAG is VOCABULARY/LABEL, or LABEL when only one vocabulary has it.")  # fmt: skip
     sp.add_argument(
         "action",
-        choices=["run", "list", "confirm", "reject", "forget", "threshold", "counts", "export-xmp"],
-    )
+        choices=["run", "list", "confirm", "reject", "forget", "threshold", "counts", "export-xmp",
+                 "import-xmp"],
+    )  # fmt: skip
     sp.add_argument(
         "tag",
         nargs="?",
-        help="TAG (list, confirm, reject, forget, threshold) or VOCABULARY (run, counts, export-xmp)",
+        help="TAG (list, confirm, reject, forget, threshold), VOCABULARY (run, counts, export-xmp) or "
+        "FOLDER (import-xmp; more may follow)",
     )
     sp.add_argument(
         "photos",
         nargs="*",
-        help="photos (confirm, reject, forget); PROBABILITY or auto (threshold)",
+        help="photos (confirm, reject, forget); PROBABILITY or auto (threshold); more FOLDERs (import-xmp)",
     )
     sp.add_argument("--photo", help="list: the tags of this photo")
     sp.add_argument(
@@ -312,6 +351,32 @@ def add_commands(sub, common) -> None:
     )
     sp.add_argument(
         "--dry-run", action="store_true", help="export-xmp: print the keywords, write nothing"
+    )
+    sp.add_argument(
+        "--vocab",
+        help="export-xmp: only this vocabulary's tags; import-xmp: match only its "
+        "labels and add new keywords to it (default: every vocabulary; new ones go to 'Keywords')",
+    )
+    sp.add_argument(
+        "--confirmed-only",
+        action="store_true",
+        help="export-xmp: only tags you confirmed (default: automatic ones above threshold too)",
+    )
+    sp.add_argument(
+        "--embed",
+        action="store_true",
+        help="export-xmp: also write the keywords into the photo files themselves (JPEG: only "
+        "their metadata changes); without it photos are never rewritten",
+    )
+    sp.add_argument(
+        "--only-known",
+        action="store_true",
+        help="import-xmp: only keywords that name an existing label; create no labels",
+    )
+    sp.add_argument(
+        "--progress",
+        action="store_true",
+        help="export-xmp, import-xmp: show the progress bar even when not on a terminal",
     )
     common(sp)
     sp.set_defaults(func=cmd_tag)

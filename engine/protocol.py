@@ -110,6 +110,8 @@ tag_answer         TagAnswerParams                      TagAnswerResult
 tag_photo          TagPhotoParams                       {"tags": [PhotoTag]}
 tag_photos         TagPhotosParams                      TagPhotosResult
 tag_counts         {"vocab"?}                           {"counts": [TagCount]}
+tag_export_xmp     TagExportXmpParams                   {"job": id}
+tag_import_xmp     TagImportXmpParams                   {"job": id}
 =================  ===================================  ========================================
 
 Tagging (engine.vocab, engine.tagging): a vocabulary is a named list of labels, each
@@ -135,6 +137,18 @@ sub-folder per label (that folder must already be in the library, indexed). It r
 general-knowledge check). Nothing is registered until ``train_accept``; ``train_discard``
 forgets the candidate; ``cancel`` stops training at once and keeps nothing. Too little
 data fails the job with ``training_data`` and a message saying how much is needed.
+
+Keywords other photo managers read (engine.xmptags, engine.xmp): ``tag_export_xmp`` is a job
+that writes each photo's tags in force (or only the confirmed ones) as XMP sidecar keywords
+(``dc:subject``, plus ``lr:hierarchicalSubject`` ``photosift|vocabulary|label``) and takes
+out of the sidecar the labels the user rejected; other keywords are never touched. Only with
+``"embed": true`` are the photo files themselves rewritten (JPEG: only their XMP/IPTC
+segments); the library follows the new content hash, so nothing is re-embedded and answers
+stay. ``tag_import_xmp`` is a job that reads the keywords of indexed photos (sidecars,
+embedded XMP, IPTC) and records them as confirmed answers, never overriding an answer given
+in photosift; keywords that name no label go into the vocabulary ``Keywords`` (or ``vocab``)
+unless ``only_known``. Both report per-file failures in ``job_done`` and never abort on one;
+``cancel`` stops them after the file in hand, every file written being complete.
 
 ``remove_folder`` and ``use_model`` reply once they are done (they run between
 indexing batches, never beside them). ``search`` text may hold ``-word`` and ``-"some words"``
@@ -292,7 +306,7 @@ class ProgressData(TypedDict):
 
 class JobInfo(TypedDict):
     job: str
-    kind: Literal["scan", "watch", "download", "train"]
+    kind: Literal["scan", "watch", "download", "train", "tag_export_xmp", "tag_import_xmp"]
     state: Literal["queued", "running", "done", "failed", "cancelled"]
     folders: list[str]  # what a scan covers ([] = all folders)
     model: NotRequired[str]  # what a download fetches
@@ -477,6 +491,20 @@ class TrainRun(TypedDict):
     key: str
     name: str
     metrics: dict[str, Any]
+
+    # tag_export_xmp: sidecars written (or already up to date), photo files rewritten
+    sidecars: NotRequired[int]
+    embedded: NotRequired[int]
+    # tag_import_xmp (TagImportReport in engine.xmptags)
+    with_keywords: NotRequired[int]  # photos that had any keyword
+    confirmed: NotRequired[int]  # answers recorded now
+    already: NotRequired[int]  # keywords whose tag was confirmed already
+    # {path, vocab, label}: a keyword named a tag the user rejected; the answer stays
+    kept_rejections: NotRequired[list[dict[str, str]]]
+    labels_created: NotRequired[dict[str, list[str]]]  # vocabulary -> new labels
+    skipped: NotRequired[list[dict[str, str]]]  # {keyword, reason}: cannot be a label
+    problems: NotRequired[list[str]]  # embedded metadata that could not be read
+    retag_error: NotRequired[str | None]  # answers saved but not re-tagged (e.g. no model)
 
 
 class LibraryChanged(TypedDict):
@@ -929,3 +957,26 @@ def _name(t: Any) -> str:
 
 def _bad(where: str, wanted: str, got: Any) -> ProtocolError:
     return ProtocolError(ErrorCode.INVALID_PARAMS, f"{where} must be {wanted}, not {json.dumps(got, default=str)[:60]}")
+
+
+# -- keywords in XMP/IPTC (engine.xmptags) ----------------------------------------------------
+
+
+class TagExportXmpParams(TypedDict):
+    vocab: NotRequired[str]  # only this vocabulary's tags (default: all)
+    confirmed_only: NotRequired[bool]  # only confirmed tags (default: automatic ones too)
+    embed: NotRequired[bool]  # also rewrite the photo files themselves (default false)
+
+
+class TagImportXmpParams(TypedDict):
+    folders: NotRequired[list[str]]  # only photos under these library folders (default: all)
+    vocab: NotRequired[str]  # match only its labels; new keywords go to it (default: "Keywords")
+    only_known: NotRequired[bool]  # create no labels (default false)
+
+
+METHODS.update({
+    "tag_export_xmp": (TagExportXmpParams, JobStarted, "job"),
+    "tag_import_xmp": (TagImportXmpParams, JobStarted, "job"),
+})  # fmt: skip
+XmpMethod = Literal["tag_export_xmp", "tag_import_xmp"]
+Method = Literal[Method, XmpMethod]  # type: ignore[misc]

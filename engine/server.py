@@ -1034,6 +1034,39 @@ class Engine:
 
         return {"runs": pending(self.settings)}
 
+    # -- keywords in XMP/IPTC (engine.xmptags) --------------------------------------------------
+
+    def m_tag_export_xmp(self, vocab=None, confirmed_only=False, embed=False) -> dict:
+        from . import tagstore
+
+        if vocab is not None:  # an unknown name: an error reply now, not a failed job
+            tagstore.load(self.library().db, vocab)
+
+        def fn(job: Job) -> dict:
+            from .xmptags import export_tags
+
+            rep = export_tags(self.library(), vocab, confirmed_only=confirmed_only, embed=embed,
+                              progress=self._progress_cb(job), cancel=job.run_cancel.is_set)  # fmt: skip
+            return rep.as_dict()
+
+        job = self._new_job("tag_export_xmp", fn, prio=2)
+        self._queue_job(job)
+        return dict(job=job.id)
+
+    def m_tag_import_xmp(self, folders=None, vocab=None, only_known: bool = False) -> dict:
+        chosen = [self._known_folder(f) for f in folders] if folders else None
+
+        def fn(job: Job) -> dict:
+            from .xmptags import import_tags
+
+            rep = import_tags(self.library(), chosen, vocab=vocab, only_known=only_known,
+                              progress=self._progress_cb(job), cancel=job.run_cancel.is_set)  # fmt: skip
+            return rep.as_dict()
+
+        job = self._new_job("tag_import_xmp", fn, prio=2)
+        self._queue_job(job)
+        return dict(job=job.id)
+
     # -- shutting down -----------------------------------------------------------------------
 
     def close(self, timeout: float = 10.0) -> None:

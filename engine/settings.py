@@ -31,6 +31,8 @@ class Settings:
     batch_size: int = 16
     workers: int | None = None
     exact_threshold: int = 20_000
+    # Indexing takes in new photos' XMP/IPTC keywords as confirmed tags (engine.xmptags).
+    read_keywords: bool = True
     extra: dict = field(default_factory=dict)  # the app's own settings ride along
 
     @property

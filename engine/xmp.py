@@ -55,6 +55,17 @@ DC_SUBJECT = "Xmp.dc.subject"
 LR_HIERARCHY = "Xmp.lr.hierarchicalSubject"
 HIERARCHY_ROOT = "photosift"
 _SIDECAR_SUFFIXES = (".xmp", ".XMP")
+# A sidecar whose last property was removed. exiv2 cannot write one (with no XMP left it
+# keeps the old packet), so the keyword would silently stay; this is what it should hold.
+EMPTY_SIDECAR = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+    ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+    '  <rdf:Description rdf:about=""/>\n'
+    " </rdf:RDF>\n"
+    "</x:xmpmeta>\n"
+    '<?xpacket end="w"?>\n'
+).encode()
 
 
 def _exiv2_locked(fn):
@@ -138,6 +149,8 @@ class KeywordSources:
     xmp: list[str] = field(default_factory=list)
     iptc: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # lr:hierarchicalSubject entries of the sidecar and the embedded XMP ("a|b|c"), each once.
+    hierarchy: list[str] = field(default_factory=list)
 
     def union(self) -> list[str]:
         """Sidecar, then embedded XMP, then IPTC keywords, each once (first spelling wins)."""
@@ -158,6 +171,7 @@ def read_keyword_sources(photo: Path) -> KeywordSources:
         opened = _open_sidecar(sidecar)
         if opened is not None:
             out.sidecar.extend(meta.get_bag(opened, DC_SUBJECT))
+            out.hierarchy = _merge(out.hierarchy, meta.get_bag(opened, LR_HIERARCHY))
     try:
         opened = meta.open_bytes(_read(photo))
     except exiv2.Exiv2Error as e:
@@ -167,6 +181,7 @@ def read_keyword_sources(photo: Path) -> KeywordSources:
         out.problems.append(f"{photo}: embedded XMP is malformed ({'; '.join(opened.errors)})")
     out.xmp = meta.get_bag(opened, DC_SUBJECT)
     out.iptc = meta.get_iptc_keywords(opened)
+    out.hierarchy = _merge(out.hierarchy, meta.get_bag(opened, LR_HIERARCHY))
     return out
 
 
@@ -241,7 +256,7 @@ def write_sidecar_keywords(
     if not _edit_xmp(opened, add_list, remove_list, vocabulary_of):
         return path
     try:
-        data = opened.serialize()
+        data = EMPTY_SIDECAR if opened.image.xmpData().empty() else opened.serialize()
     except exiv2.Exiv2Error as e:
         raise MetadataError(path, f"exiv2 could not write the XMP ({e.message})") from e
     _check_written(path, data, opened, iptc=False)
@@ -526,10 +541,12 @@ def export_tags_to_sidecars(
 class ImportReport:
     """What :func:`import_keywords` found: keywords per photo (photos without any are left out),
     photos whose sidecar could not be read (``failed``, with the reason), and embedded metadata
-    that was skipped (``problems``, one line each)."""
+    that was skipped (``problems``, one line each). ``hierarchy``: the photos'
+    ``lr:hierarchicalSubject`` entries (photos without any are left out)."""
 
     total: int = 0
     keywords: dict[Path, list[str]] = field(default_factory=dict)
+    hierarchy: dict[Path, list[str]] = field(default_factory=dict)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     cancelled: bool = False
@@ -557,6 +574,8 @@ def import_keywords(
             report.problems += sources.problems
             if found := sources.union():
                 report.keywords[photo] = found
+            if sources.hierarchy:
+                report.hierarchy[photo] = sources.hierarchy
         if progress is not None:
             progress(BatchProgress(i + 1, len(paths), photo))
     return report

@@ -69,23 +69,26 @@ def test_help_everywhere(capsys):
         assert e.value.code == 0 and "usage" in capsys.readouterr().out
 
 
-def test_export_xmp_hook_merges_keywords(library, capsys, monkeypatch):
-    """`tag export-xmp` hands each photo's tags to engine.xmp (another module writes the XMP)."""
-    import sys
-    import types
+def test_export_xmp_writes_automatic_tags_beside_the_users_keywords(library, capsys):
+    """`tag export-xmp VOCAB`: tags in force (automatic ones too) go into real XMP sidecars,
+    merged with what a sidecar already holds (engine.xmptags, engine.xmp)."""
+    from engine import xmp
+    from tests.engine.test_xmp import rdf_items
 
     root, base, photos = library
     assert main([*base, "vocab", "create", "xmpv", "--starter", "shapes-world"]) == 0
-    written: dict[str, list[str]] = {}
-    fake = types.ModuleType("engine.xmp")
-    fake.read_keywords = lambda path: ["holiday"]
-    fake.write_sidecar_keywords = lambda path, keywords: written.__setitem__(
-        str(path), list(keywords)
-    )
-    monkeypatch.setitem(sys.modules, "engine.xmp", fake)
+    red = next(p for p in photos if "-red-" in p.name)
+    xmp.write_sidecar_keywords(red, ["holiday"])
     capsys.readouterr()
-    code, out, _ = run(capsys, *base, "tag", "export-xmp", "xmpv")
-    red = next(p for p in photos if "-red-" in p.name and str(p) in written)
-    assert code == 0 and f"wrote keywords for {len(written)} photos" in out
-    assert "red" in written[str(red)] and "holiday" in written[str(red)]
-    assert written[str(red)] == sorted(written[str(red)])
+    code, out, _ = run(capsys, *base, "tag", "export-xmp", "xmpv", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["sidecars"] == report["total"] > 0 and report["failed"] == 0
+    sidecar = xmp.sidecar_path(red).read_bytes()
+    subjects = rdf_items(sidecar, "dc:subject")
+    assert subjects[0] == "holiday" and "red" in subjects
+    assert "photosift|xmpv|red" in rdf_items(sidecar, "lr:hierarchicalSubject")
+    code, out, _ = run(capsys, *base, "tag", "list", "--photo", str(red), "--json")
+    in_force = {
+        t["label"] for t in json.loads(out) if t["vocab"] == "xmpv" and t["state"] != "rejected"
+    }
+    assert set(subjects) - {"holiday"} == in_force

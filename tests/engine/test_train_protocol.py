@@ -68,9 +68,10 @@ def test_train_job_progress_accept_and_switch_without_reembedding(engine, tmp_pa
     model = engine.request("train_accept", {"run": done["run"]}, timeout=TIMEOUT)["model"]
     assert model["key"] == done["key"] and model["here"]
     vectors = engine.request("status", timeout=TIMEOUT)["vectors"]
-    scans = lambda: [
-        e["job"] for e in engine.events.of("job_started") if e["data"]["kind"] == "scan"
-    ]  # noqa: E731
+    def scans():
+        return [
+            e["job"] for e in engine.events.of("job_started") if e["data"]["kind"] == "scan"
+        ]  # noqa: E731
     before = len(scans())
     engine.request("use_model", {"key": done["key"]}, timeout=TIMEOUT)
     rescan = wait_for(

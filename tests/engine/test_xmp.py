@@ -661,3 +661,14 @@ def test_import_reads_many_photos_and_collects_failures(tmp_path):
     assert [p for p, _ in report.failed] == [bad_sidecar, tmp_path / "gone.jpg"]
     assert len(report.problems) == 1 and "Issue_308.jpg" in report.problems[0]
     assert [p.done for p in seen] == [1, 2, 3, 4, 5] and not report.cancelled
+
+
+def test_removing_the_last_keyword_empties_the_sidecar(tmp_path):
+    """exiv2 keeps the old packet when no XMP is left: the keyword must still go."""
+    photo = photo_copy(tmp_path, "Nikon_D1X.jpg")
+    sidecar = xmp.write_sidecar_keywords(photo, ["tool"], vocabulary_of={"tool": "mine"})
+    xmp.write_sidecar_keywords(photo, [], ["tool"])
+    assert rdf_items(sidecar.read_bytes(), "dc:subject") == []
+    assert rdf_items(sidecar.read_bytes(), "lr:hierarchicalSubject") == []
+    assert xmp.read_keyword_sources(photo).sidecar == []
+    assert xmp.read_keywords(photo) == ["Woodworking"]  # the photo's own IPTC keyword is untouched
