@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -57,12 +56,11 @@ def test_grid_with_thousands_of_results_asks_only_for_visible_thumbnails(qtbot, 
     qtbot.addWidget(view)
     view.resize(900, 600)
     view.show()
-    t = time.perf_counter()
+    # No wall-clock limit here (the machines are shared): the virtualised grid is proven by
+    # what it asks for. Smoothness is measured by `python -m app.bench`.
     model.set_hits(_hits(5000))
     qtbot.waitExposed(view)
     qtbot.wait(1)
-    took = time.perf_counter() - t
-    assert took < 1.0, f"showing 5,000 results took {took:.2f} s"
 
     class W:  # what visible_paths needs
         grid, model_ = view, model
