@@ -352,9 +352,8 @@ def test_removing_a_folder_preempts_a_running_scan_which_then_goes_on(engine, tm
     job = engine.request("add_folder", {"path": str(tmp_path / "big")})["job"]
     engine.events.wait("job_started", job)
     # The writer is busy with a paused scan; the removal must not wait for it.
-    t0 = time.monotonic()
+    # (the paused scan never ends by itself: a removal that waited for it would time out)
     assert engine.request("remove_folder", {"path": str(tmp_path / "small")}, timeout=20)["folder"]
-    assert time.monotonic() - t0 < 10
     assert [f["path"] for f in engine.request("status")["folders"]] == [str((tmp_path / "big").resolve())]
     assert not engine.events.of("job_done", job)  # preempted, not ended
     engine.request("resume")
