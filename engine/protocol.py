@@ -471,6 +471,18 @@ class JobReport(TypedDict):
     run: NotRequired[str]  # train: the candidate to accept or discard
     key: NotRequired[str]  # train: the candidate model's key
     metrics: NotRequired[dict[str, Any]]  # train: before/after numbers
+    # tag_export_xmp: sidecars written (or already up to date), photo files rewritten
+    sidecars: NotRequired[int]  # (and `embedded`: photo files rewritten)
+    # tag_import_xmp (TagImportReport in engine.xmptags)
+    with_keywords: NotRequired[int]  # photos that had any keyword
+    confirmed: NotRequired[int]  # answers recorded now
+    already: NotRequired[int]  # keywords whose tag was confirmed already
+    # {path, vocab, label}: a keyword named a tag the user rejected; the answer stays
+    kept_rejections: NotRequired[list[dict[str, str]]]
+    labels_created: NotRequired[dict[str, list[str]]]  # vocabulary -> new labels
+    skipped: NotRequired[list[dict[str, str]]]  # {keyword, reason}: cannot be a label
+    problems: NotRequired[list[str]]  # embedded metadata that could not be read
+    retag_error: NotRequired[str | None]  # answers saved but not re-tagged (e.g. no model)
 
 
 class TrainStartParams(TypedDict):
@@ -491,20 +503,6 @@ class TrainRun(TypedDict):
     key: str
     name: str
     metrics: dict[str, Any]
-
-    # tag_export_xmp: sidecars written (or already up to date), photo files rewritten
-    sidecars: NotRequired[int]
-    embedded: NotRequired[int]
-    # tag_import_xmp (TagImportReport in engine.xmptags)
-    with_keywords: NotRequired[int]  # photos that had any keyword
-    confirmed: NotRequired[int]  # answers recorded now
-    already: NotRequired[int]  # keywords whose tag was confirmed already
-    # {path, vocab, label}: a keyword named a tag the user rejected; the answer stays
-    kept_rejections: NotRequired[list[dict[str, str]]]
-    labels_created: NotRequired[dict[str, list[str]]]  # vocabulary -> new labels
-    skipped: NotRequired[list[dict[str, str]]]  # {keyword, reason}: cannot be a label
-    problems: NotRequired[list[str]]  # embedded metadata that could not be read
-    retag_error: NotRequired[str | None]  # answers saved but not re-tagged (e.g. no model)
 
 
 class LibraryChanged(TypedDict):

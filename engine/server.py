@@ -887,11 +887,13 @@ class Engine:
 
     def m_vocab_list(self) -> dict:
         from . import tagstore
+        from .library import DEMO_MODEL
         from .tagging import vocab_summary
-        from .vocab import starters
+        from .vocab import starters_for
 
-        db = self.library().db
-        return dict(vocabularies=[vocab_summary(sv) for sv in tagstore.load_all(db)], starters=sorted(starters()))
+        lib = self.library()
+        return dict(vocabularies=[vocab_summary(sv) for sv in tagstore.load_all(lib.db)],
+                    starters=starters_for(lib.spec.key, DEMO_MODEL))  # fmt: skip
 
     def m_vocab_get(self, name: str) -> dict:
         return dict(vocab=self._tagger().vocab_info(name))

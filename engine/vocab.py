@@ -473,6 +473,20 @@ def starters() -> dict[str, Path]:
     return {p.stem: p for p in sorted(d.glob("*.json"))} if d.is_dir() else {}
 
 
+# The starter made for the bundled demo model's world of coloured shapes: first choice while
+# that model is active, last otherwise (it means nothing to a model of real photos).
+DEMO_STARTER = "shapes-world"
+
+
+def starters_for(model_key: str | None, demo_model: str) -> list[str]:
+    """Starter names in the order to offer them to a user of `model_key`."""
+    names = sorted(starters())
+    if DEMO_STARTER in names:
+        names.remove(DEMO_STARTER)
+        names.insert(0 if model_key == demo_model else len(names), DEMO_STARTER)
+    return names
+
+
 def load_starter(key: str) -> Vocabulary:
     files = starters()
     if key not in files:

@@ -128,3 +128,11 @@ def test_starters_load_and_shapes_world_matches_its_generator():
         assert len(v.labels) >= 10, key
     on_disk = json.loads(names["shapes-world"].read_text(encoding="utf-8"))
     assert on_disk == shapes_world_vocabulary_json()
+
+
+def test_the_demo_starter_comes_first_only_for_the_demo_model():
+    from engine.vocab import DEMO_STARTER, starters, starters_for
+
+    assert set(starters_for("photosift-demo", "photosift-demo")) == set(starters())
+    assert starters_for("photosift-demo", "photosift-demo")[0] == DEMO_STARTER
+    assert starters_for("vit-b-32-256-datacomp", "photosift-demo")[-1] == DEMO_STARTER
