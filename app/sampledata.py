@@ -91,3 +91,30 @@ def colour_folder(folder: Path, colours=("red", "blue", "green", "yellow"), per_
             )
             n += 1
     return out
+
+
+def label_folders(root: Path, kinds=("ring", "moon"), per_label: int = 14, size=(128, 128),
+                  seed: int = 0) -> Path:  # fmt: skip
+    """A folder per label for fine-tuning: ``<kind>/`` holds scenes with an object of that
+    shape, ``_other/`` scenes with none of them. The default kinds are the demo world's
+    reserve shapes, drawn in its pictures but never named in its captions: the demo
+    model has not learnt their words, so fine-tuning on them has something to teach."""
+    from training import world
+
+    root = Path(root)
+    names = (*kinds, "_other")
+    for d in names:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    counts = dict.fromkeys(names, 0)
+    for i, sc in enumerate(world.scenes("test", 40 * per_label * len(names), seed=seed)):
+        present = {o.kind for o in sc.objects} & set(kinds)
+        if len(present) > 1:
+            continue  # one label per photo keeps the folders unambiguous
+        dest = next(iter(present), "_other")
+        if counts[dest] >= per_label:
+            if min(counts.values()) >= per_label:
+                break
+            continue
+        _save(world.render(sc, size), root / dest / f"s{i:04d}.jpg", None)
+        counts[dest] += 1
+    return root
