@@ -122,7 +122,8 @@ def _open(qtbot, win) -> TrainDialog:
     # vocab_list is not known to this engine (tag vocabularies are another branch's), or it
     # is: either way the dialog settles on a source it can train from.
     qtbot.waitUntil(
-        lambda: bool(dlg.vocab_note.text()) or dlg.vocabularies is not None, timeout=ENGINE_TIMEOUT_MS
+        lambda: bool(dlg.vocab_note.text()) or dlg.vocabularies is not None,
+        timeout=ENGINE_TIMEOUT_MS,
     )
     return dlg
 
@@ -178,12 +179,10 @@ def test_train_judge_accept_and_switch_without_reembedding(qtbot, window, tmp_pa
     # the result page shows the engine's own numbers
     m = done[0]["metrics"]
     assert dlg.pages.currentIndex() == 2 and dlg.run["run"] == done[0]["run"]
-    assert [r[0] for r in dlg.ap_chart.rows] == list(m["labels"]) == ["ring", "moon"]
-    assert dlg.ap_chart.rows[0][1:] == (
-        m["labels"]["ring"]["ap_before"],
-        m["labels"]["ring"]["ap_after"],
-    )
-    assert dlg.recall_chart.rows[1][2] == m["labels"]["moon"]["recall_after"]
+    assert [r[0] for r in dlg.ap_chart.rows] == list(m["labels"]) == ["moon", "ring"]
+    ring = m["labels"]["ring"]
+    assert dlg.ap_chart.rows[1][1:] == (ring["ap_before"], ring["ap_after"])
+    assert dlg.recall_chart.rows[0][2] == m["labels"]["moon"]["recall_after"]
     assert dlg.labels_text.text() == labels_verdict(m)
     assert dlg.general_text.text() == general_verdict(m) and "searches" in dlg.general_text.text()
 
