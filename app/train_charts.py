@@ -35,6 +35,12 @@ def _grid_colour(w: QWidget) -> QColor:
     return c
 
 
+def nice_ceiling(v: float) -> float:
+    """A round axis top at or above `v` (v > 0) whose quarters are round too (1.2: 0.3)."""
+    k = 10 ** math.floor(math.log10(v))
+    return next(m * k for m in (1, 1.2, 1.6, 2, 2.4, 3.2, 4, 6, 8, 10) if m * k >= v * (1 - 1e-9))
+
+
 class LossCurve(QWidget):
     """Training loss per step (line, left axis) and validation mAP (dots, right axis)."""
 
@@ -43,12 +49,13 @@ class LossCurve(QWidget):
         self.loss: list[tuple[int, float]] = []
         self.val: list[tuple[int, float]] = []
         self.total_steps = 0
+        self.best_step: int | None = None  # the step whose weights were kept, once known
         self.setMinimumSize(320, 170)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAccessibleName("Training loss curve")
 
     def clear(self, total_steps: int = 0) -> None:
-        self.loss, self.val, self.total_steps = [], [], total_steps
+        self.loss, self.val, self.total_steps, self.best_step = [], [], total_steps, None
         self.update()
 
     def add(self, rec: dict) -> None:
@@ -74,7 +81,7 @@ class LossCurve(QWidget):
         if plot.width() < 20 or plot.height() < 20:
             return
         steps = max([self.total_steps, 1] + [s for s, _ in self.loss] + [s for s, _ in self.val])
-        hi = max([v for _, v in self.loss] + [1e-6]) * 1.1
+        hi = nice_ceiling(max([v for _, v in self.loss] + [1e-6]))
 
         def x(step: float) -> float:
             return plot.left() + plot.width() * step / steps
@@ -95,7 +102,7 @@ class LossCurve(QWidget):
             yy = plot.top() + plot.height() * i / 4
             p.drawText(QRectF(0, yy - fm.height() / 2, left - 6, fm.height()),
                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                       f"{hi * (4 - i) / 4:.3g}")  # fmt: skip
+                       f"{hi * (4 - i) / 4:g}")  # fmt: skip
             p.drawText(QRectF(plot.right() + 6, yy - fm.height() / 2, right, fm.height()),
                        Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                        f"{25 * (4 - i)} %")  # fmt: skip
@@ -114,6 +121,11 @@ class LossCurve(QWidget):
             p.setPen(grid.darker(150) if grid.lightness() > 128 else fg)
             p.drawText(plot, Qt.AlignmentFlag.AlignCenter, "Waiting for the first steps…")
             return
+        if self.best_step is not None:
+            bx = x(self.best_step)
+            p.setPen(QPen(fg, 1, Qt.PenStyle.DashLine))
+            p.drawLine(QPointF(bx, plot.top()), QPointF(bx, plot.bottom()))
+            p.drawText(QPointF(bx + 4, plot.top() + fm.ascent()), "kept")
         if self.loss:
             path = QPainterPath(QPointF(x(self.loss[0][0]), y_loss(self.loss[0][1])))
             for s, v in self.loss[1:]:

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QStackedWidget,
     QVBoxLayout,
@@ -55,6 +56,9 @@ TUNE_MODES = (
     ("full", "The whole text side", 0, ""),
 )
 STEADY_POINTS = 0.5  # a change in general-knowledge mAP below this reads "held steady"
+MIN_GAIN_POINTS = 2.0  # a label mAP gain below this is not worth a new model
+CHARTS_MAX_H = 340  # px of before/after charts shown before they scroll
+FORGOT_POINTS = 3.0  # a general-knowledge mAP drop above this is worth a warning
 
 
 def _ok(v) -> bool:
@@ -116,6 +120,29 @@ def general_verdict(m: dict) -> str:
     else:
         how = "other searches changed a lot: the model may have forgotten things"
     return f"Searches outside your labels: {share} — {how} ({n} searches checked)."
+
+
+def recommendation(m: dict) -> str:
+    """One sentence: keep it or not, from the label gain and the general-knowledge check."""
+    b, a = m.get("map_before"), m.get("map_after")
+    if not (_ok(b) and _ok(a)):
+        return "There are no before/after numbers to judge it by."
+    gain = 100 * (a - b)
+    g = m.get("general") or {}
+    agree = next(
+        (v for k, v in g.items() if k.startswith("top") and k.endswith("_agreement")), None
+    )
+    gb, ga = g.get("map_before"), g.get("map_after")
+    forgot = (_ok(gb) and _ok(ga) and 100 * (gb - ga) > FORGOT_POINTS) or (
+        _ok(agree) and agree < 0.5
+    )
+    if gain < MIN_GAIN_POINTS:
+        return ("It learnt little: discarding it is fine. More photos per label, and photos that "
+                "are none of them (in “_other”), help.")  # fmt: skip
+    if forgot:
+        return ("It finds your labels better, but other searches changed noticeably: keep it for "
+                "these labels and switch back to the current model for everything else.")  # fmt: skip
+    return "Recommended: keep it. It finds your labels better and other searches hardly change."
 
 
 def chart_rows(m: dict) -> tuple[list, list]:
@@ -291,19 +318,22 @@ class TrainDialog(QDialog):
         self.general_text = QLabel(wordWrap=True, objectName="generalVerdict")
         self.ap_chart = BeforeAfterChart("Average precision, per label")
         self.recall_chart = BeforeAfterChart("Recall at threshold")
-        charts = QWidget()
-        cl = QVBoxLayout(charts)
-        cl.setContentsMargins(0, 0, 8, 0)
-        cl.addWidget(self.ap_chart)
-        cl.addSpacing(8)
-        cl.addWidget(self.recall_chart)
-        cl.addStretch(1)
-        scroll = QScrollArea(widgetResizable=True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setWidget(charts)
+        self.charts = QWidget()
+        cl = QHBoxLayout(self.charts)
+        cl.setContentsMargins(0, 4, 8, 4)
+        cl.setSpacing(24)
+        cl.addWidget(self.ap_chart, 1, Qt.AlignmentFlag.AlignTop)
+        cl.addWidget(self.recall_chart, 1, Qt.AlignmentFlag.AlignTop)
+        # Many labels scroll; a few take only the room they need and leave it to the curve.
+        self.charts_scroll = QScrollArea(widgetResizable=True)
+        self.charts_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.charts_scroll.setWidget(self.charts)
         self.final_curve = LossCurve()
-        self.final_curve.setMinimumHeight(130)
-        self.final_curve.setMaximumHeight(170)
+        self.final_curve.setMinimumHeight(150)
+        self.recommend_text = QLabel(wordWrap=True, objectName="trainRecommendation")
+        f = self.recommend_text.font()
+        f.setBold(True)
+        self.recommend_text.setFont(f)
         self.result_msg = QLabel(wordWrap=True, objectName="trainMessage")
         self.accept_btn = QPushButton("Keep this model")
         self.accept_btn.setToolTip("Add it to your models; the model you use now is not changed")
@@ -322,12 +352,18 @@ class TrainDialog(QDialog):
         row.addStretch(1)
         for b in (close, self.discard_btn, self.accept_btn, self.use_btn):
             row.addWidget(b)
+        for label in (self.result_title, self.labels_text, self.general_text, self.recommend_text,
+                      self.result_msg):  # fmt: skip
+            label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         lay = QVBoxLayout(page)
         lay.addWidget(self.result_title)
         lay.addWidget(self.labels_text)
         lay.addWidget(self.general_text)
-        lay.addWidget(scroll, 1)
-        lay.addWidget(self.final_curve)
+        lay.addWidget(self.charts_scroll, 1)
+        lay.addWidget(self.final_curve, 4)
+        lay.addStretch(0)  # the room a hidden curve leaves (a pending run's) goes here
+        self._result_lay, self._gap = lay, lay.count() - 1
+        lay.addWidget(self.recommend_text)
         lay.addWidget(self.result_msg)
         lay.addLayout(row)
         return page
@@ -555,6 +591,10 @@ class TrainDialog(QDialog):
             f"Recall at threshold {thr:g}" if _ok(thr) else "Recall at threshold"
         )
         self.recall_chart.set_rows(rec)
+        need = self.charts.sizeHint().height() + 4
+        self.charts_scroll.setMaximumHeight(need)
+        self.charts_scroll.setMinimumHeight(min(need, CHARTS_MAX_H))
+        self.recommend_text.setText(recommendation(m))
         if pending or not self.curve.loss:
             self.final_curve.hide()
         else:
@@ -562,11 +602,13 @@ class TrainDialog(QDialog):
                 list(self.curve.loss),
                 list(self.curve.val),
             )
-            self.final_curve.total_steps = self.curve.total_steps
+            self.final_curve.total_steps = int(m.get("steps") or self.curve.total_steps)
+            self.final_curve.best_step = m.get("best_step")
             self.final_curve.show()
             self.final_curve.update()
+        self._result_lay.setStretch(self._gap, 0 if not self.final_curve.isHidden() else 1)
         self.result_msg.setText(
-            "Keep it to add it to your models; your current model is not changed."
+            "Keeping it adds it to your models; the model you use now is not changed."
         )
         self._result_buttons(decided=False)
         self.pages.setCurrentIndex(2)

@@ -17,6 +17,7 @@ from app.train_dialog import (
     chart_rows,
     general_verdict,
     labels_verdict,
+    recommendation,
     tune_value,
 )
 from tests.app.conftest import ENGINE_TIMEOUT_MS, index_folder
@@ -60,6 +61,15 @@ def test_verdicts_say_what_changed():
     assert "held steady" in general_verdict(steady)
     assert "not checked" in general_verdict({})
     assert "no before/after" in labels_verdict({"map_before": float("nan"), "map_after": 0.5})
+
+
+def test_recommendation_weighs_gain_against_forgetting():
+    assert recommendation(METRICS).startswith("Recommended: keep it.")
+    forgot = {**METRICS, "general": {"queries": 9, "top10_agreement": 0.3}}
+    assert "other searches changed noticeably" in recommendation(forgot)
+    dropped = {**METRICS, "general": {"queries": 9, "map_before": 0.6, "map_after": 0.5}}
+    assert "changed noticeably" in recommendation(dropped)
+    assert recommendation({**METRICS, "map_after": 0.48}).startswith("It learnt little")
 
 
 def test_chart_rows_and_tune_values():
@@ -179,10 +189,10 @@ def test_train_judge_accept_and_switch_without_reembedding(qtbot, window, tmp_pa
     # the result page shows the engine's own numbers
     m = done[0]["metrics"]
     assert dlg.pages.currentIndex() == 2 and dlg.run["run"] == done[0]["run"]
-    assert [r[0] for r in dlg.ap_chart.rows] == list(m["labels"]) == ["moon", "ring"]
-    ring = m["labels"]["ring"]
-    assert dlg.ap_chart.rows[1][1:] == (ring["ap_before"], ring["ap_after"])
-    assert dlg.recall_chart.rows[0][2] == m["labels"]["moon"]["recall_after"]
+    assert [r[0] for r in dlg.ap_chart.rows] == list(m["labels"]) == ["crimson", "disc", "pair"]
+    pair = m["labels"]["pair"]
+    assert dlg.ap_chart.rows[2][1:] == (pair["ap_before"], pair["ap_after"])
+    assert dlg.recall_chart.rows[0][2] == m["labels"]["crimson"]["recall_after"]
     assert dlg.labels_text.text() == labels_verdict(m)
     assert dlg.general_text.text() == general_verdict(m) and "searches" in dlg.general_text.text()
 
