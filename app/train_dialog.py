@@ -183,6 +183,8 @@ class TrainDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(self.pages, 1)
         bridge.event.connect(self.on_event)
+        bridge.died.connect(self._engine_died)
+        bridge.ready.connect(lambda _hello: self.refresh())
         self.refresh()
 
     # -- pages -------------------------------------------------------------------------------
@@ -548,6 +550,14 @@ class TrainDialog(QDialog):
                 self.show_setup("Training cancelled; nothing was kept.")
             else:
                 self.show_result(data)
+
+    def _engine_died(self, _msg: str = "") -> None:
+        # The engine takes its training child with it: that run is gone, nothing was kept.
+        if self.job is not None or self._starting is not None:
+            self._over.add(self.job or "")
+            self.job = self._starting = None
+            self.show_setup("The search engine stopped during training, so nothing was kept. "
+                            "Start again once it is back.")  # fmt: skip
 
     def show_progress(self, p: dict) -> None:
         self.last_progress = p

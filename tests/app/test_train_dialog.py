@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QColor, QImage
 
 from app.sampledata import label_folders
@@ -20,6 +21,7 @@ from app.train_dialog import (
     recommendation,
     tune_value,
 )
+from engine.client import EngineError
 from tests.app.conftest import ENGINE_TIMEOUT_MS, index_folder
 from tests.worldlabels import label_tree
 
@@ -122,6 +124,88 @@ def test_charts_draw_their_data(qtbot):
     chart.set_rows([("ring", 0.1, 0.9)])
     assert _pixels_like(chart, AFTER) > small + 50  # a longer "after" bar
     assert chart.sizeHint().height() > BeforeAfterChart("x").sizeHint().height() - 1
+
+
+class ScriptedBridge(QObject):
+    """EngineBridge's surface, answering from a table (later, on the event loop, as the
+    real one does): the dialog's logic against engine answers a test chooses, such as
+    vocabularies, which this branch's engine does not have yet."""
+
+    event = Signal(object)
+    died = Signal(str)
+    ready = Signal(object)
+    is_ready = True
+
+    def __init__(self, answers: dict):
+        super().__init__()
+        self.answers = answers
+        self.calls: list[tuple[str, dict]] = []
+
+    def call(self, method, params=None, on_result=None, on_error=None, context=None):
+        self.calls.append((method, params or {}))
+        answer = self.answers.get(method, {})
+
+        def reply():
+            if isinstance(answer, EngineError):
+                on_error and on_error(answer)
+            else:
+                on_result and on_result(answer)
+
+        QTimer.singleShot(0, reply)
+
+
+IDLE = {"status": {"folders": [{"path": "/photos/labels"}]}, "train_pending": {"runs": []}}
+
+
+def test_vocabulary_source_and_advanced_settings_reach_train_start(qtbot):
+    vocabs = {"vocabularies": [{"name": "my cats", "labels": 2}], "starters": []}
+    bridge = ScriptedBridge({**IDLE, "vocab_list": vocabs, "train_start": {"job": "j1"}})
+    dlg = TrainDialog(bridge)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: dlg.vocabularies == ["my cats"])
+    assert dlg.src_vocab.isEnabled() and dlg.src_vocab.isChecked()
+    assert dlg.vocab_combo.currentText() == "my cats (2 labels)"
+    assert dlg.params() == {"max_steps": 300, "vocab": "my cats"}
+    dlg.advanced.setChecked(True)
+    dlg.tune_combo.setCurrentIndex(1)  # LoRA
+    dlg.tune_n.setValue(4)
+    dlg.seed.setValue(7)
+    dlg.length_combo.setCurrentIndex(2)
+    dlg.start_btn.click()
+    qtbot.waitUntil(lambda: dlg.job == "j1")
+    assert bridge.calls[-1] == (
+        "train_start",
+        {"max_steps": 1000, "vocab": "my cats", "tune": "lora:4", "seed": 7},
+    )
+    assert dlg.pages.currentIndex() == 1
+    bridge.event.emit({"event": "progress", "job": "j1", "data": {
+        "done": 10, "total": 1000, "unit": "steps", "eta_s": 99.0,
+        "train": {"event": "eval", "step": 10, "loss": 0.8, "val_map": 0.6}}})  # fmt: skip
+    assert dlg.progress.value() == 10 and dlg.curve.loss == [(10, 0.8)]
+    assert "about 1 min 39 s left" in dlg.progress_text.text()
+    bridge.event.emit({"event": "progress", "job": "other", "data": {"done": 500, "total": 1000}})
+    assert dlg.progress.value() == 10  # another job's progress is not ours
+    msg = "too little data: 'Miso' has 3 confirmed photos, needs at least 10"
+    bridge.event.emit({"event": "job_failed", "job": "j1",
+                       "data": {"code": "training_data", "message": msg}})  # fmt: skip
+    assert dlg.pages.currentIndex() == 0 and dlg.setup_msg.text() == msg and dlg.job is None
+
+
+def test_folders_only_without_vocabularies_and_engine_death(qtbot):
+    no = EngineError("unknown_method", "unknown method 'vocab_list'")
+    bridge = ScriptedBridge({**IDLE, "vocab_list": no, "train_start": {"job": "j2"}})
+    dlg = TrainDialog(bridge)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: dlg.folder_combo.count() == 1 and bool(dlg.vocab_note.text()))
+    assert not dlg.src_vocab.isEnabled() and dlg.src_folder.isChecked()
+    assert "no tag vocabularies" in dlg.vocab_note.text()
+    assert dlg.params() == {"max_steps": 300, "folders": "/photos/labels"}
+    dlg.start_btn.click()
+    qtbot.waitUntil(lambda: dlg.job == "j2")
+    assert dlg.pages.currentIndex() == 1
+    bridge.died.emit("engine exited with status -9")
+    assert dlg.pages.currentIndex() == 0 and "nothing was kept" in dlg.setup_msg.text()
+    assert dlg.job is None and dlg.start_btn.isEnabled()
 
 
 # -- against the engine ------------------------------------------------------------------------
