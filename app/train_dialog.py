@@ -252,20 +252,30 @@ class TrainDialog(QDialog):
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
         self.seed.setAccessibleName("Seed")
         self.tune_combo.currentIndexChanged.connect(self._tune_changed)
+        self.seed.setMinimumWidth(110)
+        self.tune_n.setMinimumWidth(60)
         trow = QHBoxLayout()
-        trow.addWidget(self.tune_combo, 1)
+        trow.addWidget(self.tune_combo)
         trow.addWidget(self.tune_n_label)
         trow.addWidget(self.tune_n)
-        al = QFormLayout(self.advanced)
+        trow.addStretch(1)
+        self.advanced_body = QWidget()  # hidden while "Advanced" is unticked
+        al = QFormLayout(self.advanced_body)
+        al.setContentsMargins(0, 0, 0, 0)
         al.addRow("Train", trow)
         al.addRow("Seed", self.seed)
+        al.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
+        QVBoxLayout(self.advanced).addWidget(self.advanced_body)
         self._tune_changed()
-        self._advanced_body = [self.tune_combo, self.tune_n, self.tune_n_label, self.seed]
         self.advanced.toggled.connect(self._advanced_toggled)
         self._advanced_toggled(False)
 
+        length_hint = QLabel("Training stops on its own once it stops improving on photos it "
+                             "does not learn from.", objectName="hint")  # fmt: skip
         form = QFormLayout()
+        self.length_combo.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         form.addRow("How long", self.length_combo)
+        form.addRow("", length_hint)
 
         self.setup_msg = QLabel(wordWrap=True, objectName="trainMessage")
         self.setup_msg.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -422,24 +432,22 @@ class TrainDialog(QDialog):
             self.folder_combo.setEditText(folder)
 
     def _tune_changed(self, *_):
-        mode, _text, n, unit = TUNE_MODES[max(0, self.tune_combo.currentIndex())]
-        self.tune_n.setVisible(bool(unit) and self.advanced.isChecked())
-        self.tune_n_label.setVisible(bool(unit) and self.advanced.isChecked())
+        _mode, _text, n, unit = TUNE_MODES[max(0, self.tune_combo.currentIndex())]
+        self.tune_n.setVisible(bool(unit))
+        self.tune_n_label.setVisible(bool(unit))
         self.tune_n_label.setText(unit)
         if unit:
             self.tune_n.setValue(n)
 
     def _advanced_toggled(self, on: bool) -> None:
-        for w in self._advanced_body:
-            w.setVisible(on)
-        if on:
-            self._tune_changed()
+        self.advanced_body.setVisible(on)
 
     def _update_setup(self) -> None:
         have_vocabs = bool(self.vocabularies)
         self.src_vocab.setEnabled(have_vocabs)
         self.vocab_combo.setEnabled(have_vocabs and self.src_vocab.isChecked())
         self.vocab_combo.setVisible(self.vocabularies is not None)
+        self.vocab_note.setVisible(bool(self.vocab_note.text()))
         self.folder_combo.setEnabled(self.src_folder.isChecked())
         ready = self.bridge.is_ready and self.job is None
         has_source = (self.src_vocab.isChecked() and bool(self.vocab_combo.currentText())) or (
