@@ -613,17 +613,17 @@ class TrainDialog(QDialog):
         self.charts_scroll.setMaximumHeight(need)
         self.charts_scroll.setMinimumHeight(min(need, CHARTS_MAX_H))
         self.recommend_text.setText(recommendation(m))
-        if pending or not self.curve.loss:
-            self.final_curve.hide()
-        else:
-            self.final_curve.loss, self.final_curve.val = (
-                list(self.curve.loss),
-                list(self.curve.val),
-            )
-            self.final_curve.total_steps = int(m.get("steps") or self.curve.total_steps)
-            self.final_curve.best_step = m.get("best_step")
-            self.final_curve.show()
-            self.final_curve.update()
+        curve = self.final_curve
+        if not pending and self.curve.loss:  # what was drawn live
+            curve.loss, curve.val = list(self.curve.loss), list(self.curve.val)
+        else:  # a run from before: its validation checks (newer engines keep them)
+            curve.clear()
+            for rec in run.get("history") or []:
+                curve.add(rec)
+        curve.total_steps = int(m.get("steps") or self.curve.total_steps or 0)
+        curve.best_step = m.get("best_step")
+        curve.setVisible(bool(curve.loss or curve.val))
+        curve.update()
         self._result_lay.setStretch(self._gap, 0 if not self.final_curve.isHidden() else 1)
         self.result_msg.setText(
             "Keeping it adds it to your models; the model you use now is not changed."

@@ -285,6 +285,8 @@ def test_train_judge_accept_and_switch_without_reembedding(qtbot, window, tmp_pa
     qtbot.addWidget(again)
     qtbot.waitUntil(lambda: again.pages.currentIndex() == 2, timeout=ENGINE_TIMEOUT_MS)
     assert again.run["run"] == done[0]["run"] and "waiting" in again.result_title.text()
+    assert again.ap_chart.rows == dlg.ap_chart.rows
+    assert again.final_curve.val == dlg.curve.val  # every validation check came as an event
     again.close()
 
     # keep it: it is a model now, and switching to it re-embeds nothing
