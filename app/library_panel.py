@@ -159,7 +159,9 @@ class LibraryPanel(QWidget):
                 it.setSelected(True)
         self._set_paused(bool(st.get("paused")))
         self.jobs = {
-            j["job"]: j.get("progress") or {} for j in st.get("jobs", []) if j["kind"] != "download"
+            j["job"]: j.get("progress") or {}
+            for j in st.get("jobs", [])
+            if j["kind"] in ("scan", "watch")  # downloads and trainings show in their dialogs
         }
         if not self.jobs:
             self._idle(st)

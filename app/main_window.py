@@ -39,6 +39,7 @@ from .settings import AppSettings
 from .tag_catalog import TagCatalog
 from .tags_panel import TagsPanel
 from .thumbs import ThumbnailCache
+from .train_dialog import TrainDialog
 
 DEBOUNCE_MS = 250
 RESULTS_K = 1000  # the engine's maximum: the grid is virtualised, thousands are fine
@@ -179,6 +180,7 @@ class MainWindow(QMainWindow):
         self._search_sent_at = 0.0
         self._pending_search = False
         self._models_dialog: ModelsDialog | None = None
+        self._train_dialog: TrainDialog | None = None
         self.setWindowTitle("photosift")
         self.setAcceptDrops(True)
         self.resize(1280, 800)
@@ -292,6 +294,9 @@ class MainWindow(QMainWindow):
         self.models_btn = QPushButton("Models…")
         self.models_btn.setToolTip("Choose, download or import a search model")
         self.models_btn.clicked.connect(self.open_models)
+        self.train_btn = QPushButton("Fine-tune…")
+        self.train_btn.setToolTip("Teach the model your own labels (nothing is re-indexed)")
+        self.train_btn.clicked.connect(self.open_training)
 
         row1 = QHBoxLayout()
         row1.setContentsMargins(0, 0, 0, 0)
@@ -299,6 +304,7 @@ class MainWindow(QMainWindow):
         row1.addWidget(self.chip)
         row1.addWidget(self.tag_chip)
         row1.addWidget(self.models_btn)
+        row1.addWidget(self.train_btn)
         row2 = QHBoxLayout()
         row2.setContentsMargins(2, 0, 0, 0)
         for w in (QLabel("Folder", objectName="hint"), self.folder_filter, QLabel("Type", objectName="hint"),
@@ -728,18 +734,44 @@ class MainWindow(QMainWindow):
         if self._models_dialog is None:
             self._models_dialog = ModelsDialog(self.bridge, self)
             self._models_dialog.modelChanged.connect(self._on_model_changed)
+            self._models_dialog.fineTuneRequested.connect(self.open_training)
         else:
             self._models_dialog.refresh()
         self._models_dialog.show()
         self._models_dialog.raise_()
         return self._models_dialog
 
-    def _on_model_changed(self, model: dict) -> None:
+    def open_training(self) -> TrainDialog:
+        """The fine-tuning dialog; one per window, so a training keeps running while it is
+        closed and shows its progress (or its result) when it is opened again."""
+        if self._train_dialog is None:
+            self._train_dialog = TrainDialog(self.bridge, self)
+            self._train_dialog.modelAccepted.connect(self._on_model_accepted)
+            self._train_dialog.modelChanged.connect(
+                lambda m: self._on_model_changed(m, reindex=False)
+            )
+        else:
+            self._train_dialog.refresh()
+        self._train_dialog.show()
+        self._train_dialog.raise_()
+        return self._train_dialog
+
+    def _on_model_accepted(self, _model: dict) -> None:
+        if self._models_dialog is not None:
+            self._models_dialog.refresh()
+
+    def _on_model_changed(self, model: dict, reindex: bool = True) -> None:
+        """`reindex`: False for a fine-tuned model, which shares its base's image space."""
         self.model = model
         if model.get("key") != DEMO_MODEL:
             self.banner.dismiss("demo")
-        self.banner.show_message("model", f"Now using <b>{_html(model.get('name') or model['key'])}</b>. "
-                                 "The library is re-indexed in the background; searching keeps working.")  # fmt: skip
+        after = ("The library is re-indexed in the background; searching keeps working." if reindex
+                 else "Every photo keeps its stored vector: nothing is re-indexed.")  # fmt: skip
+        self.banner.show_message(
+            "model", f"Now using <b>{_html(model.get('name') or model['key'])}</b>. {after}"
+        )
+        if self._models_dialog is not None and not reindex:
+            self._models_dialog.refresh()
         self.refresh_status()
         self.run_search()
 

@@ -65,6 +65,7 @@ class ModelsDialog(QDialog):
     """Lists models; Download (with progress and Cancel), Use, Import folder."""
 
     modelChanged = Signal(object)  # the new active ModelInfo
+    fineTuneRequested = Signal()  # the user asked for the fine-tuning dialog
 
     COLS = ("Model", "Size", "Speed", "Licence", "Status")
 
@@ -109,10 +110,14 @@ class ModelsDialog(QDialog):
         self.cancel_btn.clicked.connect(self.cancel_download)
         self.use_btn.clicked.connect(self.use_selected)
         self.import_btn.clicked.connect(self.choose_import)
+        self.train_btn = QPushButton("Fine-tune…")
+        self.train_btn.setToolTip("Teach the active model your own labels")
+        self.train_btn.clicked.connect(self.fineTuneRequested)
         row = QHBoxLayout()
         for b in (self.download_btn, self.cancel_btn, self.use_btn):
             row.addWidget(b)
         row.addStretch(1)
+        row.addWidget(self.train_btn)
         row.addWidget(self.import_btn)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         close.rejected.connect(self.reject)

@@ -91,3 +91,40 @@ def colour_folder(folder: Path, colours=("red", "blue", "green", "yellow"), per_
             )
             n += 1
     return out
+
+
+# Words the demo model never read, naming what its image tower does see (as in
+# `photosift bench finetune`): fine-tuning on them has something to teach. (Its reserve
+# shapes "ring" and "moon" would not do: its image vectors cannot tell them apart.)
+DEMO_LABELS = {
+    "crimson": lambda sc: any(o.colour == "red" for o in sc.objects),
+    "pair": lambda sc: sc.count == 2,
+    "disc": lambda sc: any(o.kind == "circle" for o in sc.objects),
+}
+
+
+def label_folders(root: Path, labels=None, per_label: int = 14, size=(128, 128),
+                  seed: int = 0) -> Path:  # fmt: skip
+    """A folder per label for fine-tuning: ``<label>/`` holds demo-world scenes the label's
+    test (scene -> bool) accepts, ``_other/`` scenes no test accepts; scenes two labels
+    accept are left out, so every photo has one folder. Default labels: DEMO_LABELS."""
+    from training import world
+
+    tests = labels or DEMO_LABELS
+    root = Path(root)
+    names = (*tests, "_other")
+    for d in names:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    counts = dict.fromkeys(names, 0)
+    for i, sc in enumerate(world.scenes("test", 60 * per_label * len(names), seed=seed)):
+        hits = [name for name, test in tests.items() if test(sc)]
+        if len(hits) > 1:
+            continue
+        dest = hits[0] if hits else "_other"
+        if counts[dest] >= per_label:
+            if min(counts.values()) >= per_label:
+                break
+            continue
+        _save(world.render(sc, size), root / dest / f"s{i:04d}.jpg", None)
+        counts[dest] += 1
+    return root

@@ -160,7 +160,8 @@ def _candidate(settings: Settings, run: str) -> Path:
 
 
 def pending(settings: Settings) -> list[dict[str, Any]]:
-    """Finished runs waiting for accept or discard: run id, model key and metrics."""
+    """Finished runs waiting for accept or discard: run id, model key, metrics and the
+    validation history ({step, loss?, val_map} per check) to redraw the training curve."""
     out = []
     d = runs_dir(settings)
     for run in sorted(d.iterdir()) if d.is_dir() else ():
@@ -169,6 +170,7 @@ def pending(settings: Settings) -> list[dict[str, Any]]:
             spec = load_spec(f)
             out.append(dict(run=run.name, key=spec.key, name=spec.name,
                             metrics=spec.extra.get("finetune", {}).get("metrics", {})))  # fmt: skip
+            out[-1]["history"] = spec.extra.get("finetune", {}).get("history", [])
     return out
 
 

@@ -503,6 +503,7 @@ class TrainRun(TypedDict):
     key: str
     name: str
     metrics: dict[str, Any]
+    history: NotRequired[list[dict[str, Any]]]  # each validation check: {step, loss?, val_map}
 
 
 class LibraryChanged(TypedDict):
