@@ -156,7 +156,10 @@ class Indexer:
                 return
             photos, failures = [], []
             if batch:
-                vecs = self.model.encode_images(np.stack([d.pixels for d in batch]))
+                pixels = [d.pixels for d in batch]  # NaFlex models: variable-length sequences
+                vecs = self.model.encode_images(
+                    np.stack(pixels) if isinstance(pixels[0], np.ndarray) else pixels
+                )
                 for d, v in zip(batch, vecs, strict=True):
                     photos.append(NewPhoto(d.task.path, d.task.folder_id, d.task.size,
                                            d.task.mtime_ns, d.hash, d.meta, v))  # fmt: skip

@@ -32,6 +32,8 @@ class Settings:
     workers: int | None = None
     exact_threshold: int = 20_000
     extra: dict = field(default_factory=dict)  # the app's own settings ride along
+    # NaFlex models: patch budget per model key (e.g. 576 or 1024 for more detail, slower).
+    max_patches: dict = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
