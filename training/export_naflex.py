@@ -366,3 +366,56 @@ def export_from_hf_dir(spec: ModelSpec, weights_dir: Path, out_dir: Path, **opti
             weights_dir, Path(d) / "tokenizer.json", spec.tokenizer.context_length
         )
         return export_siglip2_naflex(model, spec, tok, out_dir, **options)
+
+
+def export_random_image_tower(kind: str, folder: Path, seed: int = 0) -> ModelSpec:
+    """A full-size B/16 image tower with random weights, for timing (image.onnx + model.json).
+
+    ``kind`` "naflex": transformers' SigLIP 2 NaFlex B/16 vision tower (the
+    ``google/siglip2-base-patch16-naflex`` config); "fixed": open_clip's
+    ViT-B-16-SigLIP2-256 (timm ViT, same width 768, depth 12, MLP 3072, MAP
+    head) at 256 x 256 px. Random weights cost exactly what trained ones do.
+    No text tower: the benchmark times images only.
+    """
+    import torch
+
+    from engine.registry import Registry
+
+    from .export import _export_tower, _towers
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if kind == "naflex":
+        from transformers import Siglip2Config, Siglip2Model
+
+        spec = Registry.load().get("siglip2-b-16-naflex")
+        small_text = dict(
+            vocab_size=64, hidden_size=768, num_hidden_layers=1, num_attention_heads=12
+        )
+        model = Siglip2Model(Siglip2Config(text_config=small_text, vision_config={})).eval()
+        items = [naflex.preprocess(im, spec.preprocess) for im in parity_photos(seed)[:2]]
+        batch = naflex.collate(items, base_grid(model))
+        ex = tuple(torch.from_numpy(a) for a in (batch.patches, batch.mask, batch.pos_weights))
+        dyn = {n: {0: "batch", 1: "sequence"} for n in IMAGE_INPUTS}
+        _export(
+            _image_tower(model), ex, list(IMAGE_INPUTS), dyn, folder / "image.onnx", DEFAULT_OPSET
+        )
+    elif kind == "fixed":
+        import open_clip
+
+        from .export import random_images
+
+        spec = Registry.load().get("vit-b-16-siglip2-256")
+        model = open_clip.create_model(spec.architecture, pretrained=None).eval()
+        h, w = spec.preprocess.size
+        image_tower, _ = _towers(model)
+        ex = torch.from_numpy(random_images(2, h, w, seed))
+        _export_tower(
+            image_tower, ex, "pixels", folder / "image.onnx", DEFAULT_OPSET, "torchscript"
+        )
+    else:
+        raise ValueError(f"kind must be 'naflex' or 'fixed', not {kind!r}")
+    spec = spec.with_(key=f"bench-{kind}-b16", source=spec.source.__class__())
+    save_spec(spec, folder / MODEL_FILE)
+    return spec
