@@ -61,8 +61,16 @@ class OnnxModel:
         self.int8 = int8
         # NaFlex models: the patch budget per photo (the registry default unless overridden).
         self.naflex = self.spec.preprocess.resize_mode == "naflex"
-        self.max_patches = (max_patches or self.spec.preprocess.max_patches) if self.naflex else None
+        default = self.spec.preprocess.max_patches
+        self.max_patches = (max_patches or default) if self.naflex else None
+        if self.naflex and not (isinstance(self.max_patches, int) and self.max_patches >= 1):
+            raise ModelError(f"model {self.spec.key!r}: max_patches must be a positive whole number, "
+                             f"not {self.max_patches!r}")  # fmt: skip
         self._naflex_base = 0
+        if self.naflex and self.max_patches != self.spec.preprocess.max_patches:
+            # Another patch budget gives other vectors: they live in an image space of their own,
+            # so changing the budget re-embeds instead of mixing the two in one index.
+            self.spec = self.spec.with_(image_space=f"{self.spec.space}@{self.max_patches}")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

@@ -178,6 +178,7 @@ def test_indexer_embeds_naflex_photos_like_the_model(folder, tmp_path):
         shutil.copy(odd / "derived" / name, pics / name)
     lib = Library(settings, model_key="tiny-siglip2-naflex")
     assert lib.model().max_patches == 32
+    assert lib.model().spec.space == "tiny-siglip2-naflex@32"  # other budget, other vectors
     lib.add_folder(pics)
     rep = lib.scan()
     assert (rep.embedded, rep.failed) == (4, 0)
@@ -190,3 +191,26 @@ def test_indexer_embeds_naflex_photos_like_the_model(folder, tmp_path):
         got = lib.db.vectors_for(lib.space_id, [iid])
         got = next(iter(got.values())) if isinstance(got, dict) else np.asarray(got)[0]
         assert float(np.dot(got, want)) > 0.9999
+
+
+def test_a_bad_patch_budget_is_a_clear_error(folder):
+    with pytest.raises(ModelError, match="max_patches"):
+        OnnxModel(folder, prefer_cpu=True, load_text=False, max_patches=-4)
+
+
+@pytest.mark.slow
+def test_full_size_b16_naflex_tower_exports_with_parity(tiny, tmp_path):
+    """The published B/16 NaFlex vision config (width 768, 12 layers, 256-position table),
+    random weights, through the same exporter and gate as the real checkpoint."""
+    from transformers import Siglip2Config, Siglip2Model
+
+    from engine.registry import Registry
+    from training.tiny_naflex import perturb
+
+    text = dict(vocab_size=1024, hidden_size=768, num_hidden_layers=1, num_attention_heads=12)
+    model = Siglip2Model(Siglip2Config(text_config=text, vision_config={})).eval()
+    perturb(model)
+    spec = Registry.load().get("siglip2-b-16-naflex")
+    written = export_siglip2_naflex(model, spec, tiny.tokenizer_json, tmp_path / "b16")
+    rep = written.extra["export"]
+    assert rep["image_min_cosine"] >= MIN_COS and rep["text_min_cosine"] >= MIN_COS
