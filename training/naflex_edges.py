@@ -224,11 +224,13 @@ def evaluate(model, tokenize, n: int = 240, seed: int = 0) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=96)
-    ap.add_argument("--n-train", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     import torch
@@ -244,11 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     t = time.time()
     scenes, items = render_train(args.n_train, args.seed)
     log(f"rendered {len(items)} training scenes in {time.time() - t:.0f} s")
-    model = build(vocab, seed=args.seed)
+    model = build(vocab, width=args.width, layers=args.layers, seed=args.seed)
     train_s = train(model, tok.encode, scenes, items, steps=args.steps, batch=args.batch,
                     lr=args.lr, seed=args.seed, log=log)  # fmt: skip
     res = {
-        "setup": {k: getattr(args, k) for k in ("steps", "batch", "n_train", "lr", "seed")},
+        "setup": {
+            k: getattr(args, k)
+            for k in ("steps", "batch", "n_train", "lr", "seed", "width", "layers")
+        },
         "train_s": round(train_s, 1),
         "edges": evaluate(model, tok.encode, seed=args.seed),
     }

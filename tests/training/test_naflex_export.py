@@ -214,3 +214,12 @@ def test_full_size_b16_naflex_tower_exports_with_parity(tiny, tmp_path):
     written = export_siglip2_naflex(model, spec, tiny.tokenizer_json, tmp_path / "b16")
     rep = written.extra["export"]
     assert rep["image_min_cosine"] >= MIN_COS and rep["text_min_cosine"] >= MIN_COS
+
+
+def test_exported_folder_imports_like_any_model_folder(folder, tmp_path):
+    from engine.hub import import_model_folder
+
+    settings = Settings(data_dir=tmp_path / "data")
+    spec = import_model_folder(folder, settings)  # runs both towers once (NaFlex: a 2:1 photo)
+    assert spec.preprocess.resize_mode == "naflex"
+    assert (settings.models_dir / spec.key / "image.onnx").is_file()
