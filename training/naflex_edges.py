@@ -42,7 +42,7 @@ from engine.registry import Preprocess, TokenizerSpec
 from . import world
 from .pretrain import _render_size
 
-PATCH, BUDGET, BASE = 8, 64, 8
+PATCH, BUDGET, BASE = 8, 64, 8  # defaults; main() may change the budget (and base grid)
 PRE = Preprocess(
     size=(PATCH, PATCH),
     mean=(0.5, 0.5, 0.5),
@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget", type=int, default=BUDGET, help="NaFlex patch budget")
+    ap.add_argument("--context", type=int, default=64, help="text context length")
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--out", type=Path)
@@ -238,9 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     from engine.registry import resources_dir
     from engine.tokenizer import Tokenizer
 
+    global PRE, BASE
+    BASE = math.isqrt(args.budget)
+    PRE = replace(PRE, max_patches=args.budget)
     torch.set_num_threads(args.threads)
     tok_path = resources_dir() / "demo" / "tokenizer.json"
-    tok = Tokenizer.from_file(tok_path, TokenizerSpec(kind="hf", context_length=64))
+    tok = Tokenizer.from_file(tok_path, TokenizerSpec(kind="hf", context_length=args.context))
     vocab = tok._tok.get_vocab_size()
     log = lambda s: print(s, flush=True)  # noqa: E731
     t = time.time()
