@@ -284,10 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def evaluate_demo(n: int = 240, seed: int = 0) -> dict:
     """The same edge test with the bundled demo model (trained; fixed 96 x 96 input), fed
     the whole image (its own squash preprocessing) or the central square (centre-crop).
@@ -330,3 +326,7 @@ def evaluate_demo(n: int = 240, seed: int = 0) -> dict:
         row["chance_colour_acc"] = round(1 / len(queries), 3)
         out[name] = row
     return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
