@@ -23,6 +23,7 @@ from .settings import Settings
 
 MODEL_FOLDER_FILES = ("model.json", "image.onnx", "text.onnx", "tokenizer.json")
 OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
+TRANSFORMERS_FILES = ("config.json", "model.safetensors")  # e.g. SigLIP 2 NaFlex checkpoints
 
 
 @dataclass
@@ -183,6 +184,10 @@ def fetch_model(
         wanted = tuple(dict.fromkeys([*OPEN_CLIP_FILES, *src.files]))
         got = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
         return convert_open_clip(spec, settings, got["open_clip_config.json"].parent)
+    if src.hf_repo and spec.preprocess.resize_mode == "naflex":
+        wanted = tuple(dict.fromkeys([*TRANSFORMERS_FILES, *src.files]))
+        got = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
+        return convert_transformers_naflex(spec, settings, got["config.json"].parent)
     raise ModelNotAvailable(_not_available(spec, offline, None, "it has no download source"))
 
 
@@ -215,6 +220,21 @@ def _no_converter(spec: ModelSpec) -> str:
         f"conversion to ONNX, which needs {how}. Or export it on a machine that has that and "
         f"import the folder (Models > Import folder, or `photosift models import FOLDER`)."
     )
+
+
+def convert_transformers_naflex(spec: ModelSpec, settings: Settings, weights_dir: Path) -> Path:
+    """One-time ONNX export of a downloaded SigLIP 2 NaFlex checkpoint (needs the training extra)."""
+    try:
+        from training.export_naflex import export_from_hf_dir
+    except ImportError as e:
+        raise ModelNotAvailable(
+            f"model {spec.key!r} was downloaded as transformers weights ({weights_dir}) and needs a "
+            f"one-time conversion to ONNX, which needs the training extra: "
+            f"pip install 'photosift[train]'. Or import an exported folder with `photosift models import`."
+        ) from e
+    out = settings.models_dir / spec.key
+    export_from_hf_dir(spec, weights_dir, out)
+    return out
 
 
 def import_model_folder(src: Path, settings: Settings) -> ModelSpec:
@@ -255,6 +275,12 @@ def check_model_folder(folder: Path) -> None:
         v = model.encode_images(np.zeros((1, 3, h, w), dtype=np.float32))
         if v.shape != (1, model.spec.embed_dim) or not np.isfinite(v).all():
             raise ModelError(f"{folder}: image tower gives {v.shape} / non-finite vectors")
+    else:
+        from PIL import Image
+
+        v = model.encode_images([model.preprocess(Image.new("RGB", (w, h // 2), (128, 128, 128)))])
+        if v.shape != (1, model.spec.embed_dim) or not np.isfinite(v).all():
+            raise ModelError(f"{folder}: NaFlex image tower gives {v.shape} / non-finite vectors")
     t = model.encode_texts(["a photo"])
     if t.shape != (1, model.spec.embed_dim) or not np.isfinite(t).all():
         raise ModelError(f"{folder}: text tower gives {t.shape} / non-finite vectors")

@@ -165,7 +165,10 @@ class Indexer:
                     (copies if d.hash in known or d.hash in here else fresh).append(d)
                     here.add(d.hash)
             if fresh:
-                vecs = self.model.encode_images(np.stack([d.pixels for d in fresh]))
+                pixels = [d.pixels for d in fresh]  # NaFlex models: variable-length sequences
+                vecs = self.model.encode_images(
+                    np.stack(pixels) if isinstance(pixels[0], np.ndarray) else pixels
+                )
                 for d, v in zip(fresh, vecs, strict=True):
                     photos.append(NewPhoto(d.task.path, d.task.folder_id, d.task.size,
                                            d.task.mtime_ns, d.hash, d.meta, v))  # fmt: skip

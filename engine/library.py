@@ -90,7 +90,8 @@ class Library:
                         f"{spec.key}` or import it with `photosift models import FOLDER`"
                     )
                 int8 = self.settings.int8 and (folder / "image.int8.onnx").is_file()
-                self._model = OnnxModel(folder, int8=int8)
+                budget = (self.settings.max_patches or {}).get(spec.key)  # NaFlex only
+                self._model = OnnxModel(folder, int8=int8, max_patches=budget)
             return self._model
 
     @property

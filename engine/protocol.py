@@ -261,6 +261,8 @@ class ModelInfo(TypedDict):
     license: NotRequired[str]
     here: bool  # runnable on this machine without a download
     active: NotRequired[bool]
+    max_patches: NotRequired[int]  # NaFlex models: the patch budget in use (Settings.max_patches)
+    max_patches_choices: NotRequired[list[int]]  # NaFlex models: budgets the app may offer
 
 
 class HelloParams(TypedDict):

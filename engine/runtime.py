@@ -61,12 +61,25 @@ class OnnxModel:
         threads: int | None = None,
         load_text: bool = True,
         load_image: bool = True,
+        max_patches: int | None = None,
     ):
         import onnxruntime as ort
 
         self.folder = Path(folder)
         self.spec: ModelSpec = load_spec(self.folder / MODEL_FILE)
         self.int8 = int8
+        # NaFlex models: the patch budget per photo (the registry default unless overridden).
+        self.naflex = self.spec.preprocess.resize_mode == "naflex"
+        default = self.spec.preprocess.max_patches
+        self.max_patches = (max_patches or default) if self.naflex else None
+        if self.naflex and not (isinstance(self.max_patches, int) and self.max_patches >= 1):
+            raise ModelError(f"model {self.spec.key!r}: max_patches must be a positive whole number, "
+                             f"not {self.max_patches!r}")  # fmt: skip
+        self._naflex_base = 0
+        if self.naflex and self.max_patches != self.spec.preprocess.max_patches:
+            # Another patch budget gives other vectors: they live in an image space of their own,
+            # so changing the budget re-embeds instead of mixing the two in one index.
+            self.spec = self.spec.with_(image_space=f"{self.spec.space}@{self.max_patches}")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -79,6 +92,10 @@ class OnnxModel:
         image_file = "image.int8.onnx" if int8 else "image.onnx"
         if load_image:
             self._image = self._session(image_file, opts)
+            if self.naflex:
+                from . import naflex
+
+                self._naflex_base = naflex.base_of(self._image)
         if load_text:
             self._text = self._session("text.onnx", opts)
             from .tokenizer import Tokenizer
@@ -149,21 +166,39 @@ class OnnxModel:
 
     @property
     def input_size(self) -> tuple[int, int]:
+        """The (h, w) to decode photos at; for NaFlex, a square whose side covers every grid."""
+        if self.naflex:
+            from .naflex import decode_side
+
+            side = decode_side(self.spec.preprocess.patch_size, self.max_patches)
+            return side, side
         return self.spec.preprocess.size
 
-    def preprocess(self, image) -> np.ndarray:
-        """Decoded upright RGB PIL image -> float32 [3, H, W] network input."""
+    def preprocess(self, image):
+        """Decoded upright RGB PIL image -> float32 [3, H, W] network input
+        (for NaFlex models an ``engine.naflex.NaflexImage`` patch sequence)."""
+        if self.naflex:
+            from . import naflex
+
+            return naflex.preprocess(image, self.spec.preprocess, self.max_patches)
         from .preprocess import preprocess
 
         return preprocess(image, self.spec.preprocess)
 
-    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 [N, 3, H, W] -> L2-normalised float32 [N, D]."""
+    def encode_images(self, pixels, *, normalize: bool = True) -> np.ndarray:
+        """float32 [N, 3, H, W] (NaFlex: a list of NaflexImage) -> L2-normalised float32 [N, D]."""
         if self._image is None:
             raise ModelError(f"model {self.spec.key!r} was loaded without its image tower")
+        if self.naflex:
+            from . import naflex
+
+            out = naflex.run(self._image, list(pixels), self._naflex_base)
+            return l2_normalize(out) if normalize else out
+        if not isinstance(pixels, np.ndarray):
+            pixels = np.stack(pixels)
         inp = self._image.get_inputs()[0].name
         out = self._image.run(None, {inp: np.ascontiguousarray(pixels, dtype=np.float32)})[0]
-        return l2_normalize(out)
+        return l2_normalize(out) if normalize else out
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Texts -> L2-normalised float32 [N, D]. Recent texts are cached."""

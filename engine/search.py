@@ -143,7 +143,8 @@ class Searcher:
             photo = decode_photo(path, target=self.model.input_size)
         except DecodeError as e:
             raise QueryError(f"example photo {path} cannot be read: {e}") from e
-        return self.model.encode_images(self.model.preprocess(photo.image)[None])[0]
+        x = self.model.preprocess(photo.image)  # NaFlex models: a patch sequence, not an array
+        return self.model.encode_images(x[None] if hasattr(x, "ndim") else [x])[0]
 
     def search(self, q: Query) -> list[Hit]:
         if q.k <= 0:

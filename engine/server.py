@@ -754,6 +754,12 @@ class Engine:
                  here=local_model_folder(spec, self.settings) is not None)  # fmt: skip
         if active is not None:
             d["active"] = active
+        if spec.preprocess.resize_mode == "naflex":  # the app offers the patch budget
+            from .naflex import BUDGETS
+
+            budget = (self.settings.max_patches or {}).get(spec.key)
+            d["max_patches"] = budget or spec.preprocess.max_patches
+            d["max_patches_choices"] = list(BUDGETS)
         return d
 
     def m_models_list(self) -> dict:

@@ -34,6 +34,8 @@ class Settings:
     # Indexing takes in new photos' XMP/IPTC keywords as confirmed tags (engine.xmptags).
     read_keywords: bool = True
     extra: dict = field(default_factory=dict)  # the app's own settings ride along
+    # NaFlex models: patch budget per model key (e.g. 576 or 1024 for more detail, slower).
+    max_patches: dict = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-BENCHES = ("pipeline", "query", "rescan", "quality", "tagging", "finetune")
+BENCHES = ("pipeline", "query", "rescan", "quality", "tagging", "finetune", "naflex")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
