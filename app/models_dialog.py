@@ -17,6 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -113,8 +114,17 @@ class ModelsDialog(QDialog):
         self.train_btn = QPushButton("Fine-tune…")
         self.train_btn.setToolTip("Teach the active model your own labels")
         self.train_btn.clicked.connect(self.fineTuneRequested)
+        # NaFlex models only: how many patches a photo may use (more: finer detail, slower).
+        self.patches = QComboBox()
+        self.patches.setAccessibleName("Patches per photo")
+        self.patches.setToolTip("NaFlex keeps each photo's shape. More patches per photo see finer "
+                                "detail but index more slowly; changing it re-indexes the library "
+                                "in the background.")  # fmt: skip
+        self.patches.activated.connect(self.set_patches)
+        self.patches_label = QLabel("Patches per photo:")
+        self.patches_label.setBuddy(self.patches)
         row = QHBoxLayout()
-        for b in (self.download_btn, self.cancel_btn, self.use_btn):
+        for b in (self.download_btn, self.cancel_btn, self.use_btn, self.patches_label, self.patches):
             row.addWidget(b)
         row.addStretch(1)
         row.addWidget(self.train_btn)
@@ -182,6 +192,17 @@ class ModelsDialog(QDialog):
             ready and m is not None and bool(m.get("here")) and not m.get("active")
         )
         self.import_btn.setEnabled(ready)
+        choices = (m or {}).get("max_patches_choices") or []
+        self.patches_label.setVisible(bool(choices))
+        self.patches.setVisible(bool(choices))
+        if choices:
+            self.patches.blockSignals(True)
+            self.patches.clear()
+            for n in sorted({*choices, m.get("max_patches") or choices[0]}):
+                self.patches.addItem(f"{n:,}", n)
+            self.patches.setCurrentIndex(self.patches.findData(m.get("max_patches")))
+            self.patches.setEnabled(ready)
+            self.patches.blockSignals(False)
         if m is None:
             self.about.setText("Choose a model to see what it is.")
             return
@@ -241,6 +262,23 @@ class ModelsDialog(QDialog):
         self.bridge.call(
             "use_model", {"key": m["key"]}, on_result=done, on_error=self._error, context=self
         )
+
+    def set_patches(self, _index: int = 0) -> None:
+        """Save the selected NaFlex model's patch budget (the engine re-embeds if it is active)."""
+        m = self.selected()
+        n = self.patches.currentData()
+        if m is None or n is None or n == m.get("max_patches"):
+            return
+        self.message.setText(f"{m.get('name') or m['key']}: up to {n:,} patches per photo"
+                             + ("; re-indexing in the background, searching keeps working." if m.get("active") else "."))  # fmt: skip
+
+        def done(r):
+            if m.get("active"):
+                self.modelChanged.emit(r["model"])
+            self.refresh()
+
+        self.bridge.call("set_max_patches", {"key": m["key"], "max_patches": n}, on_result=done,
+                         on_error=self._error, context=self)  # fmt: skip
 
     def choose_import(self) -> None:
         folder = QFileDialog.getExistingDirectory(

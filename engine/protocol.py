@@ -90,6 +90,7 @@ photo_info         {"path"} or {"image_id"}             PhotoInfo
 thumbnail          {"path", "size"?: 16..1024}          ThumbnailResult (a cached JPEG file)
 models_list        {}                                   {"models": [ModelInfo]}
 use_model          {"key"}                              {"model": ModelInfo}
+set_max_patches    {"key", "max_patches": int | null}   {"model": ModelInfo}
 download_model     {"key"}                              {"job": id}
 import_model       {"folder"}                           {"model": ModelInfo}
 train_start        TrainStartParams                     {"job": id}
@@ -153,6 +154,11 @@ unless ``only_known``. Both report per-file failures in ``job_done`` and never a
 ``remove_folder`` and ``use_model`` reply once they are done (they run between
 indexing batches, never beside them). ``search`` text may hold ``-word`` and ``-"some words"``
 negatives.
+
+``set_max_patches`` chooses a NaFlex model's patch budget per photo (one of its ModelInfo's
+``max_patches_choices``; null: the registry's default). Another budget is another image space:
+for the active model it works like ``use_model`` (re-embedded in the background, the previous
+vectors answering searches meanwhile); for another model it is saved for when it is used.
 
 ``use_model`` refuses a model that is not here (``model_not_available``: download or import
 it first). When the new model has another image space, the library is re-embedded by a
@@ -448,6 +454,11 @@ class ThumbnailResult(TypedDict):
     height: int
 
 
+class MaxPatchesParams(TypedDict):
+    key: str
+    max_patches: int | None  # one of ModelInfo.max_patches_choices; null: the model's default
+
+
 class ModelKeyParams(TypedDict):
     key: str
 
@@ -539,6 +550,7 @@ METHODS: dict[str, tuple[type, type, Runs]] = {
     "thumbnail": (ThumbnailParams, ThumbnailResult, "quick"),
     "models_list": (Empty, dict, "quick"),
     "use_model": (ModelKeyParams, dict, "writer"),
+    "set_max_patches": (MaxPatchesParams, dict, "writer"),
     "download_model": (ModelKeyParams, JobStarted, "job"),
     "import_model": (ImportModelParams, dict, "quick"),
     "shutdown": (Empty, dict, "control"),
@@ -743,7 +755,7 @@ TagMethod = Literal[
 Method = Literal[
     "hello", "ping", "status", "add_folder", "remove_folder", "scan", "pause", "resume",
     "cancel", "search", "similar", "failures", "photo_info", "thumbnail", "models_list",
-    "use_model", "download_model", "import_model", "shutdown",
+    "use_model", "set_max_patches", "download_model", "import_model", "shutdown",
     "train_start", "train_accept", "train_discard", "train_pending",
 ]  # fmt: skip
 Method = Literal[Method, TagMethod]  # nested Literals flatten: every method name  # type: ignore[misc]

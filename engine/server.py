@@ -824,9 +824,33 @@ class Engine:
         its image space differs from the new one and holds vectors."""
         try:
             space = lib.spec.space
-            return space != spec.space and self.lib.db.vectors_per_space().get(space, 0) > 0
+            new_space = self.lib.spec.space  # the new library's, patch budget included
+            return space != new_space and self.lib.db.vectors_per_space().get(space, 0) > 0
         except PhotosiftError:
             return False
+
+    def m_set_max_patches(self, key: str, max_patches: int | None = None) -> dict:
+        """A NaFlex model's patch budget per photo (null: the registry's). Another budget is
+        another image space: for the active model the library is re-embedded in the
+        background, with the previous vectors answering searches meanwhile (as use_model)."""
+        from .hub import full_registry
+        from .naflex import BUDGETS
+
+        spec = full_registry(self.settings).get(key)
+        if spec.preprocess.resize_mode != "naflex":
+            raise QueryError(f"model {key!r} is not a NaFlex model: it has no patch budget")
+        if max_patches is not None and max_patches not in BUDGETS:
+            raise QueryError(f"max_patches must be one of {', '.join(map(str, BUDGETS))}, not {max_patches!r}")
+        budgets = dict(self.settings.max_patches or {})
+        if max_patches is None or max_patches == spec.preprocess.max_patches:
+            budgets.pop(key, None)
+        else:
+            budgets[key] = max_patches
+        self.settings.max_patches = budgets
+        self.settings.save()
+        if self.lib is not None and self.lib.spec.key == key:
+            return self.m_use_model(key)
+        return dict(model=self._model_info(spec, False))
 
     def m_download_model(self, key: str) -> dict:
         from .hub import full_registry, import_model_folder, local_model_folder

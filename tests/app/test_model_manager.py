@@ -149,3 +149,38 @@ def test_import_a_bad_model_folder_says_why(qtbot, window, tmp_path):
     dlg.import_folder(str(bad))
     qtbot.waitUntil(lambda: dlg.message.text() != "", timeout=ENGINE_TIMEOUT_MS)
     assert "not a photosift model folder" in dlg.message.text() and "missing" in dlg.message.text()
+
+
+def test_naflex_patch_budget_is_chosen_in_the_model_manager(qtbot, make_window, data_dir, tmp_path):
+    """A NaFlex model shows a 'patches per photo' choice; choosing saves it in the engine."""
+    import pytest
+
+    pytest.importorskip("transformers", reason="building a NaFlex model needs the training extra")
+    from engine.hub import import_model_folder
+    from engine.settings import Settings
+    from training.export_naflex import export_siglip2_naflex
+    from training.tiny_naflex import build_tiny_naflex
+
+    tiny = build_tiny_naflex(tmp_path / "tiny")
+    folder = tmp_path / "export" / "tiny-naflex"
+    export_siglip2_naflex(tiny.model, tiny.spec, tiny.tokenizer_json, folder)
+    key = import_model_folder(folder, Settings(data_dir=data_dir)).key
+
+    win = make_window()
+    dlg = win.open_models()
+    qtbot.waitUntil(lambda: key in _keys(dlg), timeout=ENGINE_TIMEOUT_MS)
+    _select(dlg, DEMO_MODEL)
+    assert not dlg.patches.isVisibleTo(dlg)  # not a NaFlex model: no such choice
+    _select(dlg, key)
+    assert dlg.patches.isVisibleTo(dlg)
+    choices = [dlg.patches.itemData(i) for i in range(dlg.patches.count())]
+    assert 576 in choices and dlg.patches.currentData() == tiny.spec.preprocess.max_patches
+    dlg.patches.setCurrentIndex(dlg.patches.findData(576))
+    dlg.patches.activated.emit(dlg.patches.currentIndex())
+
+    def budget():
+        return next(m for m in dlg.models if m["key"] == key).get("max_patches")
+
+    qtbot.waitUntil(lambda: budget() == 576, timeout=ENGINE_TIMEOUT_MS)
+    _select(dlg, key)
+    assert dlg.patches.currentData() == 576

@@ -223,3 +223,42 @@ def test_exported_folder_imports_like_any_model_folder(folder, tmp_path):
     spec = import_model_folder(folder, settings)  # runs both towers once (NaFlex: a 2:1 photo)
     assert spec.preprocess.resize_mode == "naflex"
     assert (settings.models_dir / spec.key / "image.onnx").is_file()
+
+
+def test_patch_budget_is_chosen_through_the_engine_and_re_embeds_into_its_own_space(folder, tmp_path):
+    """set_max_patches on the active NaFlex model: the library is re-embedded into the new
+    budget's image space (never mixed with the old one); bad requests are refused clearly."""
+    from engine.client import EngineClient, EngineError
+    from engine.hub import import_model_folder
+    from tests.helpers import make_photos, wait_for
+
+    data = tmp_path / "data"
+    key = import_model_folder(folder, Settings(data_dir=data)).key
+    photos = make_photos(tmp_path / "photos", 5)
+    done: list[dict] = []
+    c = EngineClient(data_dir=data, model=key,
+                     on_event=lambda e: e["event"] == "job_done" and done.append(e))  # fmt: skip
+    c.start(timeout=60)
+    try:
+        c.request("add_folder", {"path": str(photos[0].parent)}, timeout=60)
+        wait_for(lambda: c.request("status")["vectors"].get(key) == 5, "first indexing", 120)
+        info = c.request("models_list")["models"]
+        (mine,) = [m for m in info if m["key"] == key]
+        assert mine["max_patches"] == 64 and 256 in mine["max_patches_choices"]
+
+        with pytest.raises(EngineError, match="one of"):
+            c.request("set_max_patches", {"key": key, "max_patches": 100})
+        with pytest.raises(EngineError, match="not a NaFlex model"):
+            c.request("set_max_patches", {"key": "photosift-demo", "max_patches": 256})
+
+        n = len(done)
+        c.request("set_max_patches", {"key": key, "max_patches": 256}, timeout=60)
+        wait_for(lambda: c.request("status")["vectors"].get(f"{key}@256") == 5, "re-embedding", 120)
+        assert c.request("status")["vectors"][key] == 5  # the old budget's vectors are kept apart
+        assert len(done) > n
+        (mine,) = [m for m in c.request("models_list")["models"] if m["key"] == key]
+        assert mine["max_patches"] == 256
+        hits = c.request("search", {"text": "a photo"})["hits"]
+        assert len(hits) == 5
+    finally:
+        c.close()
