@@ -33,6 +33,15 @@ from .registry import MODEL_FILE, ModelSpec, load_spec
 from .settings import Settings
 
 CHILD_MODULE = "training.finetune_job"
+FROZEN_ROLE = "--train-job"  # packaging/photosift_entry.py: the frozen bundle's training child
+
+
+def child_command(python: str | None = None) -> list[str]:
+    """How to start the training child: ``python -m training.finetune_job`` from source; the
+    installed app's own executable in its training role when frozen (no ``-m`` there)."""
+    if python is None and getattr(sys, "frozen", False):
+        return [sys.executable, FROZEN_ROLE]
+    return [python or sys.executable, "-m", CHILD_MODULE]
 
 
 class TrainingFailed(PhotosiftError):
@@ -94,7 +103,7 @@ def train(
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir = runs_dir(settings) / run_id
     run_dir.mkdir(parents=True)
-    cmd = [python or sys.executable, "-m", CHILD_MODULE, "--data-dir", str(settings.data_dir),
+    cmd = [*child_command(python), "--data-dir", str(settings.data_dir),
            "--out", str(run_dir), *req.argv()]  # fmt: skip
     done: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
