@@ -30,6 +30,22 @@ FORMAT_VERSION = 1
 DEFAULT_EXACT_THRESHOLD = 20_000
 
 
+def hnsw_bytes_per_vector(dim: int, m: int, threads: int = 1) -> float:
+    """Memory hnswlib holds per stored vector (at capacity == count), from its layout.
+
+    From hnswalg.h: each element's level-0 record (float32 vector, 2*M neighbour ids and a
+    count, its 8-byte label), a link-list pointer, its level (int), a std::mutex (40 bytes
+    on glibc), an unordered_map label->id entry (~24-byte node rounded up by malloc, plus
+    a bucket pointer), upper-level link lists for the 1/M of elements that have them
+    (expected 1/(M-1) levels of M ids + count, plus malloc overhead), and one 2-byte
+    visited mark per element for every thread that searches.
+    """
+    level0 = dim * 4 + 2 * m * 4 + 4 + 8
+    per_element = 8 + 4 + 40 + (32 + 8)
+    upper = (m * 4 + 4) / (m - 1) + 16 / m
+    return level0 + per_element + upper + 2 * threads
+
+
 def _file_digest(path: Path) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
@@ -82,6 +98,10 @@ class AnnIndex:
             if self._hnsw is not None:
                 return self._hnsw.get_current_count() - len(self._deleted)
             return len(self._ids)
+
+    def ef_for(self, k: int) -> int:
+        """ef_search for a top-k query (hnswlib needs ef >= k)."""
+        return max(self.ef_search, k)
 
     @property
     def mode(self) -> str:
@@ -189,7 +209,7 @@ class AnnIndex:
             if not live:
                 return []
             k_eff = min(k, live)
-            self._hnsw.set_ef(max(self.ef_search, k_eff))
+            self._hnsw.set_ef(self.ef_for(k_eff))
             flt: Callable[[int], bool] | None = (lambda i: i in allowed) if allowed is not None else None
             try:
                 labels, dists = self._hnsw.knn_query(q, k=k_eff, filter=flt)
