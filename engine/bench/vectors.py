@@ -113,7 +113,8 @@ def twonn_dimension(x: np.ndarray, sample: int = 2000, base: int = 100_000, seed
     """Intrinsic dimension by TwoNN (Facco et al. 2017): ratios of 2nd to 1st NN distance.
 
     For points on a d-dimensional manifold mu = r2/r1 follows a Pareto law with index d,
-    so d = (N - 1) / sum(log mu) (the maximum-likelihood form). Exact neighbours of
+    so d = (N - 1) / sum(log mu) (the maximum-likelihood form). `x` holds unit vectors
+    (distances come from cosines). Exact neighbours of
     `sample` points among the first `base` points; exact duplicates are dropped.
     """
     rng = np.random.default_rng(seed)
@@ -142,7 +143,7 @@ def describe(x: np.ndarray, sample: int = 5000, seed: int = 0) -> dict:
     var = np.linalg.svd(centred, compute_uv=False) ** 2
     var /= var.sum()
     return dict(
-        twonn_dim=round(twonn_dimension(x, seed=seed), 1),
+        twonn_dim=round(twonn_dimension(x, sample=min(sample, 2000), seed=seed), 1),
         mean_cosine=round(float(off.mean()), 3),
         top10_variance=round(float(var[:10].sum()), 3),
         top50_variance=round(float(var[:50].sum()), 3),
