@@ -111,13 +111,10 @@ class Indexer:
     ):
         self.db, self.model, self.space_id, self.ann = db, model, space_id, ann
         self.batch_size = batch_size
-        # The encoder wants most of the CPU, and one or two decoders keep up with it in
-        # steady state (a full window blocks them, handing the cores back). But never
-        # fewer than two: until the first batch is full the encoder has nothing to do,
-        # and on two cores one decoder would leave a core idle for that whole time (16
-        # photos at ~40 ms of decode CPU each: ~0.65 s instead of ~0.33 s, against ~7 s
-        # of encoding for the 111 benchmark photos; see engine/bench/pipeline.py).
-        self.workers = workers or max(2, min(4, (os.cpu_count() or 2) - 1))
+        # On few cores the encoder wants most of the CPU; one or two decoders keep up with it.
+        # (Two decoders on two cores would fill the first batch sooner, but measured with
+        # engine/bench/pipeline.py they cost the encoder more CPU than they saved.)
+        self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         self.window = window or max(2 * batch_size, 4 * self.workers)
         self.max_pixels = max_pixels
 
