@@ -112,8 +112,8 @@ class Indexer:
         self.db, self.model, self.space_id, self.ann = db, model, space_id, ann
         self.batch_size = batch_size
         # On few cores the encoder wants most of the CPU; one or two decoders keep up with it.
-        # (Two decoders on two cores would fill the first batch sooner, but measured with
-        # engine/bench/pipeline.py they cost the encoder more CPU than they saved.)
+        # (Two decoders on two cores fill the first batch sooner, but in engine/bench/pipeline.py
+        # runs on the shared build machine they slowed the encoder more than that saved.)
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         self.window = window or max(2 * batch_size, 4 * self.workers)
         self.max_pixels = max_pixels
