@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -28,6 +29,22 @@ from .db import LibraryDB
 
 FORMAT_VERSION = 1
 DEFAULT_EXACT_THRESHOLD = 20_000
+
+
+def hnsw_bytes_per_vector(dim: int, m: int, threads: int = 1) -> float:
+    """Memory hnswlib holds per stored vector (at capacity == count), from its layout.
+
+    From hnswalg.h: each element's level-0 record (float32 vector, 2*M neighbour ids and a
+    count, its 8-byte label), a link-list pointer, its level (int), a std::mutex (40 bytes
+    on glibc), an unordered_map label->id entry (~24-byte node rounded up by malloc, plus
+    a bucket pointer), upper-level link lists for the 1/M of elements that have them
+    (expected 1/(M-1) levels of M ids + count, plus malloc overhead), and one 2-byte
+    visited mark per element for every thread that searches.
+    """
+    level0 = dim * 4 + 2 * m * 4 + 4 + 8
+    per_element = 8 + 4 + 40 + (32 + 8)
+    upper = (m * 4 + 4) / (m - 1) + 16 / m
+    return level0 + per_element + upper + 2 * threads
 
 
 def _file_digest(path: Path) -> str:
@@ -82,6 +99,22 @@ class AnnIndex:
             if self._hnsw is not None:
                 return self._hnsw.get_current_count() - len(self._deleted)
             return len(self._ids)
+
+    def ef_for(self, k: int, n: int | None = None) -> int:
+        """The ef hnswlib searches with for a top-`k` query over `n` (default: all) vectors.
+
+        hnswlib needs ef >= k, and recall at ef == k is poor, so large k gets 2k. Below
+        that, ``ef_search``: on CLIP-like vectors (engine/bench/query.py, M=16) recall@10
+        at 100k vectors is 0.97 at ef 32, 0.99 at 64 and 0.998 at 128; at 1M (a graph built
+        with ef_construction 64, weaker than the default) 0.947 at 64, 0.975 at 128 and
+        0.985 at 256. Recall falls slowly with size, so beyond a million vectors ef grows
+        with log10(n) (x2 at ten million). Search takes about half a millisecond at ef 128,
+        small beside the text encoder.
+        """
+        if n is None:
+            n = len(self)
+        scale = 1.0 + math.log10(n / 1e6) if n > 1_000_000 else 1.0
+        return max(int(math.ceil(self.ef_search * scale)), 2 * k, 1)
 
     @property
     def mode(self) -> str:
@@ -189,7 +222,7 @@ class AnnIndex:
             if not live:
                 return []
             k_eff = min(k, live)
-            self._hnsw.set_ef(max(self.ef_search, k_eff))
+            self._hnsw.set_ef(self.ef_for(k_eff, live))
             flt: Callable[[int], bool] | None = (lambda i: i in allowed) if allowed is not None else None
             try:
                 labels, dists = self._hnsw.knn_query(q, k=k_eff, filter=flt)

@@ -54,6 +54,11 @@ class IndexReport:
     cancelled: bool = False
     elapsed_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    # Where the consumer thread's time went: running the encoder, waiting for the decode
+    # pool, committing to SQLite + the ANN. wait_s is what decoding failed to hide.
+    encode_s: float = 0.0
+    wait_s: float = 0.0
+    commit_s: float = 0.0
 
 
 @dataclass
@@ -109,6 +114,8 @@ class Indexer:
         self.on_commit = on_commit  # (image ids, vectors) of each committed batch: tagging
         self.batch_size = batch_size
         # On few cores the encoder wants most of the CPU; one or two decoders keep up with it.
+        # (Two decoders on two cores fill the first batch sooner, but in engine/bench/pipeline.py
+        # runs on the shared build machine they slowed the encoder more than that saved.)
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         self.window = window or max(2 * batch_size, 4 * self.workers)
         self.max_pixels = max_pixels
@@ -166,9 +173,13 @@ class Indexer:
                     here.add(d.hash)
             if fresh:
                 pixels = [d.pixels for d in fresh]  # NaFlex models: variable-length sequences
+                t = time.perf_counter()
                 vecs = self.model.encode_images(
                     np.stack(pixels) if isinstance(pixels[0], np.ndarray) else pixels
                 )
+                report.encode_s += time.perf_counter() - t
+            t = time.perf_counter()
+            if fresh:
                 for d, v in zip(fresh, vecs, strict=True):
                     photos.append(NewPhoto(d.task.path, d.task.folder_id, d.task.size,
                                            d.task.mtime_ns, d.hash, d.meta, v))  # fmt: skip
@@ -190,6 +201,7 @@ class Indexer:
                 self.on_commit(np.array([a[0] for a in added]), np.stack([a[1] for a in added]))
             with lock:
                 known.update(d.hash for d in batch)
+            report.commit_s += time.perf_counter() - t
             report.embedded += len(fresh)
             report.reused += len(copies) + sum(isinstance(s, _Known) for s in side)
             report.failed += len(failures)
@@ -219,7 +231,9 @@ class Indexer:
                         break
                     while pause is not None and pause.is_set() and not (cancel and cancel.is_set()):
                         time.sleep(0.05)
+                    t = time.perf_counter()
                     item = pending.popleft().result()
+                    report.wait_s += time.perf_counter() - t
                     nxt = next(it, None)
                     if nxt is not None:
                         pending.append(pool.submit(self._prepare, nxt, known, lock))

@@ -13,6 +13,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default="100000,1000000", help="query bench: stored vector counts")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument(
+        "--kinds", default="clip_like,uniform", help="query bench: synthetic vector kinds"
+    )
+    p.add_argument("--index-cache", help="query bench: keep built indexes here and reuse them")
+    p.add_argument("--m", type=int, help="query bench: HNSW M (default: engine.ann's)")
+    p.add_argument(
+        "--ef-construction",
+        type=int,
+        help="query bench: HNSW ef_construction (default: engine.ann's)",
+    )
 
 
 def main(args) -> int:
