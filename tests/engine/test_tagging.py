@@ -17,6 +17,7 @@ from app.sampledata import world_photos
 from engine import tagstore as S
 from engine.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
 from engine.library import DEMO_MODEL, Library
+from engine.errors import QueryError
 from engine.search import Filters, Query
 from engine.settings import Settings
 from engine.tagging import Tagger, confirmed_examples, label_texts
@@ -266,3 +267,31 @@ def test_failed_migration_leaves_v1_untouched(tmp_path, monkeypatch):
     assert c.execute("SELECT value FROM meta").fetchone()[0] == "1"
     assert c.execute("SELECT name FROM sqlite_master WHERE name='vocabularies'").fetchone() is None
     assert c.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1
+
+
+def test_browse_by_tag_without_text(lib):
+    """Tags alone are a search: the photos carrying them, confirmed first, then by the first tag's score."""
+    S.create(lib.db, colour_vocab("b"))
+    tg = lib.tagger()
+    tg.run("b")
+    red = effective(lib, tg, "b", "red")
+    hits = lib.search(Query(k=500, filters=Filters(tags=[("b", "red")])))
+    assert {h.image_id for h in hits} == red and red
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    ranked = {d["image_id"]: d["score"] for d in tg.photos("b", "red", k=500)[0]}
+    assert all(abs(h.score - ranked[h.image_id]) < 1e-5 for h in hits)
+    assert hits[0].path and hits[0].info["path"] == hits[0].path
+    # a confirmed photo comes first, whatever its score
+    low = hits[-1].image_id
+    tg.answer("b", "red", [low], "confirmed")
+    again = lib.search(Query(k=500, filters=Filters(tags=[("b", "red")])))
+    assert again[0].image_id == low
+    # other filters and the k limit apply; two tags are "all of them"
+    assert len(lib.search(Query(k=2, filters=Filters(tags=[("b", "red")])))) == 2
+    both = lib.search(Query(k=500, filters=Filters(tags=[("b", "red"), ("b", "blue")])))
+    assert {h.image_id for h in both} == effective(lib, tg, "b", "red") & effective(lib, tg, "b", "blue")
+    assert lib.search(Query(k=500, filters=Filters(tags=[("b", "red")], exts=["png"]))) == []
+    with pytest.raises(QueryError):  # no tags and no text: still refused
+        lib.search(Query(k=5))
+    S.delete(lib.db, "b")
