@@ -121,7 +121,8 @@ vector (no decoding, no re-embedding); a photo carries a label when the probabil
 the label's threshold, or when the user confirmed it, and never when the user rejected it.
 ``vocab_create``/``vocab_update``/``vocab_import`` re-tag the library before replying.
 ``tag_threshold`` with ``"preview": true`` only reports which photos would enter and leave
-(for a slider being dragged); without it the threshold is saved (``threshold: null`` goes
+(for a slider being dragged), with the moved photos as hits (``entered_hits``/``left_hits``,
+capped, best first, and ``entered_total``/``left_total``); without it the threshold is saved (``threshold: null`` goes
 back to the calibrated/default one). ``tag_answer`` records confirmations/rejections
 (``state: "none"`` forgets them), which recalibrate the label's threshold and refine the
 label with the confirmed photos' vectors. ``search`` takes ``filters.tags``: only photos
@@ -654,6 +655,12 @@ class TagThresholdResult(TypedDict):
     entered: list[int]  # image ids that gain the tag
     left: list[int]  # image ids that lose it
     tagged: int  # photos carrying the label at this threshold
+    # preview only: the moved photos themselves, best score first, at most 500 a side
+    # (engine.tagbrowse.PREVIEW_HITS), with how many moved in all
+    entered_hits: NotRequired[list["TagHit"]]
+    left_hits: NotRequired[list["TagHit"]]
+    entered_total: NotRequired[int]
+    left_total: NotRequired[int]
 
 
 class TagAnswerParams(TypedDict):

@@ -596,6 +596,13 @@ class Tagger:
             conf, rej = S.answers(self.db, [sl.id])[sl.id]
             after = (set((keys & 0xFFFFFFFF).tolist()) - set(rej)) | set(conf)
             lp = plan.labels[j]
+            from .tagbrowse import moved_hits
+
+            entered, left = sorted(after - before), sorted(before - after)
+            return dict(threshold=round(lp.threshold, 6), threshold_source=lp.source, entered=entered,
+                        left=left, tagged=len(after), entered_total=len(entered), left_total=len(left),
+                        entered_hits=moved_hits(self.db, self, plan, j, entered, "none"),
+                        left_hits=moved_hits(self.db, self, plan, j, left, "auto"))  # fmt: skip
         else:
             S.set_threshold(self.db, self.model_id, sl.id, user=threshold)
             self.run(sv.name, labels=[sl.label.name])

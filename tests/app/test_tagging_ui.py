@@ -57,9 +57,17 @@ def test_vocabulary_from_the_editor_counts_and_browse_by_tag(qtbot, window, phot
         lambda: [_count(window, c) for c in COLOURS] == ["6"] * 4, timeout=ENGINE_TIMEOUT_MS
     )
     # clicking "red" shows exactly the red photos, with nothing typed
+    sent: list[dict] = []
+    window.searchSent.connect(sent.append)
     _click_label(qtbot, window, "red")
     names = _names(window)
     assert len(names) == 6 and all(n.startswith("red-") for n in names), names
+    # nothing typed: the engine browses the tag itself (no label prompt sent as the query)
+    assert sent[-1]["text"] == "" and sent[-1]["filters"]["tags"] == [
+        {"vocab": "colours", "label": "red"}
+    ]
+    scores = [h["score"] for h in window.model_.hits]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
     assert window.tag_chip.isVisible() and "red" in window.tag_chip_label.text()
     assert window.filters()["tags"] == [{"vocab": "colours", "label": "red"}]
     # combined with a text query: red photos only, circles first
@@ -185,9 +193,12 @@ def test_threshold_slider_previews_and_saves(qtbot, window, photos):
     assert box.isVisibleTo(window) and "red" in box.title()
     start = box.slider.value()
     assert abs(from_slider(start) - window.catalog.label("colours", "red")["threshold"]) < 0.01
-    qtbot.waitUntil(
-        lambda: len(box._hits) == 24, timeout=ENGINE_TIMEOUT_MS
-    )  # the label's photos, at hand
+    calls: list[str] = []  # the preview carries its photos: no tag_photos round trips
+    real_call = window.bridge.call
+    window.bridge.call = lambda method, *a, **kw: (
+        calls.append(method),
+        real_call(method, *a, **kw),
+    )[1]
 
     # dragging down: photos would enter, and the grid shows them at once; nothing is saved
     box.slider.setSliderDown(True)
@@ -197,6 +208,8 @@ def test_threshold_slider_previews_and_saves(qtbot, window, photos):
     assert entered and box.last_preview["left"] == []
     assert "would enter" in box.change_label.text()
     assert window.model_.rowCount() == len(entered)
+    assert {h["image_id"] for h in window.model_.hits} == set(entered)
+    assert "tag_photos" not in calls and "tag_threshold" in calls
     assert not any(n.startswith("red-") for n in _names(window)), "only photos not tagged red yet"
     assert _count(window, "red") == "6"
     # further down: more would enter (the preview follows the slider)

@@ -148,6 +148,24 @@ def test_threshold_preview_matches_saving(lib):
     )
     low = tg.threshold_change("th", "blue", 0.001)
     assert set(low["entered"]) >= set(saved["left"])
+    # a preview carries the moved photos themselves, so the app needs no second query
+    pv = tg.threshold_change("th", "blue", 0.001, preview=True)
+    assert pv["entered"] == [] and pv["left"] == [] and pv["entered_hits"] == []
+    pv = tg.threshold_change("th", "blue", 0.99, preview=True)
+    assert pv["left_total"] == len(pv["left"]) > 0 and pv["entered_total"] == 0
+    assert [h["image_id"] for h in pv["left_hits"]] == sorted(
+        pv["left"], key=lambda i: -next(h["score"] for h in pv["left_hits"] if h["image_id"] == i)
+    )
+    scores = {d["image_id"]: d["score"] for d in tg.photos("th", "blue", k=500)[0]}
+    for h in pv["left_hits"]:
+        assert h["state"] == "auto" and h["online"] and h["path"].endswith(".jpg")
+        assert abs(h["score"] - scores[h["image_id"]]) < 1e-5 and h["score"] < 0.99
+    from engine import tagbrowse
+
+    capped = tagbrowse.moved_hits(
+        lib.db, tg, tg.plan(S.load(lib.db, "th")), 1, pv["left"], "auto", cap=2
+    )
+    assert [h["image_id"] for h in capped] == [h["image_id"] for h in pv["left_hits"][:2]]
     back = tg.threshold_change("th", "blue", None)
     assert back["threshold_source"] == "default" and effective(lib, tg, "th", "blue") == before
     with pytest.raises(VocabularyError):
@@ -290,7 +308,9 @@ def test_browse_by_tag_without_text(lib):
     # other filters and the k limit apply; two tags are "all of them"
     assert len(lib.search(Query(k=2, filters=Filters(tags=[("b", "red")])))) == 2
     both = lib.search(Query(k=500, filters=Filters(tags=[("b", "red"), ("b", "blue")])))
-    assert {h.image_id for h in both} == effective(lib, tg, "b", "red") & effective(lib, tg, "b", "blue")
+    assert {h.image_id for h in both} == effective(lib, tg, "b", "red") & effective(
+        lib, tg, "b", "blue"
+    )
     assert lib.search(Query(k=500, filters=Filters(tags=[("b", "red")], exts=["png"]))) == []
     with pytest.raises(QueryError):  # no tags and no text: still refused
         lib.search(Query(k=5))
