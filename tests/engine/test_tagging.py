@@ -16,8 +16,8 @@ import pytest
 from app.sampledata import world_photos
 from engine import tagstore as S
 from engine.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
-from engine.library import DEMO_MODEL, Library
 from engine.errors import QueryError
+from engine.library import DEMO_MODEL, Library
 from engine.search import Filters, Query
 from engine.settings import Settings
 from engine.tagging import Tagger, confirmed_examples, label_texts
