@@ -165,12 +165,13 @@ class Searcher:
             allowed = tagged if allowed is None else allowed & tagged
             if not allowed:
                 return []
-        if browse:  # tags alone: the photos carrying them, by the first tag's score (engine.tagbrowse)
+        n = q.k + 16 + q.k // 4
+        if browse:  # tags alone: the photos carrying them, by the first tag's score
             from .tagbrowse import browse as browse_tags
 
-            raw = browse_tags(self.db, self.model, self.space_id, q.filters.tags[0], allowed, q.k + 16 + q.k // 4)
+            raw = browse_tags(self.db, self.model, self.space_id, q.filters.tags[0], allowed, n)
         else:  # over-fetch a little: the ANN may still hold photos whose files just went away
-            raw = self.ann.search(vec, q.k + 16 + q.k // 4, allowed)
+            raw = self.ann.search(vec, n, allowed)
         info = self.db.describe_images([i for i, _ in raw])
         hits = [Hit(i, s, info[i]["path"], info[i]["online"], info[i]) for i, s in raw if i in info]
         return hits[: q.k]
