@@ -126,7 +126,10 @@ capped, best first, and ``entered_total``/``left_total``); without it the thresh
 back to the calibrated/default one). ``tag_answer`` records confirmations/rejections
 (``state: "none"`` forgets them), which recalibrate the label's threshold and refine the
 label with the confirmed photos' vectors. ``search`` takes ``filters.tags``: only photos
-carrying every listed tag. A label is named by vocabulary and label name (``TagRef``).
+carrying every listed tag; with tags and no text or examples it browses them (the photos
+carrying the tags, confirmed for the first tag first, then by the first tag's probability
+as ``score``). A vocabulary with ``auto: false`` (the ``Keywords`` one that keyword import
+makes) gets no automatic tags: only confirmed answers carry its labels. A label is named by vocabulary and label name (``TagRef``).
 
 ``train_start`` fine-tunes the text side of a model (SigLIT: the image tower and every stored
 image vector stay as they are) on a tag vocabulary's confirmed tags or on a folder with one
@@ -575,6 +578,7 @@ class VocabSummary(TypedDict):
     templates: list[str]
     threshold: float | None  # the vocabulary's default threshold (null: the model family's)
     updated_at: float
+    auto: bool  # false: its labels are carried only by confirmed answers (no automatic tags)
 
 
 class VocabInfo(VocabSummary):
@@ -597,6 +601,7 @@ class VocabCreateParams(TypedDict):
     templates: NotRequired[list[str]]  # each holds "{}" once; default: the built-in ensemble
     threshold: NotRequired[float | None]
     starter: NotRequired[str]  # copy this starter vocabulary (labels, templates)
+    auto: NotRequired[bool]  # default true; false: no automatic tags, only confirmed answers
 
 
 class VocabUpdateParams(TypedDict):
@@ -608,6 +613,7 @@ class VocabUpdateParams(TypedDict):
     edit: NotRequired[list[LabelSpec]]  # replace synonyms/prompts/threshold of existing labels
     templates: NotRequired[list[str]]
     threshold: NotRequired[float | None]
+    auto: NotRequired[bool]  # tag photos automatically (absent: unchanged)
 
 
 class VocabImportParams(TypedDict):

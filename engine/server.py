@@ -896,7 +896,8 @@ class Engine:
     def m_vocab_get(self, name: str) -> dict:
         return dict(vocab=self._tagger().vocab_info(name))
 
-    def m_vocab_create(self, name: str, labels=(), templates=None, threshold=None, starter=None) -> dict:
+    def m_vocab_create(self, name: str, labels=(), templates=None, threshold=None, starter=None,
+                       auto: bool = True) -> dict:  # fmt: skip
         from . import tagstore
         from .vocab import load_starter, make_vocabulary
 
@@ -905,12 +906,12 @@ class Engine:
             labels = [*[lab.to_json() for lab in base.labels], *labels]
             templates = templates if templates is not None else list(base.templates)
             threshold = threshold if threshold is not None else base.threshold
-        vocab = make_vocabulary(name, list(labels), templates=templates, threshold=threshold)
+        vocab = make_vocabulary(name, list(labels), templates=templates, threshold=threshold, auto=auto)
         tagstore.create(self.library().db, vocab)
         return self._vocab_changed(vocab.name)
 
     def m_vocab_update(self, name: str, rename=None, add=(), remove=(), rename_labels=None, edit=(),
-                       templates=None, threshold=...) -> dict:  # fmt: skip
+                       templates=None, threshold=..., auto=None) -> dict:  # fmt: skip
         from . import tagstore
         from .vocab import check_templates, make_label
 
@@ -919,6 +920,7 @@ class Engine:
             add=[make_label(a, f"add[{i}]") for i, a in enumerate(add)], remove=list(remove),
             rename_labels=rename_labels, edit=[make_label(e, f"edit[{i}]") for i, e in enumerate(edit)],
             templates=None if templates is None else check_templates(templates), threshold=threshold,
+            auto=auto,
         )  # fmt: skip
         return self._vocab_changed(sv.name)
 

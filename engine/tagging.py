@@ -252,6 +252,7 @@ class Plan:
     t: np.ndarray  # [L, d] label text vectors
     thr: np.ndarray  # [L] logit thresholds
     default: float
+    auto: bool = True  # False: no automatic tags, only confirmed answers carry its labels
 
     def logits(self, scoring: Scoring, x: np.ndarray) -> np.ndarray:
         z = scoring.logits(x, self.t)
@@ -385,7 +386,7 @@ class Tagger:
                 thr, src = default, "default"
             labels.append(LabelPlan(sl.id, sl.label.name, float(thr), src, cache))
         thr = np.array([logit(lp.threshold) for lp in labels], np.float32)
-        return Plan(sv.id, sv.name, sv.version, labels, t, thr, float(default))
+        return Plan(sv.id, sv.name, sv.version, labels, t, thr, float(default), sv.vocab.auto)
 
     def prior_threshold(self, sv: S.StoredVocab, label: Label) -> float:
         if label.threshold is not None:
@@ -439,6 +440,8 @@ class Tagger:
         self, plan: Plan, ids: np.ndarray, x: np.ndarray, cols: list[int] | None = None
     ) -> np.ndarray:
         """Keys (label_id << 32 | image_id) of every (label, photo) at or over the threshold."""
+        if not plan.auto:  # answers alone carry its labels: nothing is automatic
+            return np.zeros(0, np.int64)
         sub = plan if cols is None else _subplan(plan, cols)
         sc = self.scoring
         lids = np.array([lp.id for lp in sub.labels], np.int64)
@@ -755,7 +758,7 @@ class Tagger:
 
 def vocab_summary(sv: S.StoredVocab) -> dict:
     return dict(name=sv.name, labels=len(sv.labels), templates=list(sv.vocab.templates),
-                threshold=sv.vocab.threshold, updated_at=sv.updated_at)  # fmt: skip
+                threshold=sv.vocab.threshold, updated_at=sv.updated_at, auto=sv.vocab.auto)  # fmt: skip
 
 
 def _stack(vecs: dict[int, np.ndarray], ids: list[int], d: int) -> np.ndarray:
@@ -764,7 +767,7 @@ def _stack(vecs: dict[int, np.ndarray], ids: list[int], d: int) -> np.ndarray:
 
 def _subplan(plan: Plan, cols: list[int]) -> Plan:
     return Plan(plan.vocab_id, plan.vocab, plan.version, [plan.labels[c] for c in cols], plan.t[cols],
-                plan.thr[cols], plan.default)  # fmt: skip
+                plan.thr[cols], plan.default, plan.auto)  # fmt: skip
 
 
 def _current_name(db, vocab_id: int) -> str | None:

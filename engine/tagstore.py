@@ -1,6 +1,6 @@
 """Vocabularies, answers, thresholds and automatic tags in the library database.
 
-The tables are made by schema version 2 (engine.db). Here is only SQL: what a label's
+The tables are made by schema versions 2 and 3 (engine.db). Here is only SQL: what a label's
 vector or probability is, is engine.tagging's business.
 
 * Answers (confirmed/rejected) are keyed by the photo's content hash, so they outlive
@@ -76,10 +76,10 @@ def vocab_names(db) -> list[str]:
 
 def _vocab_row(db, name: str):
     c = _conn(db)
-    row = c.execute("SELECT id, name, description, templates, threshold, version, updated_at "
+    row = c.execute("SELECT id, name, description, templates, threshold, version, updated_at, auto "
                     "FROM vocabularies WHERE name=?", (name,)).fetchone()  # fmt: skip
     if row is None:  # forgiving about case: "Animals" finds "animals" when there is only one
-        rows = c.execute("SELECT id, name, description, templates, threshold, version, updated_at "
+        rows = c.execute("SELECT id, name, description, templates, threshold, version, updated_at, auto "
                          "FROM vocabularies WHERE name=? COLLATE NOCASE", (name,)).fetchall()  # fmt: skip
         row = rows[0] if len(rows) == 1 else None
     return row
@@ -90,7 +90,7 @@ def load(db, name: str) -> StoredVocab:
     row = _vocab_row(db, name)
     if row is None:
         raise VocabularyError(f"no vocabulary named {name!r}")
-    vid, vname, desc, templates, threshold, version, updated = row
+    vid, vname, desc, templates, threshold, version, updated, auto = row
     labels = []
     for lid, lname, syn, prompts, lthr, pos in _conn(db).execute(
         "SELECT id, name, synonyms, prompts, threshold, position FROM labels WHERE vocab_id=? "
@@ -101,9 +101,8 @@ def load(db, name: str) -> StoredVocab:
                 lid, Label(lname, tuple(json.loads(syn)), tuple(json.loads(prompts)), lthr), pos
             )
         )
-    vocab = Vocabulary(
-        vname, tuple(sl.label for sl in labels), tuple(json.loads(templates)), threshold, desc
-    )
+    vocab = Vocabulary(vname, tuple(sl.label for sl in labels), tuple(json.loads(templates)),
+                       threshold, desc, bool(auto))  # fmt: skip
     return StoredVocab(vid, vocab, version, updated, labels)
 
 
@@ -123,10 +122,10 @@ def create(db, vocab: Vocabulary, *, replace: bool = False) -> StoredVocab:
             # Replacing keeps the answers of labels that are still there (matched by name).
             return _replace_labels(db, row[0], vocab, now)
         cur = c.execute(
-            "INSERT INTO vocabularies(name, description, templates, threshold, created_at, updated_at) "
-            "VALUES(?,?,?,?,?,?)",
+            "INSERT INTO vocabularies(name, description, templates, threshold, created_at, updated_at, auto) "
+            "VALUES(?,?,?,?,?,?,?)",
             (vocab.name, vocab.description, json.dumps(list(vocab.templates), ensure_ascii=False),
-             vocab.threshold, now, now),
+             vocab.threshold, now, now, int(vocab.auto)),
         )  # fmt: skip
         _insert_labels(c, cur.lastrowid, list(vocab.labels), 0)
         return load(db, vocab.name)
@@ -144,8 +143,10 @@ def _insert_labels(c, vocab_id: int, labels: list[Label], start: int) -> None:
 def _replace_labels(db, vocab_id: int, vocab: Vocabulary, now: float) -> StoredVocab:
     c = _conn(db)
     c.execute(
-        "UPDATE vocabularies SET description=?, templates=?, threshold=?, updated_at=?, version=version+1 WHERE id=?",
-        (vocab.description, json.dumps(list(vocab.templates), ensure_ascii=False), vocab.threshold, now, vocab_id),
+        "UPDATE vocabularies SET description=?, templates=?, threshold=?, updated_at=?, auto=?, version=version+1 "
+        "WHERE id=?",
+        (vocab.description, json.dumps(list(vocab.templates), ensure_ascii=False), vocab.threshold, now,
+         int(vocab.auto), vocab_id),
     )  # fmt: skip
     old = {
         r[1]: r[0] for r in c.execute("SELECT id, key FROM labels WHERE vocab_id=?", (vocab_id,))
@@ -181,8 +182,11 @@ def update(
     edit: list[Label] = (),
     templates: tuple[str, ...] | None = None,
     threshold: float | None | type[...] = ...,
+    auto: bool | None = None,
 ) -> StoredVocab:
-    """Edit a vocabulary in one transaction. Renamed labels keep their answers and thresholds."""
+    """Edit a vocabulary in one transaction. Renamed labels keep their answers and thresholds.
+
+    `auto` None leaves the vocabulary's automatic tagging setting as it is."""
     with _tx(db):
         sv = load(db, name)
         c = _conn(db)
@@ -222,6 +226,7 @@ def update(
             templates=list(templates) if templates is not None else list(sv.vocab.templates),
             threshold=sv.vocab.threshold if threshold is ... else threshold,
             description=sv.vocab.description, where=f"vocabulary {sv.name!r}",
+            auto=sv.vocab.auto if auto is None else auto,
         )  # fmt: skip
         if checked.name != sv.name:
             taken = c.execute(
@@ -230,9 +235,10 @@ def update(
             if taken:
                 raise VocabularyError(f"there is already a vocabulary named {checked.name!r}")
         c.execute(
-            "UPDATE vocabularies SET name=?, templates=?, threshold=?, updated_at=?, version=version+1 WHERE id=?",
+            "UPDATE vocabularies SET name=?, templates=?, threshold=?, updated_at=?, auto=?, version=version+1 "
+            "WHERE id=?",
             (checked.name, json.dumps(list(checked.templates), ensure_ascii=False), checked.threshold,
-             time.time(), sv.id),
+             time.time(), int(checked.auto), sv.id),
         )  # fmt: skip
         keep = {i for i in new_ids if i is not None}
         c.executemany("DELETE FROM labels WHERE id=?", ((i,) for i in ids if i not in keep))

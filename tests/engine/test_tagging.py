@@ -253,7 +253,7 @@ def test_v1_database_migrates_with_nothing_lost(tmp_path):
     c.commit()
     c.close()
     db = LibraryDB(path)
-    assert SCHEMA_VERSION == 2 and db._version() == 2
+    assert SCHEMA_VERSION == 3 and db._version() == 3
     assert db.counts()["files"] == 1 and db.vectors_for(1, [7])[7].tolist() == [1, 1, 1, 1]
     S.create(db, make_vocabulary("v", ["cat"]))
     sv = S.load(db, "v")
@@ -315,3 +315,70 @@ def test_browse_by_tag_without_text(lib):
     with pytest.raises(QueryError):  # no tags and no text: still refused
         lib.search(Query(k=5))
     S.delete(lib.db, "b")
+
+
+def test_vocabulary_with_auto_off_is_carried_by_answers_only(lib):
+    """Imported keywords ("2008", "dublin"): no automatic tags, so nothing spreads to other photos."""
+    S.create(lib.db, make_vocabulary("kw", [c for c in COLOURS], auto=False))
+    tg = lib.tagger()
+    tg.run("kw")
+    assert S.load(lib.db, "kw").vocab.auto is False and tg.vocab_info("kw")["auto"] is False
+    assert all(c["tagged"] == 0 and c["auto"] == 0 for c in tg.counts("kw"))
+    some = sorted(i for i, cs in truth(lib).items() if "red" in cs)[:2]
+    tg.answer("kw", "red", some, "confirmed")
+    assert effective(lib, tg, "kw", "red") == set(some)
+    assert tg.threshold_change("kw", "red", 0.0001, preview=True)["entered"] == []
+    assert {
+        h.image_id for h in lib.search(Query(k=100, filters=Filters(tags=[("kw", "red")])))
+    } == set(some)
+    # new photos are not tagged either, and turning it on (then off) tags (then untags) them all
+    S.update(lib.db, "kw", auto=True)
+    tg.run("kw")
+    assert len(effective(lib, tg, "kw", "red")) > len(some)
+    S.update(lib.db, "kw", auto=False)
+    tg.run("kw")
+    assert effective(lib, tg, "kw", "red") == set(some)
+    with pytest.raises(VocabularyError):
+        make_vocabulary("x", ["a"], auto="no")
+    S.delete(lib.db, "kw")
+
+
+def test_auto_setting_round_trips_through_json():
+    from engine.vocab import dumps, parse
+
+    v = make_vocabulary("Keywords", ["2008", "dublin"], auto=False)
+    back = parse(dumps(v, "json"), "json")
+    assert back.auto is False and back == v
+    assert parse(dumps(make_vocabulary("a", ["b"]), "json"), "json").auto is True
+    assert '"auto"' not in dumps(make_vocabulary("a", ["b"]), "json")  # old files stay as they were
+
+
+def test_v2_database_migrates_to_v3_and_keywords_stop_spreading(tmp_path):
+    from engine.db import _SCHEMA_V2_TAGS, _statements
+
+    path = tmp_path / "v2.db"
+    c = sqlite3.connect(path)
+    c.executescript(_SCHEMA_V1)
+    for stmt in _statements(_SCHEMA_V2_TAGS):
+        c.execute(stmt)
+    c.execute("INSERT INTO meta VALUES('schema_version', '2')")
+    c.execute("INSERT INTO images(id, hash, added_at) VALUES(7, 'abc', 1.0)")
+    for vid, name in ((1, "Keywords"), (2, "colours")):
+        c.execute(
+            "INSERT INTO vocabularies(id, name, templates, created_at, updated_at) VALUES(?,?,'[]',1,1)",
+            (vid, name),
+        )
+        c.execute(
+            "INSERT INTO labels(id, vocab_id, name, key, position) VALUES(?,?,'x','x',0)",
+            (vid, vid),
+        )
+        c.execute("INSERT INTO auto_tags VALUES(?, 1, 7)", (vid,))
+    c.execute("INSERT INTO tag_answers VALUES(1, 'abc', 1, 1.0)")
+    c.commit()
+    c.close()
+    db = LibraryDB(path)
+    assert db._version() == 3
+    assert S.load(db, "Keywords").vocab.auto is False and S.load(db, "colours").vocab.auto is True
+    assert db.conn.execute("SELECT label_id FROM auto_tags").fetchall() == [(2,)]
+    assert db.conn.execute("SELECT COUNT(*) FROM tag_answers").fetchone()[0] == 1  # answers stay
+    db.close()
