@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QDialog,
     QFileDialog,
     QHBoxLayout,
@@ -140,6 +141,12 @@ class VocabDialog(QDialog):
         )
         self.templates.setMaximumHeight(96)
         self.templates.textChanged.connect(self._on_templates_edited)
+        self.auto_box = QCheckBox("Tag photos automatically")
+        self.auto_box.setToolTip(
+            "On: photos get these labels when they match well enough. Off: only photos you "
+            "confirmed carry them (for keywords such as places, people or years)"
+        )
+        self.auto_box.toggled.connect(self._on_templates_edited)
         self.apply_btn = QPushButton("Apply changes")
         self.apply_btn.setDefault(True)
         self.apply_btn.clicked.connect(self.apply)
@@ -159,6 +166,7 @@ class VocabDialog(QDialog):
                     "labels with prompts of their own use those instead)", wordWrap=True, objectName="hint")  # fmt: skip
         rl.addWidget(tl)
         rl.addWidget(self.templates)
+        rl.addWidget(self.auto_box)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.revert_btn)
@@ -242,6 +250,7 @@ class VocabDialog(QDialog):
                 self._append_row(lab["name"], ", ".join(lab["synonyms"]), " | ".join(lab["prompts"]),
                                  lab["tagged"], original=lab["name"])  # fmt: skip
             self.templates.setPlainText("\n".join(v["templates"]))
+            self.auto_box.setChecked(v.get("auto", True))
         else:
             self.templates.setPlainText("")
         self._loading = False
@@ -497,6 +506,8 @@ class VocabDialog(QDialog):
             if not templates:
                 raise ValueError('Give at least one prompt template, e.g. "a photo of a {}."')
             params["templates"] = templates
+        if self.auto_box.isChecked() != v.get("auto", True):
+            params["auto"] = self.auto_box.isChecked()
         return params
 
     def apply(self) -> None:

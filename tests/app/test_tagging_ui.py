@@ -121,6 +121,20 @@ def test_vocabulary_from_the_editor_counts_and_browse_by_tag(qtbot, window, phot
         ),
         timeout=ENGINE_TIMEOUT_MS,
     )
+    # "Tag photos automatically" off: only confirmed answers carry the labels (then on again)
+    assert dlg.auto_box.isChecked() and window.catalog.vocab("colours")["auto"] is True
+    dlg.auto_box.setChecked(False)
+    assert dlg.pending_update() == {"name": "colours", "auto": False}
+    dlg.apply()
+    qtbot.waitUntil(lambda: window.catalog.vocab("colours")["auto"] is False and not dlg.busy,
+                    timeout=ENGINE_TIMEOUT_MS)  # fmt: skip
+    assert window.catalog.label("colours", "blue")["tagged"] == 0
+    assert not dlg.auto_box.isChecked()
+    dlg.auto_box.setChecked(True)
+    dlg.apply()
+    qtbot.waitUntil(lambda: window.catalog.vocab("colours")["auto"] is True and not dlg.busy,
+                    timeout=ENGINE_TIMEOUT_MS)  # fmt: skip
+    assert window.catalog.label("colours", "blue")["tagged"] > 0
 
 
 def test_confirm_and_reject_in_the_preview_survive_an_engine_restart(qtbot, window, photos):
