@@ -37,7 +37,12 @@ Event (engine -> client), unsolicited::
 
     {"event": "progress", "job": "5f2a1c-3", "data": {...}}
 
-``job`` is present on job events only.
+``job`` is present on job events only. A few requests that reply only when their work is
+done (``vocab_create``, ``vocab_update``, ``vocab_import``, ``tag_run``: they re-tag the
+library) send ``progress`` events for it once they have run for a second, with the
+request's id instead of a job's: ``{"event": "progress", "request": 7, "data": {...}}``
+(``unit`` "photos", each photo counted once per vocabulary re-tagged; at most about five a
+second, and one when ``done`` reaches ``total``). Their reply still carries the result.
 
 Handshake and versions
 ----------------------
@@ -249,6 +254,7 @@ class Reply(TypedDict):
 class Event(TypedDict):
     event: str
     job: NotRequired[str]
+    request: NotRequired[int | str]  # progress of a request that is not a job (engine.reqprogress)
     data: Any
 
 
@@ -296,7 +302,7 @@ class FolderInfo(TypedDict):
 class ProgressData(TypedDict):
     done: int
     total: int
-    unit: Literal["files", "bytes", "steps"]
+    unit: Literal["files", "bytes", "steps", "photos"]
     embedded: int
     reused: int  # moved, copied or unchanged content: vector reused, nothing decoded
     failed: int

@@ -269,6 +269,9 @@ class Engine:
             self._queue_writer(run, preempt=True)
 
     def _answer(self, rid, method: str, handler, params: dict) -> None:
+        from .reqprogress import set_current
+
+        set_current(rid)  # long requests report progress on this request's behalf
         try:
             result = handler(**params)
         except Exception as e:
@@ -880,9 +883,16 @@ class Engine:
             out.append(image_id)
         return out
 
+    def _request_progress(self):
+        """progress(done, total) for the request being answered: events after a second (engine.reqprogress)."""
+        from .reqprogress import RequestProgress, current
+
+        rid = current()
+        return RequestProgress(lambda data: self.send(dict(event="progress", request=rid, data=data)))
+
     def _vocab_changed(self, name: str) -> dict:
         tg = self._tagger()
-        rep = tg.run(name)
+        rep = tg.run(name, progress=self._request_progress())
         return dict(vocab=tg.vocab_info(name), tagged=rep.as_dict())
 
     def m_vocab_list(self) -> dict:
@@ -946,7 +956,7 @@ class Engine:
         return dict(path=str(out), labels=len(sv.labels))
 
     def m_tag_run(self, vocab=None) -> dict:
-        return dict(tagged=self._tagger().run(vocab).as_dict())
+        return dict(tagged=self._tagger().run(vocab, progress=self._request_progress()).as_dict())
 
     def m_tag_threshold(self, vocab: str, label: str, threshold, preview: bool = False) -> dict:
         return self._tagger().threshold_change(vocab, label, threshold, preview=preview)

@@ -437,9 +437,12 @@ class Tagger:
     # -- tagging -------------------------------------------------------------------------------
 
     def _compute(
-        self, plan: Plan, ids: np.ndarray, x: np.ndarray, cols: list[int] | None = None
+        self, plan: Plan, ids: np.ndarray, x: np.ndarray, cols: list[int] | None = None,
+        scored: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """Keys (label_id << 32 | image_id) of every (label, photo) at or over the threshold."""
+        """Keys (label_id << 32 | image_id) of every (label, photo) at or over the threshold.
+
+        `scored(n)` is told how many photos are scored, after each chunk but the last."""
         if not plan.auto:  # answers alone carry its labels: nothing is automatic
             return np.zeros(0, np.int64)
         sub = plan if cols is None else _subplan(plan, cols)
@@ -462,24 +465,31 @@ class Tagger:
             r, c = np.nonzero(hit)
             if len(r):
                 keys.append((lids[c] << 32) | ids[s + r])
+            if scored is not None and s + CHUNK < len(ids):
+                scored(s + CHUNK)
         return np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
 
     def run(self, vocab: str | None = None, *, labels: list[str] | None = None,
             progress: Callable[[int, int], None] | None = None) -> RunReport:  # fmt: skip
         """Re-tag the library from stored vectors (all vocabularies, or one; all its labels or some).
 
-        A vocabulary edited while this runs is noticed before writing, and tagged again."""
+        A vocabulary edited while this runs is noticed before writing, and tagged again.
+        `progress(done, total)` counts photos (each once per vocabulary); a vocabulary's last
+        chunk of photos counts as done only once its tags are written."""
         t0 = time.perf_counter()
         rep = RunReport()
         names = [vocab] if vocab is not None else S.vocab_names(self.db)
         ids, x = self.vectors()
         rep.photos = len(ids)
+        total = len(ids) * len(names)
         for n, name in enumerate(names):
             for _attempt in range(MAX_RETRIES):
                 sv = S.load(self.db, name)
                 plan = self.plan(sv)
                 cols = None if labels is None else [plan.index(sv.label(lab).id) for lab in labels]
-                new = self._compute(plan, ids, x, cols)
+                base = n * len(ids)
+                scored = None if progress is None else lambda k: progress(base + k, total)  # noqa: B023
+                new = self._compute(plan, ids, x, cols, scored)
                 if self._write(plan, ids, new, cols, rep):
                     rep.vocabularies += 1
                     rep.labels += len(plan.labels) if cols is None else len(cols)
@@ -492,7 +502,7 @@ class Tagger:
                     f"vocabulary {name!r} kept changing while it was being tagged; try again"
                 )
             if progress is not None:
-                progress(n + 1, len(names))
+                progress((n + 1) * len(ids), total)
         rep.seconds = time.perf_counter() - t0
         return rep
 
