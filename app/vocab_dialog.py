@@ -192,7 +192,7 @@ class VocabDialog(QDialog):
         self.msg.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.msg.hide()
         self.bar = QProgressBar()
-        self.bar.setRange(0, 0)  # the engine does not stream re-tagging progress: indeterminate
+        self.bar.setRange(0, 0)  # busy; determinate once the engine sends re-tagging progress
         self.bar.setMaximumHeight(10)
         self.bar.setTextVisible(False)
         self.bar.hide()
@@ -206,6 +206,9 @@ class VocabDialog(QDialog):
         lay.addWidget(self.bar)
         lay.addLayout(bottom)
 
+        self._request = None  # id of the call the busy bar is for (its progress events carry it)
+        self._busy_text = ""
+        bridge.event.connect(self._on_event)
         catalog.changed.connect(self._on_catalog)
         self._on_catalog()
         if not catalog.loaded:
@@ -317,7 +320,9 @@ class VocabDialog(QDialog):
 
         def finish():
             self.busy = False
+            self._request = None
             self.bar.hide()
+            self.bar.setRange(0, 0)
             self._enable()
             self.busyChanged.emit(False)
 
@@ -330,7 +335,27 @@ class VocabDialog(QDialog):
             finish()
             self.say(e.message, error=True)
 
-        self.bridge.call(method, params, on_result=ok, on_error=failed, context=self)
+        self._busy_text = busy_text
+        fut = self.bridge.call(method, params, on_result=ok, on_error=failed, context=self)
+        self._request = getattr(fut, "request_id", None)
+
+    def _on_event(self, ev: dict) -> None:
+        """A long re-tag reports how many photos it has done: the busy bar shows how far it is."""
+        if (
+            ev.get("event") != "progress"
+            or self._request is None
+            or ev.get("request") != self._request
+        ):
+            return
+        d = ev.get("data") or {}
+        total, done = int(d.get("total") or 0), int(d.get("done") or 0)
+        if total <= 0:
+            return
+        self.bar.setVisible(True)
+        self.bar.setRange(0, total)
+        self.bar.setValue(min(done, total))
+        if self._busy_text:
+            self.say(f"{self._busy_text} {100 * done // total}%")
 
     def _changed(self, r: dict, note: str = "") -> None:
         """After create / update / import: the vocabulary as stored, and what re-tagging did."""

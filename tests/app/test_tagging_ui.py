@@ -306,3 +306,26 @@ def test_empty_state_starter_import_errors_and_export(qtbot, window, tmp_path):
     dlg.delete_vocab(confirm=False)
     qtbot.waitUntil(lambda: window.catalog.vocab("pets") is None, timeout=ENGINE_TIMEOUT_MS)
     assert [v["name"] for v in window.catalog.vocabs] == ["shapes-world"]
+
+
+def test_editor_busy_bar_follows_retag_progress(qtbot, window, monkeypatch):
+    """A long re-tag sends progress events for its request: the busy bar becomes determinate."""
+    from concurrent.futures import Future
+
+    qtbot.waitUntil(lambda: window.catalog.loaded, timeout=ENGINE_TIMEOUT_MS)
+    dlg = window.tags.open_editor()
+    pending = Future()  # an engine still re-tagging: no reply yet
+    pending.request_id = 4242
+    monkeypatch.setattr(window.bridge, "call", lambda *a, **kw: pending)
+    dlg.new_vocab("big")
+    assert dlg.busy and dlg.bar.maximum() == 0  # busy, amount unknown
+    ev = {
+        "event": "progress",
+        "request": 4242,
+        "data": {"done": 30, "total": 120, "unit": "photos"},
+    }
+    window.bridge.event.emit(ev)
+    assert dlg.bar.maximum() == 120 and dlg.bar.value() == 30 and "25%" in dlg.msg.text()
+    window.bridge.event.emit(dict(ev, request=7, data={"done": 99, "total": 100, "unit": "photos"}))
+    window.bridge.event.emit(dict(ev, job="scan-1", request=None))
+    assert dlg.bar.value() == 30  # another request's (or a job's) progress is not ours
