@@ -277,8 +277,17 @@ class RunReport:
     added: int = 0
     removed: int = 0
     seconds: float = 0.0
-    entered: dict[int, list[int]] = field(default_factory=dict)  # label id -> image ids
-    left: dict[int, list[int]] = field(default_factory=dict)
+    added_keys: list[np.ndarray] = field(default_factory=list)  # label_id << 32 | image_id
+    removed_keys: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def entered(self) -> dict[int, list[int]]:
+        """label id -> image ids that gained the automatic tag (built on demand: it is rarely read)."""
+        return _by_label(self.added_keys)
+
+    @property
+    def left(self) -> dict[int, list[int]]:
+        return _by_label(self.removed_keys)
 
     def as_dict(self) -> dict:
         return dict(vocabularies=self.vocabularies, labels=self.labels, photos=self.photos,
@@ -453,16 +462,19 @@ class Tagger:
         cos_thr = ((sub.thr - np.float32(sc.bias)) / np.float32(sc.scale)).astype(np.float32)
         cached = [j for j, lp in enumerate(sub.labels) if lp.cache is not None]
         keys = []
+        n_labels = len(sub.labels)
         for s in range(0, len(ids), CHUNK):
             xs = x[s : s + CHUNK]
             cos = xs @ sub.t.T
             if sc.none_vec is not None:
                 cos -= (xs @ sc.none_vec)[:, None]
-            hit = cos >= cos_thr[None, :]
+            hit = np.greater_equal(cos, cos_thr[None, :], out=np.empty(cos.shape, bool))
             for j in cached:
                 z = sc.scale * cos[:, j] + sc.bias + sub.labels[j].cache.term(xs)
                 hit[:, j] = z >= sub.thr[j]
-            r, c = np.nonzero(hit)
+            # flatnonzero on the flat mask is ~20x faster than a 2-D nonzero (one index array
+            # to fill, not two); row and column come back from it with one divmod
+            r, c = np.divmod(np.flatnonzero(hit), n_labels) if n_labels else (np.zeros(0, np.int64),) * 2
             if len(r):
                 keys.append((lids[c] << 32) | ids[s + r])
             if scored is not None and s + CHUNK < len(ids):
@@ -529,9 +541,8 @@ class Tagger:
         rep.assigned += len(new)
         rep.added += len(added)
         rep.removed += len(removed)
-        for keys, into in ((added, rep.entered), (removed, rep.left)):
-            for k in keys.tolist():
-                into.setdefault(k >> 32, []).append(k & 0xFFFFFFFF)
+        rep.added_keys.append(added)
+        rep.removed_keys.append(removed)
         return True
 
     def ensure_current(self, vocab: str | None = None) -> RunReport | None:
@@ -769,6 +780,14 @@ class Tagger:
 def vocab_summary(sv: S.StoredVocab) -> dict:
     return dict(name=sv.name, labels=len(sv.labels), templates=list(sv.vocab.templates),
                 threshold=sv.vocab.threshold, updated_at=sv.updated_at, auto=sv.vocab.auto)  # fmt: skip
+
+
+def _by_label(parts: list[np.ndarray]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for keys in parts:
+        for k in keys.tolist():
+            out.setdefault(k >> 32, []).append(k & 0xFFFFFFFF)
+    return out
 
 
 def _stack(vecs: dict[int, np.ndarray], ids: list[int], d: int) -> np.ndarray:

@@ -179,8 +179,8 @@ def test_vocabulary_edited_while_tagging_runs(lib, monkeypatch):
     real = Tagger._compute
     calls = []
 
-    def compute_then_edit(self, plan, ids, x, cols=None):
-        out = real(self, plan, ids, x, cols)
+    def compute_then_edit(self, plan, ids, x, cols=None, scored=None):
+        out = real(self, plan, ids, x, cols, scored)
         if not calls:  # the user edits the vocabulary while the first computation runs
             S.update(lib.db, "e", remove=["white"], add=[make_vocabulary("x", ["purple"]).labels[0]],
                      rename_labels={"red": "crimson"})  # fmt: skip
