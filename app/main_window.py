@@ -513,10 +513,8 @@ class MainWindow(QMainWindow):
         self._debounce.stop()
         self._tag_preview = False
         text = self.search.text().strip()
-        if not text and not self.example and self.tag_filter:
-            # Browsing a tag: the photos carrying it, ranked by how well they match the label.
-            text = self._tag_browse_text()
-        if not text and not self.example:
+        # Nothing typed but a tag chosen: the engine browses the tag (its photos by tag score).
+        if not text and not self.example and not self.tag_filter:
             self._seq += 1  # an answer still on its way is stale now
             self.model_.set_hits([])
             self._update_empty()
@@ -691,12 +689,6 @@ class MainWindow(QMainWindow):
 
     def _tag_names(self) -> str:
         return " + ".join(f"“{t['label']}”" for t in self.tag_filter)
-
-    def _tag_browse_text(self) -> str:
-        """What ranks a tag's photos when nothing is typed: the label's own first prompt, or its name."""
-        t = self.tag_filter[0]
-        info = self.catalog.label(t["vocab"], t["label"]) or {}
-        return (info.get("prompts") or [t["label"]])[0]
 
     def _check_tag_filter(self) -> None:
         """A label filtered by was renamed or deleted: stop filtering by it."""

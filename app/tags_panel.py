@@ -37,7 +37,6 @@ TagRole = Qt.ItemDataRole.UserRole + 10
 PREVIEW_DEBOUNCE_MS = 120
 SLIDER_STEPS = 1000
 LOGIT_SPAN = 9.2  # the slider covers probabilities from about 0.0001 to 0.9999
-CACHE_K = 1000  # photos per side (tagged / not tagged) kept to show what a threshold change moves
 SOURCES = {"default": "default", "calibrated": "calibrated from your answers", "user": "set by you"}
 
 
@@ -81,10 +80,7 @@ class ThresholdBox(QGroupBox):
         self.ref: tuple[str, str] | None = None
         self.saved_threshold = 0.5
         self._seq = 0
-        self._hits: dict[int, dict] = {}  # image id -> grid hit, for the photos of this label
         self.last_preview: dict | None = None
-        # (label, photos shown) of the last preview, while some of its photos are not at hand yet
-        self._shown: tuple[tuple[str, str], int] | None = None
 
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, SLIDER_STEPS)
@@ -142,30 +138,11 @@ class ThresholdBox(QGroupBox):
         self.save_btn.setEnabled(False)
         self.reset_btn.setEnabled(info["threshold_source"] == "user")
         if changed:
-            self.last_preview, self._shown = None, None
-            self._load_photos()
+            self.last_preview = None
 
     def _show_value(self, p: float, source: str | None) -> None:
         how = f" — {SOURCES.get(source, source)}" if source else " — not saved yet"
         self.value_label.setText(f"{p:.4g}{how}")
-
-    def _load_photos(self) -> None:
-        """Keep this label's photos (tagged and not) at hand, to show what a change moves."""
-        self._hits = {}
-        vocab, label = self.ref
-        for state in ("tagged", "untagged"):
-            self.bridge.call("tag_photos", {"vocab": vocab, "label": label, "state": state, "k": CACHE_K},
-                             on_result=lambda r, ref=self.ref: self._take_photos(ref, r),
-                             on_error=lambda e: None, context=self)  # fmt: skip
-
-    def _take_photos(self, ref, r: dict) -> None:
-        if ref != self.ref:
-            return
-        for h in r["hits"]:
-            self._hits[h["image_id"]] = tag_hit(h)
-        if self._shown is not None and self.last_preview is not None:
-            # A preview came back before these photos did: show what it moves now.
-            self._show_preview(*self._shown, self.last_preview)
 
     # -- preview and save ----------------------------------------------------------------------
 
@@ -192,18 +169,16 @@ class ThresholdBox(QGroupBox):
         if seq != self._seq or ref != self.ref:
             return  # the slider moved on
         self.last_preview = r
-        self._show_preview(ref, -1, r)
-
-    def _show_preview(self, ref, shown: int, r: dict) -> None:
-        n_in, n_out = len(r["entered"]), len(r["left"])
+        # The engine sends the moved photos themselves (the best of each side, with totals).
+        n_in, n_out = r["entered_total"], r["left_total"]
         text = (f"At {r['threshold']:.4g}: {plural(r['tagged'], 'photo')} — "
                 f"{n_in:,} would enter, {n_out:,} would leave.")  # fmt: skip
+        shown = len(r["entered_hits"]) + len(r["left_hits"])
+        if shown < n_in + n_out:
+            text += f" Showing {shown:,}."
         self.change_label.setText(text)
-        hits = [self._hits[i] for i in (*r["entered"], *r["left"]) if i in self._hits]
-        missing = n_in + n_out - len(hits)
-        self._shown = (ref, len(hits)) if missing else None  # the rest may come with _take_photos
-        if shown < 0 or len(hits) > shown:
-            self.previewed.emit(f"“{ref[1]}” {text}", hits)
+        hits = [tag_hit(h) for h in (*r["entered_hits"], *r["left_hits"])]
+        self.previewed.emit(f"“{ref[1]}” {text}", hits)
 
     def save(self) -> None:
         """Store the slider's threshold for this label."""
@@ -225,8 +200,6 @@ class ThresholdBox(QGroupBox):
                          on_error=lambda e: self._on_error(seq, e), context=self)  # fmt: skip
 
     def _on_saved(self, seq: int, ref, r: dict) -> None:
-        self._hits = {}
-        self._shown = None
         self.last_preview = None
         if ref == self.ref:
             self.saved_threshold = r["threshold"]
@@ -237,7 +210,6 @@ class ThresholdBox(QGroupBox):
                 self._show_value(r["threshold"], r["threshold_source"])
                 self.reset_btn.setEnabled(r["threshold_source"] == "user")
                 self.change_label.setText(f"{plural(r['tagged'], 'photo')} carry this tag.")
-            self._load_photos()
         self.previewed.emit("", [])
         self.saved.emit(ref[0], ref[1], r)
 

@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QDialog,
     QFileDialog,
     QHBoxLayout,
@@ -140,6 +141,12 @@ class VocabDialog(QDialog):
         )
         self.templates.setMaximumHeight(96)
         self.templates.textChanged.connect(self._on_templates_edited)
+        self.auto_box = QCheckBox("Tag photos automatically")
+        self.auto_box.setToolTip(
+            "On: photos get these labels when they match well enough. Off: only photos you "
+            "confirmed carry them (for keywords such as places, people or years)"
+        )
+        self.auto_box.toggled.connect(self._on_templates_edited)
         self.apply_btn = QPushButton("Apply changes")
         self.apply_btn.setDefault(True)
         self.apply_btn.clicked.connect(self.apply)
@@ -159,6 +166,7 @@ class VocabDialog(QDialog):
                     "labels with prompts of their own use those instead)", wordWrap=True, objectName="hint")  # fmt: skip
         rl.addWidget(tl)
         rl.addWidget(self.templates)
+        rl.addWidget(self.auto_box)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.revert_btn)
@@ -184,7 +192,7 @@ class VocabDialog(QDialog):
         self.msg.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.msg.hide()
         self.bar = QProgressBar()
-        self.bar.setRange(0, 0)  # the engine does not stream re-tagging progress: indeterminate
+        self.bar.setRange(0, 0)  # busy; determinate once the engine sends re-tagging progress
         self.bar.setMaximumHeight(10)
         self.bar.setTextVisible(False)
         self.bar.hide()
@@ -198,6 +206,9 @@ class VocabDialog(QDialog):
         lay.addWidget(self.bar)
         lay.addLayout(bottom)
 
+        self._request = None  # id of the call the busy bar is for (its progress events carry it)
+        self._busy_text = ""
+        bridge.event.connect(self._on_event)
         catalog.changed.connect(self._on_catalog)
         self._on_catalog()
         if not catalog.loaded:
@@ -242,6 +253,7 @@ class VocabDialog(QDialog):
                 self._append_row(lab["name"], ", ".join(lab["synonyms"]), " | ".join(lab["prompts"]),
                                  lab["tagged"], original=lab["name"])  # fmt: skip
             self.templates.setPlainText("\n".join(v["templates"]))
+            self.auto_box.setChecked(v.get("auto", True))
         else:
             self.templates.setPlainText("")
         self._loading = False
@@ -308,7 +320,9 @@ class VocabDialog(QDialog):
 
         def finish():
             self.busy = False
+            self._request = None
             self.bar.hide()
+            self.bar.setRange(0, 0)
             self._enable()
             self.busyChanged.emit(False)
 
@@ -321,7 +335,27 @@ class VocabDialog(QDialog):
             finish()
             self.say(e.message, error=True)
 
-        self.bridge.call(method, params, on_result=ok, on_error=failed, context=self)
+        self._busy_text = busy_text
+        fut = self.bridge.call(method, params, on_result=ok, on_error=failed, context=self)
+        self._request = getattr(fut, "request_id", None)
+
+    def _on_event(self, ev: dict) -> None:
+        """A long re-tag reports how many photos it has done: the busy bar shows how far it is."""
+        if (
+            ev.get("event") != "progress"
+            or self._request is None
+            or ev.get("request") != self._request
+        ):
+            return
+        d = ev.get("data") or {}
+        total, done = int(d.get("total") or 0), int(d.get("done") or 0)
+        if total <= 0:
+            return
+        self.bar.setVisible(True)
+        self.bar.setRange(0, total)
+        self.bar.setValue(min(done, total))
+        if self._busy_text:
+            self.say(f"{self._busy_text} {100 * done // total}%")
 
     def _changed(self, r: dict, note: str = "") -> None:
         """After create / update / import: the vocabulary as stored, and what re-tagging did."""
@@ -497,6 +531,8 @@ class VocabDialog(QDialog):
             if not templates:
                 raise ValueError('Give at least one prompt template, e.g. "a photo of a {}."')
             params["templates"] = templates
+        if self.auto_box.isChecked() != v.get("auto", True):
+            params["auto"] = self.auto_box.isChecked()
         return params
 
     def apply(self) -> None:

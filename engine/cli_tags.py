@@ -79,6 +79,7 @@ def cmd_vocab(args) -> int:
                 )
             lines = [
                 f"{info['name']}: {info['labels']} labels; templates: {' | '.join(info['templates'])}"
+                + ("" if info.get("auto", True) else "; only confirmed answers carry its labels (--no-auto)")
             ]
             for lab in info["label_list"]:
                 extra = ""
@@ -96,7 +97,8 @@ def cmd_vocab(args) -> int:
                 labels = [lab.to_json() for lab in base.labels] + labels
                 templates = templates or list(base.templates)
                 threshold = threshold if threshold is not None else base.threshold
-            vocab = make_vocabulary(args.name, labels, templates=templates, threshold=threshold)
+            auto = True if args.auto is None else args.auto
+            vocab = make_vocabulary(args.name, labels, templates=templates, threshold=threshold, auto=auto)
             S.create(db, vocab)
             print(
                 f"created {vocab.name} with {len(vocab.labels)} labels; {_retag(lib, vocab.name)}"
@@ -120,6 +122,13 @@ def cmd_vocab(args) -> int:
                     raise SystemExit("usage: photosift vocab rename VOCAB NEW_NAME")
                 sv = S.update(db, args.name, rename=args.labels[0])
             print(f"renamed; {_retag(lib, sv.name)}")
+            return 0
+        if a == "set":
+            if args.auto is None:
+                raise SystemExit("usage: photosift vocab set VOCAB --auto | --no-auto")
+            sv = S.update(db, args.name, auto=args.auto)
+            how = "tags photos automatically" if sv.vocab.auto else "only confirmed answers carry its labels"
+            print(f"{sv.name}: {how}; {_retag(lib, sv.name)}")
             return 0
         if a == "delete":
             print(f"deleted {S.delete(db, args.name)}")
@@ -289,8 +298,8 @@ def add_commands(sub, common) -> None:
     sp = sub.add_parser("vocab", help="tag vocabularies: list, show, create, add, remove, rename, delete, import, export",
                         description="Tag vocabularies. Examples: photosift vocab create pets cat dog 'my cat Miso'; "
                                     "photosift vocab create scenes --starter scenes; photosift vocab import labels.csv")  # fmt: skip
-    sp.add_argument("action", choices=["list", "starters", "show", "create", "add", "remove", "rename", "delete",
-                                       "import", "export"])  # fmt: skip
+    sp.add_argument("action", choices=["list", "starters", "show", "create", "add", "remove", "rename", "set",
+                                       "delete", "import", "export"])  # fmt: skip
     sp.add_argument("name", nargs="?", help="vocabulary name (import: the file)")
     sp.add_argument(
         "labels", nargs="*", help="labels (create, add, remove); new name (rename); file (export)"
@@ -306,6 +315,9 @@ def add_commands(sub, common) -> None:
     sp.add_argument(
         "--threshold", type=float, help="create: default probability threshold for its labels"
     )
+    sp.add_argument("--auto", action=argparse.BooleanOptionalAction, default=None,
+                    help="create, set: tag photos automatically (default) or, with --no-auto, let only "
+                         "confirmed answers carry its labels (e.g. keywords such as places or years)")  # fmt: skip
     sp.add_argument("--label", help="rename: rename this label instead of the vocabulary")
     sp.add_argument(
         "--format",

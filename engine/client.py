@@ -205,6 +205,7 @@ class EngineClient:
                 return fut
             rid = next(self._ids)
             self._pending[rid] = fut
+        fut.request_id = rid  # progress events of a long request carry it (engine.reqprogress)
         data = P.encode(P.request(rid, method, params))
         if len(data) > P.MAX_LINE_BYTES:
             self._fail(rid, EngineError(P.ErrorCode.TOO_LARGE, f"{method}: request over {P.MAX_LINE_BYTES} bytes"))

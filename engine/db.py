@@ -22,7 +22,7 @@ import sqlite_utils
 
 from .errors import DatabaseError, DiskFull, SchemaTooNew
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
@@ -153,8 +153,19 @@ CREATE TABLE tag_runs (                   -- which vocabulary version a model's 
 ) WITHOUT ROWID
 """
 
+# Version 3: a vocabulary may leave its labels to the user's answers alone (auto = 0), e.g.
+# keywords imported from other programs: no automatic tags for them (engine.tagging).
+# The "Keywords" vocabulary that keyword import (engine.xmptags) made under v2 becomes one,
+# and its automatic tags go (under every model), so an XMP export no longer spreads them.
+_SCHEMA_V3_VOCAB_AUTO = """
+ALTER TABLE vocabularies ADD COLUMN auto INTEGER NOT NULL DEFAULT 1 CHECK (auto IN (0, 1));
+UPDATE vocabularies SET auto = 0 WHERE name = 'Keywords';
+DELETE FROM auto_tags WHERE label_id IN
+    (SELECT l.id FROM labels l JOIN vocabularies v ON v.id = l.vocab_id WHERE v.auto = 0)
+"""
+
 # Migrations from version N to N+1, each run inside one transaction.
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V2_TAGS}
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V2_TAGS, 2: _SCHEMA_V3_VOCAB_AUTO}
 
 
 @dataclass

@@ -37,7 +37,12 @@ Event (engine -> client), unsolicited::
 
     {"event": "progress", "job": "5f2a1c-3", "data": {...}}
 
-``job`` is present on job events only.
+``job`` is present on job events only. A few requests that reply only when their work is
+done (``vocab_create``, ``vocab_update``, ``vocab_import``, ``tag_run``: they re-tag the
+library) send ``progress`` events for it once they have run for a second, with the
+request's id instead of a job's: ``{"event": "progress", "request": 7, "data": {...}}``
+(``unit`` "photos", each photo counted once per vocabulary re-tagged; at most about five a
+second, and one when ``done`` reaches ``total``). Their reply still carries the result.
 
 Handshake and versions
 ----------------------
@@ -122,11 +127,15 @@ vector (no decoding, no re-embedding); a photo carries a label when the probabil
 the label's threshold, or when the user confirmed it, and never when the user rejected it.
 ``vocab_create``/``vocab_update``/``vocab_import`` re-tag the library before replying.
 ``tag_threshold`` with ``"preview": true`` only reports which photos would enter and leave
-(for a slider being dragged); without it the threshold is saved (``threshold: null`` goes
+(for a slider being dragged), with the moved photos as hits (``entered_hits``/``left_hits``,
+capped, best first, and ``entered_total``/``left_total``); without it the threshold is saved (``threshold: null`` goes
 back to the calibrated/default one). ``tag_answer`` records confirmations/rejections
 (``state: "none"`` forgets them), which recalibrate the label's threshold and refine the
 label with the confirmed photos' vectors. ``search`` takes ``filters.tags``: only photos
-carrying every listed tag. A label is named by vocabulary and label name (``TagRef``).
+carrying every listed tag; with tags and no text or examples it browses them (the photos
+carrying the tags, confirmed for the first tag first, then by the first tag's probability
+as ``score``). A vocabulary with ``auto: false`` (the ``Keywords`` one that keyword import
+makes) gets no automatic tags: only confirmed answers carry its labels. A label is named by vocabulary and label name (``TagRef``).
 
 ``train_start`` fine-tunes the text side of a model (SigLIT: the image tower and every stored
 image vector stay as they are) on a tag vocabulary's confirmed tags or on a folder with one
@@ -251,6 +260,7 @@ class Reply(TypedDict):
 class Event(TypedDict):
     event: str
     job: NotRequired[str]
+    request: NotRequired[int | str]  # progress of a request that is not a job (engine.reqprogress)
     data: Any
 
 
@@ -300,7 +310,7 @@ class FolderInfo(TypedDict):
 class ProgressData(TypedDict):
     done: int
     total: int
-    unit: Literal["files", "bytes", "steps"]
+    unit: Literal["files", "bytes", "steps", "photos"]
     embedded: int
     reused: int  # moved, copied or unchanged content: vector reused, nothing decoded
     failed: int
@@ -587,6 +597,7 @@ class VocabSummary(TypedDict):
     templates: list[str]
     threshold: float | None  # the vocabulary's default threshold (null: the model family's)
     updated_at: float
+    auto: bool  # false: its labels are carried only by confirmed answers (no automatic tags)
 
 
 class VocabInfo(VocabSummary):
@@ -609,6 +620,7 @@ class VocabCreateParams(TypedDict):
     templates: NotRequired[list[str]]  # each holds "{}" once; default: the built-in ensemble
     threshold: NotRequired[float | None]
     starter: NotRequired[str]  # copy this starter vocabulary (labels, templates)
+    auto: NotRequired[bool]  # default true; false: no automatic tags, only confirmed answers
 
 
 class VocabUpdateParams(TypedDict):
@@ -620,6 +632,7 @@ class VocabUpdateParams(TypedDict):
     edit: NotRequired[list[LabelSpec]]  # replace synonyms/prompts/threshold of existing labels
     templates: NotRequired[list[str]]
     threshold: NotRequired[float | None]
+    auto: NotRequired[bool]  # tag photos automatically (absent: unchanged)
 
 
 class VocabImportParams(TypedDict):
@@ -667,6 +680,12 @@ class TagThresholdResult(TypedDict):
     entered: list[int]  # image ids that gain the tag
     left: list[int]  # image ids that lose it
     tagged: int  # photos carrying the label at this threshold
+    # preview only: the moved photos themselves, best score first, at most 500 a side
+    # (engine.tagbrowse.PREVIEW_HITS), with how many moved in all
+    entered_hits: NotRequired[list["TagHit"]]
+    left_hits: NotRequired[list["TagHit"]]
+    entered_total: NotRequired[int]
+    left_total: NotRequired[int]
 
 
 class TagAnswerParams(TypedDict):

@@ -149,7 +149,8 @@ class Searcher:
     def search(self, q: Query) -> list[Hit]:
         if q.k <= 0:
             raise QueryError("ask for at least one result")
-        vec = self.query_vector(q)
+        browse = q.filters.tags and not q.like and not q.negatives and not clean_text(q.text)
+        vec = None if browse else self.query_vector(q)
         allowed = None
         if q.filters.active():
             f = q.filters
@@ -165,8 +166,13 @@ class Searcher:
             allowed = tagged if allowed is None else allowed & tagged
             if not allowed:
                 return []
-        # Over-fetch a little: the ANN may still hold photos whose files just went away.
-        raw = self.ann.search(vec, q.k + 16 + q.k // 4, allowed)
+        n = q.k + 16 + q.k // 4
+        if browse:  # tags alone: the photos carrying them, by the first tag's score
+            from .tagbrowse import browse as browse_tags
+
+            raw = browse_tags(self.db, self.model, self.space_id, q.filters.tags[0], allowed, n)
+        else:  # over-fetch a little: the ANN may still hold photos whose files just went away
+            raw = self.ann.search(vec, n, allowed)
         info = self.db.describe_images([i for i, _ in raw])
         hits = [Hit(i, s, info[i]["path"], info[i]["online"], info[i]) for i, s in raw if i in info]
         return hits[: q.k]

@@ -269,6 +269,9 @@ class Engine:
             self._queue_writer(run, preempt=True)
 
     def _answer(self, rid, method: str, handler, params: dict) -> None:
+        from .reqprogress import set_current
+
+        set_current(rid)  # long requests report progress on this request's behalf
         try:
             result = handler(**params)
         except Exception as e:
@@ -910,9 +913,16 @@ class Engine:
             out.append(image_id)
         return out
 
+    def _request_progress(self):
+        """progress(done, total) for the request being answered: events after a second (engine.reqprogress)."""
+        from .reqprogress import RequestProgress, current
+
+        rid = current()
+        return RequestProgress(lambda data: self.send(dict(event="progress", request=rid, data=data)))
+
     def _vocab_changed(self, name: str) -> dict:
         tg = self._tagger()
-        rep = tg.run(name)
+        rep = tg.run(name, progress=self._request_progress())
         return dict(vocab=tg.vocab_info(name), tagged=rep.as_dict())
 
     def m_vocab_list(self) -> dict:
@@ -928,7 +938,8 @@ class Engine:
     def m_vocab_get(self, name: str) -> dict:
         return dict(vocab=self._tagger().vocab_info(name))
 
-    def m_vocab_create(self, name: str, labels=(), templates=None, threshold=None, starter=None) -> dict:
+    def m_vocab_create(self, name: str, labels=(), templates=None, threshold=None, starter=None,
+                       auto: bool = True) -> dict:  # fmt: skip
         from . import tagstore
         from .vocab import load_starter, make_vocabulary
 
@@ -937,12 +948,12 @@ class Engine:
             labels = [*[lab.to_json() for lab in base.labels], *labels]
             templates = templates if templates is not None else list(base.templates)
             threshold = threshold if threshold is not None else base.threshold
-        vocab = make_vocabulary(name, list(labels), templates=templates, threshold=threshold)
+        vocab = make_vocabulary(name, list(labels), templates=templates, threshold=threshold, auto=auto)
         tagstore.create(self.library().db, vocab)
         return self._vocab_changed(vocab.name)
 
     def m_vocab_update(self, name: str, rename=None, add=(), remove=(), rename_labels=None, edit=(),
-                       templates=None, threshold=...) -> dict:  # fmt: skip
+                       templates=None, threshold=..., auto=None) -> dict:  # fmt: skip
         from . import tagstore
         from .vocab import check_templates, make_label
 
@@ -951,6 +962,7 @@ class Engine:
             add=[make_label(a, f"add[{i}]") for i, a in enumerate(add)], remove=list(remove),
             rename_labels=rename_labels, edit=[make_label(e, f"edit[{i}]") for i, e in enumerate(edit)],
             templates=None if templates is None else check_templates(templates), threshold=threshold,
+            auto=auto,
         )  # fmt: skip
         return self._vocab_changed(sv.name)
 
@@ -976,7 +988,7 @@ class Engine:
         return dict(path=str(out), labels=len(sv.labels))
 
     def m_tag_run(self, vocab=None) -> dict:
-        return dict(tagged=self._tagger().run(vocab).as_dict())
+        return dict(tagged=self._tagger().run(vocab, progress=self._request_progress()).as_dict())
 
     def m_tag_threshold(self, vocab: str, label: str, threshold, preview: bool = False) -> dict:
         return self._tagger().threshold_change(vocab, label, threshold, preview=preview)

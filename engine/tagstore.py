@@ -1,6 +1,6 @@
 """Vocabularies, answers, thresholds and automatic tags in the library database.
 
-The tables are made by schema version 2 (engine.db). Here is only SQL: what a label's
+The tables are made by schema versions 2 and 3 (engine.db). Here is only SQL: what a label's
 vector or probability is, is engine.tagging's business.
 
 * Answers (confirmed/rejected) are keyed by the photo's content hash, so they outlive
@@ -24,6 +24,7 @@ import numpy as np
 from .vocab import Label, Vocabulary, VocabularyError, label_key, make_vocabulary
 
 CONFIRMED, REJECTED = 1, -1
+REBUILD_INDEX_ROWS = 50_000  # write_auto_tags: from this many new rows, rebuild the image index
 
 
 @dataclass
@@ -76,10 +77,10 @@ def vocab_names(db) -> list[str]:
 
 def _vocab_row(db, name: str):
     c = _conn(db)
-    row = c.execute("SELECT id, name, description, templates, threshold, version, updated_at "
+    row = c.execute("SELECT id, name, description, templates, threshold, version, updated_at, auto "
                     "FROM vocabularies WHERE name=?", (name,)).fetchone()  # fmt: skip
     if row is None:  # forgiving about case: "Animals" finds "animals" when there is only one
-        rows = c.execute("SELECT id, name, description, templates, threshold, version, updated_at "
+        rows = c.execute("SELECT id, name, description, templates, threshold, version, updated_at, auto "
                          "FROM vocabularies WHERE name=? COLLATE NOCASE", (name,)).fetchall()  # fmt: skip
         row = rows[0] if len(rows) == 1 else None
     return row
@@ -90,7 +91,7 @@ def load(db, name: str) -> StoredVocab:
     row = _vocab_row(db, name)
     if row is None:
         raise VocabularyError(f"no vocabulary named {name!r}")
-    vid, vname, desc, templates, threshold, version, updated = row
+    vid, vname, desc, templates, threshold, version, updated, auto = row
     labels = []
     for lid, lname, syn, prompts, lthr, pos in _conn(db).execute(
         "SELECT id, name, synonyms, prompts, threshold, position FROM labels WHERE vocab_id=? "
@@ -101,9 +102,8 @@ def load(db, name: str) -> StoredVocab:
                 lid, Label(lname, tuple(json.loads(syn)), tuple(json.loads(prompts)), lthr), pos
             )
         )
-    vocab = Vocabulary(
-        vname, tuple(sl.label for sl in labels), tuple(json.loads(templates)), threshold, desc
-    )
+    vocab = Vocabulary(vname, tuple(sl.label for sl in labels), tuple(json.loads(templates)),
+                       threshold, desc, bool(auto))  # fmt: skip
     return StoredVocab(vid, vocab, version, updated, labels)
 
 
@@ -123,10 +123,10 @@ def create(db, vocab: Vocabulary, *, replace: bool = False) -> StoredVocab:
             # Replacing keeps the answers of labels that are still there (matched by name).
             return _replace_labels(db, row[0], vocab, now)
         cur = c.execute(
-            "INSERT INTO vocabularies(name, description, templates, threshold, created_at, updated_at) "
-            "VALUES(?,?,?,?,?,?)",
+            "INSERT INTO vocabularies(name, description, templates, threshold, created_at, updated_at, auto) "
+            "VALUES(?,?,?,?,?,?,?)",
             (vocab.name, vocab.description, json.dumps(list(vocab.templates), ensure_ascii=False),
-             vocab.threshold, now, now),
+             vocab.threshold, now, now, int(vocab.auto)),
         )  # fmt: skip
         _insert_labels(c, cur.lastrowid, list(vocab.labels), 0)
         return load(db, vocab.name)
@@ -144,8 +144,10 @@ def _insert_labels(c, vocab_id: int, labels: list[Label], start: int) -> None:
 def _replace_labels(db, vocab_id: int, vocab: Vocabulary, now: float) -> StoredVocab:
     c = _conn(db)
     c.execute(
-        "UPDATE vocabularies SET description=?, templates=?, threshold=?, updated_at=?, version=version+1 WHERE id=?",
-        (vocab.description, json.dumps(list(vocab.templates), ensure_ascii=False), vocab.threshold, now, vocab_id),
+        "UPDATE vocabularies SET description=?, templates=?, threshold=?, updated_at=?, auto=?, version=version+1 "
+        "WHERE id=?",
+        (vocab.description, json.dumps(list(vocab.templates), ensure_ascii=False), vocab.threshold, now,
+         int(vocab.auto), vocab_id),
     )  # fmt: skip
     old = {
         r[1]: r[0] for r in c.execute("SELECT id, key FROM labels WHERE vocab_id=?", (vocab_id,))
@@ -181,8 +183,11 @@ def update(
     edit: list[Label] = (),
     templates: tuple[str, ...] | None = None,
     threshold: float | None | type[...] = ...,
+    auto: bool | None = None,
 ) -> StoredVocab:
-    """Edit a vocabulary in one transaction. Renamed labels keep their answers and thresholds."""
+    """Edit a vocabulary in one transaction. Renamed labels keep their answers and thresholds.
+
+    `auto` None leaves the vocabulary's automatic tagging setting as it is."""
     with _tx(db):
         sv = load(db, name)
         c = _conn(db)
@@ -222,6 +227,7 @@ def update(
             templates=list(templates) if templates is not None else list(sv.vocab.templates),
             threshold=sv.vocab.threshold if threshold is ... else threshold,
             description=sv.vocab.description, where=f"vocabulary {sv.name!r}",
+            auto=sv.vocab.auto if auto is None else auto,
         )  # fmt: skip
         if checked.name != sv.name:
             taken = c.execute(
@@ -230,9 +236,10 @@ def update(
             if taken:
                 raise VocabularyError(f"there is already a vocabulary named {checked.name!r}")
         c.execute(
-            "UPDATE vocabularies SET name=?, templates=?, threshold=?, updated_at=?, version=version+1 WHERE id=?",
+            "UPDATE vocabularies SET name=?, templates=?, threshold=?, updated_at=?, auto=?, version=version+1 "
+            "WHERE id=?",
             (checked.name, json.dumps(list(checked.templates), ensure_ascii=False), checked.threshold,
-             time.time(), sv.id),
+             time.time(), int(checked.auto), sv.id),
         )  # fmt: skip
         keep = {i for i in new_ids if i is not None}
         c.executemany("DELETE FROM labels WHERE id=?", ((i,) for i in ids if i not in keep))
@@ -376,11 +383,12 @@ def auto_tags(db, model: int, label_ids: list[int]) -> np.ndarray:
     for i in range(0, len(label_ids), 500):
         chunk = label_ids[i : i + 500]
         q = ",".join("?" * len(chunk))
-        rows = c.execute(f"SELECT label_id, image_id FROM auto_tags WHERE model_id=? AND label_id IN ({q})",
-                         (model, *chunk)).fetchall()  # fmt: skip
-        if rows:
-            a = np.array(rows, dtype=np.int64)
-            keys.append((a[:, 0] << 32) | a[:, 1])
+        # Keys made and gathered in SQLite (one JSON array): 3x faster than a Python row per tag.
+        (arr,) = c.execute(f"SELECT json_group_array((label_id << 32) | image_id) FROM auto_tags "
+                           f"WHERE model_id=? AND label_id IN ({q})", (model, *chunk)).fetchone()  # fmt: skip
+        a = np.array(json.loads(arr), np.int64)
+        if len(a):
+            keys.append(a)
     return np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
 
 
@@ -410,11 +418,20 @@ def write_auto_tags(db, model: int, added: np.ndarray, removed: np.ndarray) -> N
             (model, json.dumps(removed.tolist())),
         )
     if len(added):
+        # Many new rows (a new vocabulary): the image-order index is updated in random order,
+        # row by row; building it afresh afterwards (one sort) is faster once the new rows
+        # are at least as many as the old. Both happen in the caller's transaction.
+        rebuild = len(added) >= REBUILD_INDEX_ROWS and len(added) >= c.execute(
+            "SELECT COUNT(*) FROM auto_tags").fetchone()[0]  # fmt: skip
+        if rebuild:
+            c.execute("DROP INDEX auto_tags_image")
         c.execute(
             "INSERT OR IGNORE INTO auto_tags(label_id, model_id, image_id) "
             "SELECT value >> 32, ?, value & 4294967295 FROM json_each(?)",
             (model, json.dumps(added.tolist())),
         )
+        if rebuild:
+            c.execute("CREATE INDEX auto_tags_image ON auto_tags(image_id, model_id)")
 
 
 def effective_ids(db, model: int, label_id: int) -> set[int]:

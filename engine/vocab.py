@@ -9,8 +9,9 @@ the text vectors of all its prompts, the CLIP paper's prompt ensembling.
 This module is pure data (no database, no model): storage lives in engine.tagstore,
 scoring in engine.tagging. Files come in three formats:
 
-* JSON: ``{"name", "templates"?, "threshold"?, "labels": ["cat" | {"name", "synonyms"?,
-  "prompts"?, "threshold"?}]}`` (a bare list of labels is accepted too);
+* JSON: ``{"name", "templates"?, "threshold"?, "auto"?, "labels": ["cat" | {"name",
+  "synonyms"?, "prompts"?, "threshold"?}]}`` (a bare list of labels is accepted too);
+  ``"auto": false`` makes a vocabulary whose labels only confirmed answers carry;
 * CSV: a header row with ``name`` and optionally ``synonyms``, ``prompts``, ``threshold``;
   several synonyms or prompts in one cell are separated by ``|``;
 * plain text: one label per line; blank lines and lines starting with ``#`` are skipped.
@@ -77,6 +78,9 @@ class Vocabulary:
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     threshold: float | None = None  # the default for its labels; None: the model family's
     description: str = ""
+    # False: photos carry its labels only when the user confirmed them (imported keywords
+    # such as "2008" or "dublin"): no automatic tags, nothing spread by an XMP export
+    auto: bool = True
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name}
@@ -85,6 +89,8 @@ class Vocabulary:
         d["templates"] = list(self.templates)
         if self.threshold is not None:
             d["threshold"] = self.threshold
+        if not self.auto:
+            d["auto"] = False
         d["labels"] = [lab.to_json() for lab in self.labels]
         return d
 
@@ -202,6 +208,7 @@ def make_vocabulary(
     threshold: Any = None,
     description: str = "",
     where: str | None = None,
+    auto: Any = True,
 ) -> Vocabulary:
     """A checked vocabulary. Empty or duplicate labels (same name up to case) are errors."""
     where = where or "vocabulary"
@@ -219,7 +226,11 @@ def make_vocabulary(
         if templates is None
         else check_templates(templates, f"{where}: templates")
     )
-    return Vocabulary(name, tuple(out), tpl, check_threshold(threshold, where), description or "")
+    if not isinstance(auto, bool):
+        raise VocabularyError(f"{where}: auto must be true or false, not {auto!r:.40}")
+    return Vocabulary(
+        name, tuple(out), tpl, check_threshold(threshold, where), description or "", auto
+    )
 
 
 def check_unique(labels: list[Label], where: str, lines: list[int] | None = None) -> None:
@@ -311,7 +322,7 @@ def _parse_json(text: str, source: str, name: str | None, default_name: str) -> 
         raise VocabularyError(
             f'{source}: a JSON vocabulary is an object with "labels" (or a list of labels)'
         )
-    unknown = set(data) - {"name", "labels", "templates", "threshold", "description", "format"}
+    unknown = set(data) - {"name", "labels", "templates", "threshold", "description", "format", "auto"}
     if unknown:
         raise VocabularyError(f"{source}: unknown field {sorted(unknown)[0]!r}")
     if "labels" not in data:
@@ -333,6 +344,7 @@ def _parse_json(text: str, source: str, name: str | None, default_name: str) -> 
     return make_vocabulary(
         name or data.get("name") or default_name, out, templates=data.get("templates"),
         threshold=data.get("threshold"), description=str(data.get("description") or ""), where=source,
+        auto=data.get("auto", True),
     )  # fmt: skip
 
 

@@ -488,7 +488,9 @@ def record_keywords(
                 if vocab_exists(db, target):
                     sv = S.load(db, target)
                 else:
-                    sv = S.create(db, make_vocabulary(target, []))
+                    # keywords ("2008", "dublin") are the user's own facts about some photos:
+                    # only those answers carry them, never a guess spread to other photos
+                    sv = S.create(db, make_vocabulary(target, [], auto=False))
                 sv = S.update(db, sv.name, add=[lab for _, lab in good])
                 report.labels_created.setdefault(sv.name, []).extend(lab.name for _, lab in good)
                 for k, lab in good:

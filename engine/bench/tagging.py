@@ -17,6 +17,7 @@ the scored half, which no answer touched.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -162,9 +163,10 @@ def bench_speed(n: int, labels: int, dim: int, workdir: Path, log=print) -> dict
         gflops=round(2 * n * labels * dim / t_matmul / 1e9, 1), tags=len(keys),
         first_run_s=round(first.seconds, 3), first_added=first.added,
         retag_after_threshold_change_s=round(second.seconds, 3), retag_added=second.added,
-        retag_removed=second.removed,
+        retag_removed=second.removed, load_average=[round(v, 2) for v in os.getloadavg()],
     )  # fmt: skip
     db.close()
+    log(f"  load average {res['load_average']} (the machine's other work slows every number)")
     log(f"  bare matrix product {t_matmul:.2f} s ({res['gflops']} GFLOP/s on this machine now)")
     log(f"  re-tag {n:,} x {labels:,} labels, d={dim}: score {t_compute:.2f} s, first run (all {first.added:,} tags "
         f"new) {first.seconds:.2f} s, after a threshold change {second.seconds:.2f} s "

@@ -57,9 +57,17 @@ def test_vocabulary_from_the_editor_counts_and_browse_by_tag(qtbot, window, phot
         lambda: [_count(window, c) for c in COLOURS] == ["6"] * 4, timeout=ENGINE_TIMEOUT_MS
     )
     # clicking "red" shows exactly the red photos, with nothing typed
+    sent: list[dict] = []
+    window.searchSent.connect(sent.append)
     _click_label(qtbot, window, "red")
     names = _names(window)
     assert len(names) == 6 and all(n.startswith("red-") for n in names), names
+    # nothing typed: the engine browses the tag itself (no label prompt sent as the query)
+    assert sent[-1]["text"] == "" and sent[-1]["filters"]["tags"] == [
+        {"vocab": "colours", "label": "red"}
+    ]
+    scores = [h["score"] for h in window.model_.hits]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
     assert window.tag_chip.isVisible() and "red" in window.tag_chip_label.text()
     assert window.filters()["tags"] == [{"vocab": "colours", "label": "red"}]
     # combined with a text query: red photos only, circles first
@@ -113,6 +121,20 @@ def test_vocabulary_from_the_editor_counts_and_browse_by_tag(qtbot, window, phot
         ),
         timeout=ENGINE_TIMEOUT_MS,
     )
+    # "Tag photos automatically" off: only confirmed answers carry the labels (then on again)
+    assert dlg.auto_box.isChecked() and window.catalog.vocab("colours")["auto"] is True
+    dlg.auto_box.setChecked(False)
+    assert dlg.pending_update() == {"name": "colours", "auto": False}
+    dlg.apply()
+    qtbot.waitUntil(lambda: window.catalog.vocab("colours")["auto"] is False and not dlg.busy,
+                    timeout=ENGINE_TIMEOUT_MS)  # fmt: skip
+    assert window.catalog.label("colours", "blue")["tagged"] == 0
+    assert not dlg.auto_box.isChecked()
+    dlg.auto_box.setChecked(True)
+    dlg.apply()
+    qtbot.waitUntil(lambda: window.catalog.vocab("colours")["auto"] is True and not dlg.busy,
+                    timeout=ENGINE_TIMEOUT_MS)  # fmt: skip
+    assert window.catalog.label("colours", "blue")["tagged"] > 0
 
 
 def test_confirm_and_reject_in_the_preview_survive_an_engine_restart(qtbot, window, photos):
@@ -185,9 +207,12 @@ def test_threshold_slider_previews_and_saves(qtbot, window, photos):
     assert box.isVisibleTo(window) and "red" in box.title()
     start = box.slider.value()
     assert abs(from_slider(start) - window.catalog.label("colours", "red")["threshold"]) < 0.01
-    qtbot.waitUntil(
-        lambda: len(box._hits) == 24, timeout=ENGINE_TIMEOUT_MS
-    )  # the label's photos, at hand
+    calls: list[str] = []  # the preview carries its photos: no tag_photos round trips
+    real_call = window.bridge.call
+    window.bridge.call = lambda method, *a, **kw: (
+        calls.append(method),
+        real_call(method, *a, **kw),
+    )[1]
 
     # dragging down: photos would enter, and the grid shows them at once; nothing is saved
     box.slider.setSliderDown(True)
@@ -197,6 +222,8 @@ def test_threshold_slider_previews_and_saves(qtbot, window, photos):
     assert entered and box.last_preview["left"] == []
     assert "would enter" in box.change_label.text()
     assert window.model_.rowCount() == len(entered)
+    assert {h["image_id"] for h in window.model_.hits} == set(entered)
+    assert "tag_photos" not in calls and "tag_threshold" in calls
     assert not any(n.startswith("red-") for n in _names(window)), "only photos not tagged red yet"
     assert _count(window, "red") == "6"
     # further down: more would enter (the preview follows the slider)
@@ -279,3 +306,26 @@ def test_empty_state_starter_import_errors_and_export(qtbot, window, tmp_path):
     dlg.delete_vocab(confirm=False)
     qtbot.waitUntil(lambda: window.catalog.vocab("pets") is None, timeout=ENGINE_TIMEOUT_MS)
     assert [v["name"] for v in window.catalog.vocabs] == ["shapes-world"]
+
+
+def test_editor_busy_bar_follows_retag_progress(qtbot, window, monkeypatch):
+    """A long re-tag sends progress events for its request: the busy bar becomes determinate."""
+    from concurrent.futures import Future
+
+    qtbot.waitUntil(lambda: window.catalog.loaded, timeout=ENGINE_TIMEOUT_MS)
+    dlg = window.tags.open_editor()
+    pending = Future()  # an engine still re-tagging: no reply yet
+    pending.request_id = 4242
+    monkeypatch.setattr(window.bridge, "call", lambda *a, **kw: pending)
+    dlg.new_vocab("big")
+    assert dlg.busy and dlg.bar.maximum() == 0  # busy, amount unknown
+    ev = {
+        "event": "progress",
+        "request": 4242,
+        "data": {"done": 30, "total": 120, "unit": "photos"},
+    }
+    window.bridge.event.emit(ev)
+    assert dlg.bar.maximum() == 120 and dlg.bar.value() == 30 and "25%" in dlg.msg.text()
+    window.bridge.event.emit(dict(ev, request=7, data={"done": 99, "total": 100, "unit": "photos"}))
+    window.bridge.event.emit(dict(ev, job="scan-1", request=None))
+    assert dlg.bar.value() == 30  # another request's (or a job's) progress is not ours

@@ -16,6 +16,7 @@ import pytest
 from app.sampledata import world_photos
 from engine import tagstore as S
 from engine.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
+from engine.errors import QueryError
 from engine.library import DEMO_MODEL, Library
 from engine.search import Filters, Query
 from engine.settings import Settings
@@ -147,6 +148,24 @@ def test_threshold_preview_matches_saving(lib):
     )
     low = tg.threshold_change("th", "blue", 0.001)
     assert set(low["entered"]) >= set(saved["left"])
+    # a preview carries the moved photos themselves, so the app needs no second query
+    pv = tg.threshold_change("th", "blue", 0.001, preview=True)
+    assert pv["entered"] == [] and pv["left"] == [] and pv["entered_hits"] == []
+    pv = tg.threshold_change("th", "blue", 0.99, preview=True)
+    assert pv["left_total"] == len(pv["left"]) > 0 and pv["entered_total"] == 0
+    assert [h["image_id"] for h in pv["left_hits"]] == sorted(
+        pv["left"], key=lambda i: -next(h["score"] for h in pv["left_hits"] if h["image_id"] == i)
+    )
+    scores = {d["image_id"]: d["score"] for d in tg.photos("th", "blue", k=500)[0]}
+    for h in pv["left_hits"]:
+        assert h["state"] == "auto" and h["online"] and h["path"].endswith(".jpg")
+        assert abs(h["score"] - scores[h["image_id"]]) < 1e-5 and h["score"] < 0.99
+    from engine import tagbrowse
+
+    capped = tagbrowse.moved_hits(
+        lib.db, tg, tg.plan(S.load(lib.db, "th")), 1, pv["left"], "auto", cap=2
+    )
+    assert [h["image_id"] for h in capped] == [h["image_id"] for h in pv["left_hits"][:2]]
     back = tg.threshold_change("th", "blue", None)
     assert back["threshold_source"] == "default" and effective(lib, tg, "th", "blue") == before
     with pytest.raises(VocabularyError):
@@ -160,8 +179,8 @@ def test_vocabulary_edited_while_tagging_runs(lib, monkeypatch):
     real = Tagger._compute
     calls = []
 
-    def compute_then_edit(self, plan, ids, x, cols=None):
-        out = real(self, plan, ids, x, cols)
+    def compute_then_edit(self, plan, ids, x, cols=None, scored=None):
+        out = real(self, plan, ids, x, cols, scored)
         if not calls:  # the user edits the vocabulary while the first computation runs
             S.update(lib.db, "e", remove=["white"], add=[make_vocabulary("x", ["purple"]).labels[0]],
                      rename_labels={"red": "crimson"})  # fmt: skip
@@ -234,7 +253,7 @@ def test_v1_database_migrates_with_nothing_lost(tmp_path):
     c.commit()
     c.close()
     db = LibraryDB(path)
-    assert SCHEMA_VERSION == 2 and db._version() == 2
+    assert SCHEMA_VERSION == 3 and db._version() == 3
     assert db.counts()["files"] == 1 and db.vectors_for(1, [7])[7].tolist() == [1, 1, 1, 1]
     S.create(db, make_vocabulary("v", ["cat"]))
     sv = S.load(db, "v")
@@ -266,3 +285,100 @@ def test_failed_migration_leaves_v1_untouched(tmp_path, monkeypatch):
     assert c.execute("SELECT value FROM meta").fetchone()[0] == "1"
     assert c.execute("SELECT name FROM sqlite_master WHERE name='vocabularies'").fetchone() is None
     assert c.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1
+
+
+def test_browse_by_tag_without_text(lib):
+    """Tags alone are a search: the photos carrying them, confirmed first, then by the first tag's score."""
+    S.create(lib.db, colour_vocab("b"))
+    tg = lib.tagger()
+    tg.run("b")
+    red = effective(lib, tg, "b", "red")
+    hits = lib.search(Query(k=500, filters=Filters(tags=[("b", "red")])))
+    assert {h.image_id for h in hits} == red and red
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    ranked = {d["image_id"]: d["score"] for d in tg.photos("b", "red", k=500)[0]}
+    assert all(abs(h.score - ranked[h.image_id]) < 1e-5 for h in hits)
+    assert hits[0].path and hits[0].info["path"] == hits[0].path
+    # a confirmed photo comes first, whatever its score
+    low = hits[-1].image_id
+    tg.answer("b", "red", [low], "confirmed")
+    again = lib.search(Query(k=500, filters=Filters(tags=[("b", "red")])))
+    assert again[0].image_id == low
+    # other filters and the k limit apply; two tags are "all of them"
+    assert len(lib.search(Query(k=2, filters=Filters(tags=[("b", "red")])))) == 2
+    both = lib.search(Query(k=500, filters=Filters(tags=[("b", "red"), ("b", "blue")])))
+    assert {h.image_id for h in both} == effective(lib, tg, "b", "red") & effective(
+        lib, tg, "b", "blue"
+    )
+    assert lib.search(Query(k=500, filters=Filters(tags=[("b", "red")], exts=["png"]))) == []
+    with pytest.raises(QueryError):  # no tags and no text: still refused
+        lib.search(Query(k=5))
+    S.delete(lib.db, "b")
+
+
+def test_vocabulary_with_auto_off_is_carried_by_answers_only(lib):
+    """Imported keywords ("2008", "dublin"): no automatic tags, so nothing spreads to other photos."""
+    S.create(lib.db, make_vocabulary("kw", [c for c in COLOURS], auto=False))
+    tg = lib.tagger()
+    tg.run("kw")
+    assert S.load(lib.db, "kw").vocab.auto is False and tg.vocab_info("kw")["auto"] is False
+    assert all(c["tagged"] == 0 and c["auto"] == 0 for c in tg.counts("kw"))
+    some = sorted(i for i, cs in truth(lib).items() if "red" in cs)[:2]
+    tg.answer("kw", "red", some, "confirmed")
+    assert effective(lib, tg, "kw", "red") == set(some)
+    assert tg.threshold_change("kw", "red", 0.0001, preview=True)["entered"] == []
+    assert {
+        h.image_id for h in lib.search(Query(k=100, filters=Filters(tags=[("kw", "red")])))
+    } == set(some)
+    # new photos are not tagged either, and turning it on (then off) tags (then untags) them all
+    S.update(lib.db, "kw", auto=True)
+    tg.run("kw")
+    assert len(effective(lib, tg, "kw", "red")) > len(some)
+    S.update(lib.db, "kw", auto=False)
+    tg.run("kw")
+    assert effective(lib, tg, "kw", "red") == set(some)
+    with pytest.raises(VocabularyError):
+        make_vocabulary("x", ["a"], auto="no")
+    S.delete(lib.db, "kw")
+
+
+def test_auto_setting_round_trips_through_json():
+    from engine.vocab import dumps, parse
+
+    v = make_vocabulary("Keywords", ["2008", "dublin"], auto=False)
+    back = parse(dumps(v, "json"), "json")
+    assert back.auto is False and back == v
+    assert parse(dumps(make_vocabulary("a", ["b"]), "json"), "json").auto is True
+    assert '"auto"' not in dumps(make_vocabulary("a", ["b"]), "json")  # old files stay as they were
+
+
+def test_v2_database_migrates_to_v3_and_keywords_stop_spreading(tmp_path):
+    from engine.db import _SCHEMA_V2_TAGS, _statements
+
+    path = tmp_path / "v2.db"
+    c = sqlite3.connect(path)
+    c.executescript(_SCHEMA_V1)
+    for stmt in _statements(_SCHEMA_V2_TAGS):
+        c.execute(stmt)
+    c.execute("INSERT INTO meta VALUES('schema_version', '2')")
+    c.execute("INSERT INTO images(id, hash, added_at) VALUES(7, 'abc', 1.0)")
+    for vid, name in ((1, "Keywords"), (2, "colours")):
+        c.execute(
+            "INSERT INTO vocabularies(id, name, templates, created_at, updated_at) VALUES(?,?,'[]',1,1)",
+            (vid, name),
+        )
+        c.execute(
+            "INSERT INTO labels(id, vocab_id, name, key, position) VALUES(?,?,'x','x',0)",
+            (vid, vid),
+        )
+        c.execute("INSERT INTO auto_tags VALUES(?, 1, 7)", (vid,))
+    c.execute("INSERT INTO tag_answers VALUES(1, 'abc', 1, 1.0)")
+    c.commit()
+    c.close()
+    db = LibraryDB(path)
+    assert db._version() == 3
+    assert S.load(db, "Keywords").vocab.auto is False and S.load(db, "colours").vocab.auto is True
+    assert db.conn.execute("SELECT label_id FROM auto_tags").fetchall() == [(2,)]
+    assert db.conn.execute("SELECT COUNT(*) FROM tag_answers").fetchone()[0] == 1  # answers stay
+    db.close()

@@ -48,6 +48,17 @@ def test_vocab_and_tag_commands(library, capsys, tmp_path):
     assert code == 0 and "labels" in out
     code, out, _ = run(capsys, *base, "vocab", "export", "world", str(tmp_path / "w.txt"))
     assert code == 0 and "purple thing" in (tmp_path / "w.txt").read_text(encoding="utf-8")
+    # --no-auto: only confirmed answers carry its labels (and it is kept in the JSON export)
+    code, out, _ = run(capsys, *base, "vocab", "create", "places", "dublin", "2008", "--no-auto")
+    assert code == 0 and "tagged" in out
+    code, out, _ = run(capsys, *base, "tag", "counts", "places", "--json")
+    assert code == 0 and all(c["tagged"] == 0 for c in json.loads(out))
+    code, out, _ = run(capsys, *base, "vocab", "show", "places")
+    assert "only confirmed answers" in out
+    run(capsys, *base, "vocab", "export", "places", str(tmp_path / "p.json"))
+    assert json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))["auto"] is False
+    code, out, _ = run(capsys, *base, "vocab", "set", "places", "--auto")
+    assert code == 0 and "automatically" in out
 
 
 def test_malformed_import_names_the_line(library, capsys, tmp_path):

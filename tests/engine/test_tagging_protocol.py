@@ -39,6 +39,12 @@ def engine(tmp_path_factory):
 def test_vocabulary_lifecycle_and_tag_queries(engine):
     lst = engine.request("vocab_list")
     assert lst["vocabularies"] == [] and "shapes-world" in lst["starters"]
+    # auto off (e.g. imported keywords): created, shown, and no automatic tags; then on
+    kw = engine.request("vocab_create", {"name": "kw", "labels": ["red"], "auto": False})
+    assert kw["vocab"]["auto"] is False and kw["tagged"]["assigned"] == 0
+    on = engine.request("vocab_update", {"name": "kw", "auto": True})
+    assert on["vocab"]["auto"] is True and on["tagged"]["assigned"] > 0
+    engine.request("vocab_delete", {"name": "kw"})
     res = engine.request("vocab_create", {"name": "world", "starter": "shapes-world"})
     P.check(res, P.VocabChangeResult, "result")
     assert res["tagged"]["photos"] == 24 and res["tagged"]["assigned"] > 0
@@ -69,6 +75,17 @@ def test_vocabulary_lifecycle_and_tag_queries(engine):
     )
     P.check(prev, P.TagThresholdResult, "result")
     assert prev["left"] and not prev["entered"] and prev["tagged"] == by["red"] - len(prev["left"])
+    assert [h["image_id"] for h in prev["left_hits"]] and prev["left_total"] == len(prev["left"])
+    assert {h["image_id"] for h in prev["left_hits"]} == set(prev["left"]) and prev[
+        "entered_hits"
+    ] == []
+    # browsing by tag: search with only filters.tags, hits in search's shape, by tag score
+    browse = engine.request(
+        "search", {"filters": {"tags": [{"vocab": "world", "label": "red"}]}, "k": 100}
+    )
+    P.check(browse, P.SearchResult, "result")
+    assert {h["path"] for h in browse["hits"]} == {h["path"] for h in hits["hits"]}
+    assert [h["score"] for h in browse["hits"]] == scores
     saved = engine.request("tag_threshold", {"vocab": "world", "label": "red", "threshold": 0.99})
     assert saved["left"] == prev["left"] and saved["threshold_source"] == "user"
     engine.request("tag_threshold", {"vocab": "world", "label": "red", "threshold": None})

@@ -144,6 +144,8 @@ def test_import_matches_labels_and_hierarchy_and_never_overrides_a_rejection(tmp
         # The rest go to "Keywords"; the Nikon's IPTC keyword is one of them.
         rest = xmptags.import_tags(lib)
         created = set(rest.labels_created["Keywords"])
+        assert S.load(lib.db, "Keywords").vocab.auto is False  # keywords never spread by themselves
+        assert all(c["auto"] == 0 for c in lib.tagger().counts("Keywords"))
         assert created == {"Woodworking", "holiday", "2008", "bc", "british columbia", "canada",
                            "december", "powder day", "revelstoke", "rmr"}  # fmt: skip
         assert rest.confirmed == len(created) and rest.already == 5
