@@ -192,3 +192,39 @@ def test_vocab_import_uses_confirmed_and_rejected_tags_and_leaves_the_rest_unkno
     assert [t[row[i], 0] for i in ids[:4]] == [POSITIVE, POSITIVE, POSITIVE, NEGATIVE]
     assert [t[row[i], 1] for i in ids[:4]] == [NEGATIVE, UNKNOWN, UNKNOWN, POSITIVE]
     np.testing.assert_array_equal(data.vectors[row[ids[1]]], photos[1].vector)
+
+
+def test_a_real_vocabulary_feeds_training_with_the_users_answers(tmp_path):
+    """engine.tagging's answers, not a stand-in: what the user confirmed and rejected in a
+    vocabulary becomes the targets, and its prompts the label texts."""
+    from app.sampledata import colour_folder
+    from engine import tagstore
+    from engine.library import Library
+    from engine.train_data import from_vocab
+    from engine.vocab import make_vocabulary
+    from training.dataset import NEGATIVE, POSITIVE, UNKNOWN
+
+    photos = colour_folder(tmp_path / "photos", colours=("red", "blue", "green"), per_colour=4)
+    lib = Library(Settings(data_dir=tmp_path / "data"), model_key=DEMO_MODEL)
+    try:
+        lib.add_folder(tmp_path / "photos")
+        lib.scan()
+        db = lib.db
+        ids = {c: [db.image_id_for_path(str(p.resolve())) for p in ps] for c, ps in photos.items()}
+        tagstore.create(db, make_vocabulary("colours", ["red", "blue"]))
+        tg = lib.tagger()
+        tg.answer("colours", "red", ids["red"], "confirmed")
+        tg.answer("colours", "red", ids["blue"][:2], "rejected")
+        tg.answer("colours", "blue", ids["blue"], "confirmed")
+        ts = from_vocab(db, lib.spec, "colours")
+    finally:
+        lib.close()
+    assert ts.labels == ["red", "blue"] and all(ts.texts)
+    row = {int(i): k for k, i in enumerate(ts.image_ids)}
+    assert set(row) == set(ids["red"]) | set(ids["blue"])  # green was never answered
+    red, blue = ts.labels.index("red"), ts.labels.index("blue")
+    assert all(ts.targets[row[i], red] == POSITIVE for i in ids["red"])
+    assert all(ts.targets[row[i], red] == NEGATIVE for i in ids["blue"][:2])
+    assert all(ts.targets[row[i], red] == UNKNOWN for i in ids["blue"][2:])
+    assert all(ts.targets[row[i], blue] == POSITIVE for i in ids["blue"])
+    assert all(ts.targets[row[i], blue] == UNKNOWN for i in ids["red"])
