@@ -12,6 +12,9 @@ Threads, and why:
   batches are never redone), but a scan runs at least ``MIN_RUN_S`` between preemptions;
 * each model download runs on a thread of its own.
 
+The tag and fine-tuning methods live in mixins (engine.server_tags, engine.server_train);
+this file holds the engine's core: requests, jobs, the library, search and models.
+
 Switching models (``use_model``) re-embeds the library in the background. Until that
 scan ends, searches are answered by the previous model's library (its vectors are all
 there), so a search never comes back half empty in the middle of a switch.
@@ -54,6 +57,8 @@ from .errors import (
     TrainingDataError,
 )
 from .protocol import ErrorCode, ProtocolError
+from .server_tags import TagMethods
+from .server_train import TrainMethods
 
 log = logging.getLogger("engine.server")
 
@@ -115,7 +120,7 @@ class Job:
         return d
 
 
-class Engine:
+class Engine(TagMethods, TrainMethods):
     def __init__(self, settings, model_key: str | None, out: BinaryIO, *, quick_workers: int = 4,
                  watch_options: dict | None = None):  # fmt: skip
         self.settings = settings
@@ -893,223 +898,6 @@ class Engine:
 
         spec = import_model_folder(Path(folder), self.settings)
         return dict(model=self._model_info(spec, False))
-
-    # -- vocabularies and tags (engine.vocab, engine.tagstore, engine.tagging) ------------------
-
-    def _tagger(self):
-        return self.library().tagger()
-
-    def _image_ids(self, photos: list) -> list[int]:
-        db = self.library().db
-        out = []
-        for p in photos:
-            if isinstance(p, int):
-                out.append(p)
-                continue
-            path = os.path.abspath(os.path.expanduser(p))
-            image_id = db.image_id_for_path(path)
-            if image_id is None:
-                raise QueryError(f"{path} is not in the library (yet)")
-            out.append(image_id)
-        return out
-
-    def _request_progress(self):
-        """progress(done, total) for the request being answered: events after a second (engine.reqprogress)."""
-        from .reqprogress import RequestProgress, current
-
-        rid = current()
-        return RequestProgress(lambda data: self.send(dict(event="progress", request=rid, data=data)))
-
-    def _vocab_changed(self, name: str) -> dict:
-        tg = self._tagger()
-        rep = tg.run(name, progress=self._request_progress())
-        return dict(vocab=tg.vocab_info(name), tagged=rep.as_dict())
-
-    def m_vocab_list(self) -> dict:
-        from . import tagstore
-        from .library import DEMO_MODEL
-        from .tagging import vocab_summary
-        from .vocab import starters_for
-
-        lib = self.library()
-        return dict(vocabularies=[vocab_summary(sv) for sv in tagstore.load_all(lib.db)],
-                    starters=starters_for(lib.spec.key, DEMO_MODEL))  # fmt: skip
-
-    def m_vocab_get(self, name: str) -> dict:
-        return dict(vocab=self._tagger().vocab_info(name))
-
-    def m_vocab_create(self, name: str, labels=(), templates=None, threshold=None, starter=None,
-                       auto: bool = True) -> dict:  # fmt: skip
-        from . import tagstore
-        from .vocab import load_starter, make_vocabulary
-
-        if starter is not None:
-            base = load_starter(starter)
-            labels = [*[lab.to_json() for lab in base.labels], *labels]
-            templates = templates if templates is not None else list(base.templates)
-            threshold = threshold if threshold is not None else base.threshold
-        vocab = make_vocabulary(name, list(labels), templates=templates, threshold=threshold, auto=auto)
-        tagstore.create(self.library().db, vocab)
-        return self._vocab_changed(vocab.name)
-
-    def m_vocab_update(self, name: str, rename=None, add=(), remove=(), rename_labels=None, edit=(),
-                       templates=None, threshold=..., auto=None) -> dict:  # fmt: skip
-        from . import tagstore
-        from .vocab import check_templates, make_label
-
-        sv = tagstore.update(
-            self.library().db, name, rename=rename,
-            add=[make_label(a, f"add[{i}]") for i, a in enumerate(add)], remove=list(remove),
-            rename_labels=rename_labels, edit=[make_label(e, f"edit[{i}]") for i, e in enumerate(edit)],
-            templates=None if templates is None else check_templates(templates), threshold=threshold,
-            auto=auto,
-        )  # fmt: skip
-        return self._vocab_changed(sv.name)
-
-    def m_vocab_delete(self, name: str) -> dict:
-        from . import tagstore
-
-        return dict(deleted=tagstore.delete(self.library().db, name))
-
-    def m_vocab_import(self, path: str, name=None, format=None, replace: bool = False) -> dict:
-        from . import tagstore
-        from .vocab import read_file
-
-        vocab = read_file(Path(os.path.expanduser(path)), format, name=name)
-        tagstore.create(self.library().db, vocab, replace=replace)
-        return self._vocab_changed(vocab.name)
-
-    def m_vocab_export(self, name: str, path: str, format=None) -> dict:
-        from . import tagstore
-        from .vocab import write_file
-
-        sv = tagstore.load(self.library().db, name)
-        out = write_file(sv.vocab, Path(os.path.expanduser(path)), format)
-        return dict(path=str(out), labels=len(sv.labels))
-
-    def m_tag_run(self, vocab=None) -> dict:
-        return dict(tagged=self._tagger().run(vocab, progress=self._request_progress()).as_dict())
-
-    def m_tag_threshold(self, vocab: str, label: str, threshold, preview: bool = False) -> dict:
-        return self._tagger().threshold_change(vocab, label, threshold, preview=preview)
-
-    def m_tag_answer(self, vocab: str, label: str, photos: list, state: str) -> dict:
-        return self._tagger().answer(vocab, label, self._image_ids(photos), state)
-
-    def m_tag_photo(self, photo, vocab=None, all: bool = False) -> dict:  # noqa: A002 -- the protocol's name
-        (image_id,) = self._image_ids([photo])
-        return dict(tags=[{k: v for k, v in t.items() if k != "tagged"}
-                          for t in self._tagger().photo_tags(image_id, vocab, all_labels=all)])  # fmt: skip
-
-    def m_tag_photos(self, vocab: str, label: str, state: str = "tagged", k: int = 200, offset: int = 0) -> dict:
-        if offset < 0:
-            raise QueryError("offset must not be negative")
-        hits, total = self._tagger().photos(vocab, label, state, self._check_k(k), offset)
-        return dict(hits=hits, total=total)
-
-    def m_tag_counts(self, vocab=None) -> dict:
-        return dict(counts=self._tagger().counts(vocab))
-
-    # -- fine-tuning (SigLIT; engine.finetune runs it in a child process) ----------------------
-
-    def m_train_start(self, vocab: str | None = None, folders: str | None = None, base: str | None = None,
-                      tune: str | None = None, seed: int | None = None, max_steps: int | None = None) -> dict:  # fmt: skip
-        from .finetune import TrainRequest, train
-        from .hub import full_registry, local_model_folder
-
-        if bool(vocab) == bool(folders):
-            raise QueryError("train_start needs either 'vocab' or 'folders'")
-        spec = full_registry(self.settings).get(base) if base else self.library().spec
-        if local_model_folder(spec, self.settings) is None:
-            raise ModelNotAvailable(f"model {spec.key!r} is not on this machine yet: download or import it first")
-        if folders:
-            from .scan import normalize_folder
-            from .train_data import label_folders
-
-            label_folders(Path(folders))
-            root = normalize_folder(folders)
-            known = [f["path"] for f in self.library().db.folders()]
-            if not any(root == k or root.startswith(k.rstrip("/\\") + os.sep) for k in known):
-                raise QueryError(f"{folders} is not in the library; add it (and let it index) first")
-            folders = root
-        req = TrainRequest(base=spec.key, vocab=vocab, folders=folders, tune=tune, seed=seed, max_steps=max_steps)
-
-        def fn(job: Job) -> dict:
-            started = time.monotonic()
-            total = {"steps": max_steps or 0}
-
-            def cb(rec: dict) -> None:
-                if rec.get("event") == "data":
-                    total["steps"] = rec.get("max_steps") or total["steps"]
-                if rec.get("event") not in ("step", "eval"):
-                    return
-                now = time.monotonic()
-                step = int(rec["step"])
-                rate = step / max(1e-6, now - started)
-                left = max(0, total["steps"] - step)
-                job.progress = dict(done=step, total=max(total["steps"], step), unit="steps", embedded=0,
-                                    reused=0, failed=0, rate=round(rate, 3),
-                                    eta_s=round(left / rate, 1) if rate > 0 else None,
-                                    elapsed_s=round(now - started, 3), current=None, paused=False, train=rec)  # fmt: skip
-                if rec["event"] == "eval" or now - job.last_sent >= PROGRESS_EVERY_S:
-                    job.last_sent = now
-                    self.emit("progress", job.progress, job.id)
-
-            res = train(self.settings, req, progress=cb, cancel=job.run_cancel)
-            return dict(kind="train", cancelled=False, run=res["run"], key=res["key"], metrics=res["metrics"])
-
-        job = self._new_job("train", fn, model=spec.key)
-        threading.Thread(target=self._run_job, args=(job,), name=f"train-{job.id}", daemon=True).start()
-        return dict(job=job.id)
-
-    def m_train_accept(self, run: str) -> dict:
-        from .finetune import accept
-
-        return dict(model=self._model_info(accept(self.settings, run), False))
-
-    def m_train_discard(self, run: str) -> dict:
-        from .finetune import discard
-
-        discard(self.settings, run)
-        return {"discarded": True}
-
-    def m_train_pending(self) -> dict:
-        from .finetune import pending
-
-        return {"runs": pending(self.settings)}
-
-    # -- keywords in XMP/IPTC (engine.xmptags) --------------------------------------------------
-
-    def m_tag_export_xmp(self, vocab=None, confirmed_only=False, embed=False) -> dict:
-        from . import tagstore
-
-        if vocab is not None:  # an unknown name: an error reply now, not a failed job
-            tagstore.load(self.library().db, vocab)
-
-        def fn(job: Job) -> dict:
-            from .xmptags import export_tags
-
-            rep = export_tags(self.library(), vocab, confirmed_only=confirmed_only, embed=embed,
-                              progress=self._progress_cb(job), cancel=job.run_cancel.is_set)  # fmt: skip
-            return rep.as_dict()
-
-        job = self._new_job("tag_export_xmp", fn, prio=2)
-        self._queue_job(job)
-        return dict(job=job.id)
-
-    def m_tag_import_xmp(self, folders=None, vocab=None, only_known: bool = False) -> dict:
-        chosen = [self._known_folder(f) for f in folders] if folders else None
-
-        def fn(job: Job) -> dict:
-            from .xmptags import import_tags
-
-            rep = import_tags(self.library(), chosen, vocab=vocab, only_known=only_known,
-                              progress=self._progress_cb(job), cancel=job.run_cancel.is_set)  # fmt: skip
-            return rep.as_dict()
-
-        job = self._new_job("tag_import_xmp", fn, prio=2)
-        self._queue_job(job)
-        return dict(job=job.id)
 
     # -- shutting down -----------------------------------------------------------------------
 
