@@ -8,7 +8,6 @@ weights, which are converted to ONNX once with the training extra.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from .errors import Cancelled, ModelError, ModelNotAvailable
 from .registry import MODEL_FILE, ModelSpec, Registry, load_spec, resources_dir, save_spec
+from .registry import file_sha256 as _sha256
 from .settings import Settings
 
 MODEL_FOLDER_FILES = ("model.json", "image.onnx", "text.onnx", "tokenizer.json")
@@ -107,12 +107,6 @@ def _tqdm_for(callback: Callable[[DownloadProgress], None] | None, cancel: threa
     return _Bridge
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool, progress, cancel) -> dict[str, Path]:

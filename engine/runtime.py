@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -12,6 +11,7 @@ import numpy as np
 
 from .errors import ModelError
 from .registry import MODEL_FILE, ModelSpec, load_spec
+from .registry import file_sha256 as _sha256
 
 # Execution providers in order of preference; only those this onnxruntime build has are used.
 PREFERRED_PROVIDERS = (
@@ -32,12 +32,6 @@ def available_providers(prefer_cpu: bool = False) -> list[str]:
     return [p for p in PREFERRED_PROVIDERS if p in have] or ["CPUExecutionProvider"]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ cancelled or crashed run never leaves a folder that looks finished.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import os
 import re
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.registry import MODEL_FILE, ModelSpec, Source, save_spec
+from engine.registry import file_sha256 as _sha256
 
 from .dataset import TrainingSet
 from .export import export_text_tower
@@ -31,12 +31,6 @@ from .finetune import FinetuneResult
 LINKED_FILES = ("image.onnx", "image.int8.onnx")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def link_or_copy(src: Path, dst: Path) -> str:

@@ -9,12 +9,12 @@ variant) can start from it with ``training.pretrain.load_checkpoint``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from engine.registry import MODEL_FILE, ModelSpec, Source, load_spec, save_spec
+from engine.registry import file_sha256 as _sha256
 
 from . import world
 
@@ -59,14 +59,6 @@ def demo_spec(settings, *, command: str, timings: dict) -> ModelSpec:
             },
         },
     )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_demo(
