@@ -196,7 +196,8 @@ def _kill_points(workload: Workload, client, data_dir: Path, kills: int, rnd: ra
             target = min(before + rnd.randint(1, step), max(before, workload.total - 1))
             wait_for(lambda t=target: workload.durable(data_dir) >= t or not client.alive,
                      f"{workload.name} reaches {target}", TIMEOUT * 2, poll=0.01)  # fmt: skip
-            time.sleep(rnd.uniform(0.0, workload.linger))  # anywhere in the next batch, not just after a commit
+            # Anywhere in the next batch, not just after a commit.
+            time.sleep(rnd.uniform(0.0, workload.linger))
             where = workload.in_flight() or "working"
         if workload.durable(data_dir) >= workload.total:
             where = "after the work"  # still a kill worth surviving, but not one mid-work
