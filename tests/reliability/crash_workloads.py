@@ -11,7 +11,8 @@ engine confirmed must be on disk, and nothing half-done may be taken for done:
 * training: the training child dies with its engine (no orphan ``training.finetune_job``,
   found by scanning /proc); every model folder the engine lists is complete (its files
   match the hashes in its model.json and both towers load); ``train_pending`` lists only
-  complete candidates; the stored image vectors are byte-identical; training starts again.
+  complete candidates, and the restarted engine has removed the killed runs' folders; the
+  stored image vectors are byte-identical; training starts again.
 """
 
 from __future__ import annotations
@@ -239,6 +240,7 @@ class Tagging(_Driver):
         job = client.request("tag_export_xmp", {"vocab": VOCAB})["job"]
         self._wait_job(client, job, TIMEOUT)  # leftover temp files break nothing
         self._check_sidecars()
+        assert list(self.ctx["photos"].glob("*.xmp")), "the exports wrote no sidecar to check"
         counts = client.request("tag_counts", {"vocab": VOCAB})["counts"]
         client.request("tag_run", {"vocab": VOCAB})
         assert client.request("tag_counts", {"vocab": VOCAB})["counts"] == counts
@@ -354,6 +356,9 @@ class Training(_Driver):
         assert {m.name for m in self._models()} <= listed
         runs = client.request("train_pending", timeout=TIMEOUT)["runs"]
         root = self.ctx["data_dir"] / "training"
+        # What the killed engine's runs left half-done is gone; finished candidates wait.
+        left = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        assert left == sorted(r["run"] for r in runs), (left, runs)
         for r in runs:  # only complete candidates are offered; accept them (a kill may hit that)
             self._complete(root / r["run"] / "candidate")
         self.ctx["pending"] = self.ctx.get("pending", 0) + len(runs)
