@@ -71,6 +71,8 @@ class Workload:
     # The kill lands this many seconds (at most, drawn at random) after the work reached its
     # target: longer for work whose units are long (a training run).
     linger: float = 0.3
+    # Of the slow run's kills, at least this many come after the life reported work done.
+    reported_kills: int = 5
 
     def prepare(self, tmp: Path, data_dir: Path, size: int) -> None:
         raise NotImplementedError
@@ -288,4 +290,5 @@ def test_kill_9_at_twenty_random_points(workload, tmp_path):
     rows = _crash_run(workload, tmp_path, kills=20, size=1200, seed=20)
     assert len(rows) == 20
     assert sum(r["where"] not in ("startup", "after the work") for r in rows) >= 10  # most mid-work
-    assert sum(r["reported"] > 0 for r in rows) >= 5  # the "reported done is kept" check had teeth
+    # The "reported done is kept" check had teeth (training: few, long units of work).
+    assert sum(r["reported"] > 0 for r in rows) >= workload.reported_kills
