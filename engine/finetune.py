@@ -10,7 +10,8 @@ the child's log and, once training, export and parity check have all finished, t
 candidate model folder ``candidate/``. Nothing appears among the models until the user
 accepts: ``accept`` renames the candidate into the models folder (one ``os.replace`` on
 the same file system), ``discard`` deletes the run folder. A cancelled or failed run
-leaves no run folder behind.
+leaves no run folder behind; one whose engine was killed (the child notices and stops) is
+removed when the next engine starts (``sweep_unfinished``).
 """
 
 from __future__ import annotations
@@ -200,3 +201,20 @@ def discard(settings: Settings, run: str) -> None:
     """Forget the candidate of ``run``; nothing else changes."""
     cand = _candidate(settings, run)
     shutil.rmtree(cand.parent)
+
+
+def sweep_unfinished(settings: Settings) -> list[str]:
+    """Remove the run folders of trainings that never finished (their engine was killed, and
+    its training child with it); a finished candidate stays for accept or discard.
+
+    Call only while holding the data folder's lock (no training of this library can be
+    running then). Returns the run ids removed; a folder that cannot be removed is left.
+    """
+    d = runs_dir(settings)
+    gone = []
+    for run in sorted(d.iterdir()) if d.is_dir() else ():
+        if run.is_dir() and not (run / "candidate" / MODEL_FILE).is_file():
+            shutil.rmtree(run, ignore_errors=True)
+            if not run.exists():
+                gone.append(run.name)
+    return gone

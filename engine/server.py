@@ -157,6 +157,8 @@ class Engine(TagMethods, TrainMethods):
         self._instance, self._instance_error = None, None
         self._hold_data_dir()
         self._open_library()
+        if self._instance_error is None:
+            self._sweep_training_runs()
         self._writer.start()
 
     # -- output ----------------------------------------------------------------------------
@@ -199,6 +201,17 @@ class Engine(TagMethods, TrainMethods):
         except PhotosiftError as e:
             self.lib, self.lib_error = None, str(e)
             log.error("cannot open the library: %s", e)
+
+    def _sweep_training_runs(self) -> None:
+        """Runs a killed engine left half-done go at start (this engine holds the lock and has
+        started no training yet, so none of them runs)."""
+        from .finetune import sweep_unfinished
+
+        try:
+            if gone := sweep_unfinished(self.settings):
+                log.info("removed %d unfinished training run(s): %s", len(gone), ", ".join(gone))
+        except OSError as e:  # a read-only data folder: the leftovers only cost disk space
+            log.warning("could not remove unfinished training runs: %s", e)
 
     def library(self):
         lib = self.lib

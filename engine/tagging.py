@@ -628,8 +628,10 @@ class Tagger:
                         entered_hits=moved_hits(self.db, self, plan, j, entered, "none"),
                         left_hits=moved_hits(self.db, self, plan, j, left, "auto"))  # fmt: skip
         else:
-            S.set_threshold(self.db, self.model_id, sl.id, user=threshold)
-            self.run(sv.name, labels=[sl.label.name])
+            # The threshold and the tags it gives, together (see answer).
+            with self.db.transaction():
+                S.set_threshold(self.db, self.model_id, sl.id, user=threshold)
+                self.run(sv.name, labels=[sl.label.name])
             after = S.effective_ids(self.db, self.model_id, sl.id)
             plan = self.plan(S.load(self.db, sv.name))
             lp = plan.labels[plan.index(sl.id)]
@@ -645,9 +647,12 @@ class Tagger:
         sv = S.load(self.db, vocab)
         sl = sv.label(label)
         before = S.effective_ids(self.db, self.model_id, sl.id)
-        n = S.set_answers(self.db, sl.id, list(image_ids), codes[state])
-        self.recalibrate(sv, sl)
-        self.run(sv.name, labels=[sl.label.name])
+        # One transaction: a process killed in between must not leave answers (or a threshold)
+        # whose label was never re-tagged, behind automatic tags still marked current.
+        with self.db.transaction():
+            n = S.set_answers(self.db, sl.id, list(image_ids), codes[state])
+            self.recalibrate(sv, sl)
+            self.run(sv.name, labels=[sl.label.name])
         after = S.effective_ids(self.db, self.model_id, sl.id)
         lp = self.plan(sv).labels[[s.id for s in sv.labels].index(sl.id)]
         return dict(answered=n, threshold=round(lp.threshold, 6), threshold_source=lp.source,

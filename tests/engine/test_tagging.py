@@ -382,3 +382,30 @@ def test_v2_database_migrates_to_v3_and_keywords_stop_spreading(tmp_path):
     assert db.conn.execute("SELECT label_id FROM auto_tags").fetchall() == [(2,)]
     assert db.conn.execute("SELECT COUNT(*) FROM tag_answers").fetchone()[0] == 1  # answers stay
     db.close()
+
+
+def test_answer_and_its_retag_land_together_or_not_at_all(lib, monkeypatch):
+    """A process killed between storing answers and re-tagging their label must not leave the
+    old automatic tags marked current (the kill -9 run in tests/reliability found this)."""
+    S.create(lib.db, colour_vocab("k"))
+    tg = lib.tagger()
+    tg.run("k")
+    red = sorted(i for i, cs in truth(lib).items() if "red" in cs)
+    before = tg.counts("k")
+    real = Tagger.run
+
+    def dies_before_retag(self, vocab=None, *, labels=None, progress=None):
+        if labels is not None:
+            raise KeyboardInterrupt("killed between the answer and the label's re-tag")
+        return real(self, vocab, labels=labels, progress=progress)
+
+    monkeypatch.setattr(Tagger, "run", dies_before_retag)
+    with pytest.raises(KeyboardInterrupt):
+        tg.answer("k", "red", red[:6], "confirmed")
+    monkeypatch.undo()
+    # The reply never came, so the answers may be gone; what is stored must be consistent.
+    assert confirmed_examples(lib.db, "k")["red"] == ([], [])
+    assert tg.counts("k") == before
+    tg.run("k")
+    assert tg.counts("k") == before
+    S.delete(lib.db, "k")
