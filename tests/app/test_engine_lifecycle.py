@@ -66,7 +66,8 @@ def test_folder_watching_updates_the_grid(qtbot, window, photos):
 
     new = single_shape(folder / "new-red.jpg", "red", "square", seed=999)
     qtbot.waitUntil(lambda: str(new) in result_paths(window), timeout=ENGINE_TIMEOUT_MS)
-    assert window.status["files"] == 25
+    # the window's status is refreshed on its own request, which may come after the new search
+    qtbot.waitUntil(lambda: window.status.get("files") == 25, timeout=ENGINE_TIMEOUT_MS)
 
     moved = folder / "sub" / "moved-red.jpg"
     moved.parent.mkdir()
