@@ -1,7 +1,7 @@
 """Turn the faults the reliability suite recorded into the report's table.
 
-PHOTOSIFT_RELIABILITY_REPORT=/tmp/faults.jsonl pytest -m "slow or not slow" tests/reliability
-python -m tests.reliability.report /tmp/faults.jsonl
+PHOTOSIFT_RELIABILITY_REPORT=faults.jsonl pytest -m "slow or not slow" tests/reliability
+python -m tests.reliability.report faults.jsonl
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def _data(demo_world) -> TrainingSet:
     return TrainingSet(
         image_ids=np.arange(180), vectors=vecs[train], labels=list(LABELS),
         texts=[[w, f"a picture of {w}"] for w in LABELS], targets=t, space="photosift-demo",
-        source="folders:/tmp/world", general=GeneralCheck([q.text for q in qs], vecs[gallery], truth),
+        source="folders:world", general=GeneralCheck([q.text for q in qs], vecs[gallery], truth),
     )  # fmt: skip
 
 
