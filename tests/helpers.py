@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -37,3 +38,36 @@ def wait_for(cond, what: str, timeout: float = 60.0, poll: float = 0.02):
         if time.monotonic() > deadline:
             pytest.fail(f"not within {timeout:.0f} s: {what}")
         time.sleep(poll)
+
+
+class Events:
+    """Collects engine events (they arrive on the client's reader thread)."""
+
+    def __init__(self):
+        self.items: list[dict] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, msg: dict) -> None:
+        with self.lock:
+            self.items.append(msg)
+
+    def of(self, name: str, job: str | None = None) -> list[dict]:
+        with self.lock:
+            return [
+                e for e in self.items if e["event"] == name and (job is None or e.get("job") == job)
+            ]
+
+    def of_all(self) -> list[dict]:
+        with self.lock:
+            return list(self.items)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+    def wait(
+        self, name: str, job: str | None = None, what: str = "", timeout: float = 60.0
+    ) -> dict:
+        return wait_for(
+            lambda: (self.of(name, job) or [None])[-1], what or f"{name} event for {job}", timeout
+        )

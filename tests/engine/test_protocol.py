@@ -27,31 +27,12 @@ from engine import protocol as P
 from engine.client import EngineClient, EngineDied, EngineError
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY, install_test_model
-from tests.helpers import make_photos, wait_for
+from tests.helpers import Events, make_photos, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60.0
 
 
-
-
-class Events:
-    """Collects engine events (they arrive on the client's reader thread)."""
-
-    def __init__(self):
-        self.items: list[dict] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, msg: dict) -> None:
-        with self.lock:
-            self.items.append(msg)
-
-    def of(self, name: str, job: str | None = None) -> list[dict]:
-        with self.lock:
-            return [e for e in self.items if e["event"] == name and (job is None or e.get("job") == job)]
-
-    def wait(self, name: str, job: str | None = None, what: str = "", timeout: float = TIMEOUT) -> dict:
-        return wait_for(lambda: (self.of(name, job) or [None])[-1], what or f"{name} event for {job}", timeout)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from engine import protocol as P
 from engine.client import EngineClient, EngineError
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY, install_test_model
-from tests.engine.test_protocol import Events
+from tests.helpers import Events
 
 TIMEOUT = 60.0
 

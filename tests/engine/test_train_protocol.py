@@ -16,7 +16,7 @@ TIMEOUT = 300  # a shared 2-core machine: the engine and the training child star
 
 @pytest.fixture
 def engine(tmp_path):
-    from tests.engine.test_protocol import Events
+    from tests.helpers import Events
 
     d = tmp_path / "data"
     install_test_model(Settings(data_dir=d))

@@ -372,7 +372,7 @@ def test_cli_import_and_export(tmp_path, capsys):
 
 def test_protocol_jobs(tmp_path):
     from engine.client import EngineClient
-    from tests.engine.test_protocol import Events
+    from tests.helpers import Events
 
     photos = copy_photos(tmp_path / "photos", ["Issue_600_(1).jpg", "Apple_iPhone_4.jpg"])
     events = Events()

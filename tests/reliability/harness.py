@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import sqlite3
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,42 +19,9 @@ import numpy as np
 from engine.client import EngineClient
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY, install_test_model
-from tests.helpers import wait_for
+from tests.helpers import Events
 
 TIMEOUT = 60.0
-
-
-class Events:
-    """Collects engine events (they arrive on the client's reader thread)."""
-
-    def __init__(self):
-        self.items: list[dict] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, msg: dict) -> None:
-        with self.lock:
-            self.items.append(msg)
-
-    def of(self, name: str, job: str | None = None) -> list[dict]:
-        with self.lock:
-            return [
-                e for e in self.items if e["event"] == name and (job is None or e.get("job") == job)
-            ]
-
-    def of_all(self) -> list[dict]:
-        with self.lock:
-            return list(self.items)
-
-    def clear(self) -> None:
-        with self.lock:
-            self.items.clear()
-
-    def wait(
-        self, name: str, job: str | None = None, what: str = "", timeout: float = TIMEOUT
-    ) -> dict:
-        return wait_for(
-            lambda: (self.of(name, job) or [None])[-1], what or f"{name} event for {job}", timeout
-        )
 
 
 def make_data_dir(path: Path, **settings) -> Path:

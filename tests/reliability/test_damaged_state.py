@@ -337,7 +337,7 @@ class _DiskLimit:
 
 def test_disk_full_mid_scan_keeps_every_committed_batch_and_resumes(tmp_path, monkeypatch):
     from engine.server import Engine
-    from tests.reliability.harness import Events
+    from tests.helpers import Events
 
     limit = _DiskLimit(monkeypatch)
     data_dir = make_data_dir(tmp_path / "data", batch_size=4)
