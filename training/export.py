@@ -172,6 +172,27 @@ def _export_tower(tower, example, in_name: str, path: Path, opset: int, exporter
             raise ValueError(f"unknown exporter {exporter!r} (torchscript | dynamo)")
 
 
+
+def check_parity(spec: ModelSpec, towers: dict[str, tuple[np.ndarray, np.ndarray]],
+                 report: dict[str, Any], min_cosine: float, reference: str) -> None:  # fmt: skip
+    """The export gate: each tower's ONNX vectors (got) against the reference's (want).
+    Records min cosine and max abs difference in `report`; raises ModelError on a shape
+    that is not the registry's or a cosine below `min_cosine` (NaN included)."""
+    for tower, (got, want) in towers.items():
+        if got.shape != want.shape or got.shape[1] != spec.embed_dim:
+            raise ModelError(
+                f"{spec.key}: exported {tower} tower gives shape {got.shape}, "
+                f"{reference} {want.shape}, model.json says {spec.embed_dim}-d"
+            )
+        cos = _cosines(got, want)
+        report[f"{tower}_min_cosine"] = float(cos.min())
+        report[f"{tower}_max_abs_diff"] = float(np.abs(got - want).max())
+        if not np.all(cos >= min_cosine):  # also catches NaN
+            raise ModelError(
+                f"{spec.key}: exported {tower} tower disagrees with {reference} "
+                f"(worst cosine {cos.min():.6f} < {min_cosine}); no model folder written"
+            )
+
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.astype(np.float64)
     b = b.astype(np.float64)
@@ -295,20 +316,8 @@ def _export(
             want_txt = ref_text(torch.from_numpy(tokens)).numpy()
         got_img = _run_onnx(tmp / "image.onnx", "pixels", pixels)
         got_txt = _run_onnx(tmp / "text.onnx", "tokens", tokens)
-        for tower, got, want in (("image", got_img, want_img), ("text", got_txt, want_txt)):
-            if got.shape != want.shape or got.shape[1] != spec.embed_dim:
-                raise ModelError(
-                    f"{spec.key}: exported {tower} tower gives shape {got.shape}, "
-                    f"torch {want.shape}, model.json says {spec.embed_dim}-d"
-                )
-            cos = _cosines(got, want)
-            report[f"{tower}_min_cosine"] = float(cos.min())
-            report[f"{tower}_max_abs_diff"] = float(np.abs(got - want).max())
-            if not np.all(cos >= min_cosine):  # also catches NaN
-                raise ModelError(
-                    f"{spec.key}: exported {tower} tower disagrees with torch "
-                    f"(worst cosine {cos.min():.6f} < {min_cosine}); no model folder written"
-                )
+        check_parity(spec, {"image": (got_img, want_img), "text": (got_txt, want_txt)},
+                     report, min_cosine, "torch")  # fmt: skip
         shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
         written = spec.with_(
             logit_scale=float(math.exp(float(model.logit_scale.detach().float().reshape(-1)[0]))),

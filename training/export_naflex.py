@@ -49,7 +49,7 @@ from engine import naflex
 from engine.errors import ModelError
 from engine.registry import MODEL_FILE, ModelSpec, save_spec
 
-from .export import DEFAULT_OPSET, MIN_COSINE, PARITY_TEXTS, _cosines, _replace_dir, _run_onnx
+from .export import DEFAULT_OPSET, MIN_COSINE, PARITY_TEXTS, _replace_dir, _run_onnx, check_parity
 
 # (height, width) of the parity photos: square, landscape, portrait, panorama, strips.
 # Opset 20 has ONNX's Gelu with approximate="tanh" (SigLIP 2's activation), which ONNX
@@ -286,20 +286,8 @@ def export_siglip2_naflex(
              for b in budgets]
         )  # fmt: skip
         got_txt = _run_onnx(tmp / "text.onnx", "tokens", tokens)
-        for tower, got, want in (("image", got_img, want_img), ("text", got_txt, want_txt)):
-            if got.shape != want.shape or got.shape[1] != spec.embed_dim:
-                raise ModelError(
-                    f"{spec.key}: exported {tower} tower gives {got.shape}, transformers "
-                    f"{want.shape}, model.json says {spec.embed_dim}-d"
-                )
-            cos = _cosines(got, want)
-            report[f"{tower}_min_cosine"] = float(cos.min())
-            report[f"{tower}_max_abs_diff"] = float(np.abs(got - want).max())
-            if not np.all(cos >= min_cosine):
-                raise ModelError(
-                    f"{spec.key}: exported {tower} tower disagrees with transformers "
-                    f"(worst cosine {cos.min():.6f} < {min_cosine}); no model folder written"
-                )
+        check_parity(spec, {"image": (got_img, want_img), "text": (got_txt, want_txt)},
+                     report, min_cosine, "transformers")  # fmt: skip
         del onnx
         written = written.with_(extra={**spec.extra, "export": report})
         save_spec(written, tmp / MODEL_FILE)
