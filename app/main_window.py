@@ -161,6 +161,21 @@ class EmptyState(QWidget):
             self.button.hide()
 
 
+
+def _chip(close_tip: str, on_close) -> tuple[QFrame, QLabel]:
+    """A hidden pill for the search bar: a label and a ✕ that calls `on_close`."""
+    chip, label = QFrame(objectName="chip"), QLabel()
+    close = QToolButton(text="✕", objectName="chipClose")
+    close.setToolTip(close_tip)
+    close.setAccessibleName(close_tip)
+    close.clicked.connect(on_close)
+    lay = QHBoxLayout(chip)
+    lay.setContentsMargins(10, 2, 4, 2)
+    lay.addWidget(label)
+    lay.addWidget(close)
+    chip.hide()
+    return chip, label
+
 class MainWindow(QMainWindow):
     """The photosift window. `bridge` is started by the caller (or by `start_engine`)."""
 
@@ -255,28 +270,8 @@ class MainWindow(QMainWindow):
         self.search.setAccessibleName("Search")
         self.search.installEventFilter(self)
 
-        self.chip = QFrame(objectName="chip")
-        self.chip_label = QLabel()
-        chip_close = QToolButton(text="✕", objectName="chipClose")
-        chip_close.setToolTip("Stop searching by example")
-        chip_close.clicked.connect(self.clear_example)
-        cl = QHBoxLayout(self.chip)
-        cl.setContentsMargins(10, 2, 4, 2)
-        cl.addWidget(self.chip_label)
-        cl.addWidget(chip_close)
-        self.chip.hide()
-
-        self.tag_chip = QFrame(objectName="chip")
-        self.tag_chip_label = QLabel()
-        tag_close = QToolButton(text="✕", objectName="chipClose")
-        tag_close.setToolTip("Stop filtering by tag")
-        tag_close.setAccessibleName("Stop filtering by tag")
-        tag_close.clicked.connect(self.clear_tag_filter)
-        tl = QHBoxLayout(self.tag_chip)
-        tl.setContentsMargins(10, 2, 4, 2)
-        tl.addWidget(self.tag_chip_label)
-        tl.addWidget(tag_close)
-        self.tag_chip.hide()
+        self.chip, self.chip_label = _chip("Stop searching by example", self.clear_example)
+        self.tag_chip, self.tag_chip_label = _chip("Stop filtering by tag", self.clear_tag_filter)
 
         self.folder_filter = QComboBox()
         self.folder_filter.setAccessibleName("Folder filter")
