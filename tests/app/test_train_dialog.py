@@ -352,3 +352,64 @@ def test_cancel_keeps_nothing(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: len(got) == 2, timeout=ENGINE_TIMEOUT_MS)
     assert got[0]["runs"] == []
     assert not any("-ft-" in m["key"] for m in got[1]["models"])
+
+
+@pytest.mark.slow
+def test_train_from_a_vocabulary_of_confirmed_tags(qtbot, window, tmp_path):
+    """The user's own answers as the source: a real vocabulary in the real engine, its
+    labels confirmed on their photos and rejected on the rest, chosen in the dialog."""
+    root = label_folders(tmp_path / "kinds", per_label=12)
+    index_folder(qtbot, window, root)
+    labels = ["crimson", "disc", "pair"]
+    files = {d.name: sorted(str(p) for p in d.glob("*.jpg")) for d in root.iterdir()}
+    replies: list[dict] = []
+
+    def ask(method, params):
+        replies.clear()
+        window.bridge.call(method, params, on_result=replies.append, on_error=replies.append)
+        qtbot.waitUntil(lambda: bool(replies), timeout=ENGINE_TIMEOUT_MS)
+        assert not isinstance(replies[0], EngineError), replies[0]
+        return replies[0]
+
+    ask("vocab_create", {"name": "my kinds", "labels": labels})
+    for lab in labels:
+        others = [f for name, fs in files.items() if name != lab for f in fs]
+        ask("tag_answer", {"vocab": "my kinds", "label": lab, "photos": files[lab],
+                           "state": "confirmed"})  # fmt: skip
+        ask("tag_answer", {"vocab": "my kinds", "label": lab, "photos": others,
+                           "state": "rejected"})  # fmt: skip
+
+    dlg = _open(qtbot, window)
+    qtbot.waitUntil(lambda: dlg.vocabularies == ["my kinds"], timeout=ENGINE_TIMEOUT_MS)
+    assert dlg.src_vocab.isEnabled() and dlg.src_vocab.isChecked()
+    assert dlg.vocab_combo.currentText() == "my kinds (3 labels)"
+    assert dlg.start_btn.isEnabled()
+    dlg.length_combo.setCurrentIndex(0)
+    assert dlg.params()["vocab"] == "my kinds" and "folders" not in dlg.params()
+    done: list[dict] = []
+    window.bridge.event.connect(
+        lambda ev: ev["event"] == "job_done"
+        and (ev.get("data") or {}).get("kind") == "train"
+        and done.append(ev["data"])
+    )
+    dlg.start({**dlg.params(), "max_steps": 30})
+    qtbot.waitUntil(lambda: dlg.pages.currentIndex() == 1, timeout=ENGINE_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: bool(done), timeout=TRAIN_TIMEOUT_MS)
+
+    m = done[0]["metrics"]
+    assert list(m["labels"]) == labels
+    # 12 confirmed photos per label, split per label: validation holds some of each
+    assert all(m["labels"][lab]["val_positives"] >= 1 for lab in labels), m["labels"]
+    assert all(m["labels"][lab]["val_negatives"] >= 1 for lab in labels), m["labels"]
+    assert dlg.pages.currentIndex() == 2 and dlg.run["run"] == done[0]["run"]
+    assert [r[0] for r in dlg.ap_chart.rows] == labels
+    assert dlg.labels_text.text() == labels_verdict(m)
+    assert "-ft-my-kinds-" in dlg.result_title.text()  # the new model is named after it
+
+    # discarding leaves no model behind, and the answers are still the user's
+    dlg.discard_btn.click()
+    qtbot.waitUntil(lambda: dlg.pages.currentIndex() == 0, timeout=ENGINE_TIMEOUT_MS)
+    assert ask("train_pending", {})["runs"] == []
+    assert not any("-ft-" in x["key"] for x in ask("models_list", {})["models"])
+    counts = ask("tag_counts", {"vocab": "my kinds"})
+    assert counts, "the vocabulary and its tags are still there"
