@@ -388,9 +388,11 @@ def test_train_from_a_vocabulary_of_confirmed_tags(qtbot, window, tmp_path):
     assert dlg.params()["vocab"] == "my kinds" and "folders" not in dlg.params()
     done: list[dict] = []
     window.bridge.event.connect(
-        lambda ev: ev["event"] == "job_done"
-        and (ev.get("data") or {}).get("kind") == "train"
-        and done.append(ev["data"])
+        lambda ev: (
+            ev["event"] == "job_done"
+            and (ev.get("data") or {}).get("kind") == "train"
+            and done.append(ev["data"])
+        )
     )
     dlg.start({**dlg.params(), "max_steps": 30})
     qtbot.waitUntil(lambda: dlg.pages.currentIndex() == 1, timeout=ENGINE_TIMEOUT_MS)

@@ -194,3 +194,26 @@ def test_a_softmax_trained_clip_gets_a_sigmoid_bias_and_trains(tmp_path):
     assert model.logit_bias is not None and float(model.logit_bias.detach()) != 0
     assert set(result.metrics["labels"]) == set(data.labels)
     assert result.metrics["steps"] >= 1
+
+
+def test_training_runs_on_cuda_when_torch_sees_it_else_on_the_cpu(monkeypatch):
+    """The device choice only: no GPU is lent to the machines this is built on, so the CUDA
+    path itself is exercised only where one exists (training moves every tensor with ``.to``)."""
+    from training.finetune import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device(None) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device(None) == "cuda"
+    assert pick_device("cpu") == "cpu"  # an explicit choice wins
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+def test_training_on_the_gpu_matches_the_cpu(demo_world, tokenize):
+    results = {}
+    for device in ("cpu", "cuda"):
+        model = load_checkpoint(DEMO)
+        r = finetune(model, tokenize, _data(demo_world), FinetuneSettings(**SMALL, device=device))
+        assert r.metrics["device"] == device
+        results[device] = r.metrics
+    assert abs(results["cuda"]["map_after"] - results["cpu"]["map_after"]) < 0.05
