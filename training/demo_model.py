@@ -144,7 +144,10 @@ weights themselves can differ in the last bits across torch builds and thread co
 Measured on the 2-core build machine (shared with other jobs while it ran): rendering the
 {s["n_train"]:,} training scenes {t["render_s"]} s, {s["steps"]} steps of batch {s["batch_size"]}
 {t["train_s"]} s, {t["total_train_s"]} s in all before export and evaluation (which add
-about two minutes). The demo model is an ordinary registry entry,
+about two minutes), with bfloat16 autocast {"on" if t.get("bf16", s.get("bf16")) else "off"}.
+By default bf16 is used only on CPUs that compute it natively (avx512_bf16, AMX): torch
+emulates it elsewhere, measured 10x slower per step on an AVX2-only EPYC, where the same
+run trains in fp32 (`--bf16` / `--no-bf16` override). The demo model is an ordinary registry entry,
 `resources/models/demo.json` (a copy of `model.json`, file hashes included).
 
 ## Model
