@@ -74,7 +74,8 @@ def local_models(settings: Settings) -> list[ModelSpec]:
         for d in sorted(settings.models_dir.iterdir()):
             if (d / MODEL_FILE).is_file():
                 try:
-                    out.append(load_spec(d / MODEL_FILE))
+                    # A fine-tuned model copies its base's entry: it is not what to offer first.
+                    out.append(load_spec(d / MODEL_FILE).with_(recommended=False))
                 except ModelError:
                     continue  # a broken folder is reported by `models list`, not fatal here
     return out
