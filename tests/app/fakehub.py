@@ -132,6 +132,16 @@ class FakeHub:
         self.server.server_close()
 
 
+def point_hf_at(hub: FakeHub, monkeypatch) -> None:
+    """Let huggingface_hub in this process download from `hub` (it reads HF_HUB_OFFLINE once,
+    at import; the engine passes HF_ENDPOINT on each call)."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+
+
 def demo_model_json(key: str, **source) -> dict:
     """The demo model's model.json under another key (so another image space) and source."""
     meta = json.loads((DEMO / "model.json").read_text(encoding="utf-8"))

@@ -19,7 +19,7 @@ from engine.hub import MODEL_FOLDER_FILES, fetch_model, record_hashes
 from engine.registry import Registry, Source, load_spec
 from engine.runtime import OnnxModel
 from engine.settings import Settings
-from tests.app.fakehub import DEMO, FakeHub, hub_model_files
+from tests.app.fakehub import DEMO, FakeHub, hub_model_files, point_hf_at
 from tests.engine.modelkit import MODEL_KEY
 
 KEY, REPO = "demo-from-hub", "photosift/demo-onnx"
@@ -27,17 +27,12 @@ KEY, REPO = "demo-from-hub", "photosift/demo-onnx"
 
 @pytest.fixture
 def online(monkeypatch, tmp_path):
-    """Let huggingface_hub talk to a local stand-in hub (it reads HF_HUB_OFFLINE once, at import)."""
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    cache = tmp_path / "hf" / "hub"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    """A stand-in hub for REPO, with huggingface_hub pointed at it and a cache of the test's own."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
 
     def serve(files: dict[str, bytes]) -> FakeHub:
         hub = FakeHub(REPO, files)
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        point_hf_at(hub, monkeypatch)
         return hub
 
     return serve
