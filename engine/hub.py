@@ -1,7 +1,9 @@
 """Getting a model onto this machine: bundled, already here, the Hugging Face hub, or a folder.
 
-Downloads go through huggingface_hub into the standard HF cache (resume of
-partial files, offline mode and the cache layout are its job). A hub repo may
+Downloads go through huggingface_hub into the standard HF cache (offline mode, the
+cache layout and resuming a transfer that breaks off are its job; since 1.31 it keeps
+no partial files between attempts, huggingface/huggingface_hub#4196). Each downloaded
+file is then checked against its registry or hub hash (engine.hubverify). A hub repo may
 hold a ready photosift model folder (ONNX; no torch needed) or open_clip
 weights, which are converted to ONNX once with the training extra.
 """
