@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import ChecksumMismatch, ModelError
+from .errors import ChecksumMismatch, ModelError, ModelNotAvailable
 from .registry import file_sha256
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -43,14 +43,21 @@ def published_hash(
 ) -> Expected:
     """The hash the hub publishes for ``filename`` at ``revision`` (one HEAD request).
 
-    Raises ModelError when the server answers with an ETag that is neither a sha256 nor a
-    git-sha1 (not the Hugging Face hub, or a mirror that rewrites ETags): the file cannot
-    be checked, so it is not trusted.
+    Raises ModelNotAvailable when the hub does not answer, and ModelError when it answers
+    with an ETag that is neither a sha256 nor a git-sha1 (not the Hugging Face hub, or a
+    mirror that rewrites ETags): the file cannot be checked, so it is not trusted.
     """
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint)
-    etag = (get_hf_file_metadata(url, endpoint=endpoint).etag or "").lower()
+    try:
+        etag = (get_hf_file_metadata(url, endpoint=endpoint).etag or "").lower()
+    except Exception as e:  # network, auth, a mirror without the file: the check cannot be made
+        raise ModelNotAvailable(
+            f"{filename} from {repo} was downloaded but its published checksum could not be "
+            f"fetched to check it ({type(e).__name__}: {e}); try again when the hub answers, or "
+            f"import an exported model folder (`photosift models import FOLDER`)."
+        ) from e
     if _SHA256.fullmatch(etag):
         return Expected("sha256", etag, "hub")
     if _GIT_SHA1.fullmatch(etag):

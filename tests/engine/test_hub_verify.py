@@ -178,3 +178,16 @@ def test_record_hashes_pins_the_folder_and_keeps_where_it_came_from(tmp_path):
         assert out.source.files[f] == {"sha256": want, "size": (folder / f).stat().st_size}
     assert out.source.files["weights.safetensors"] == stale["weights.safetensors"]
     assert load_spec(folder / "model.json").extra["download"] == download
+
+
+def test_an_unreachable_or_unhashed_hub_is_a_clear_error(online, tmp_path, monkeypatch):
+    from engine.errors import ModelError, ModelNotAvailable
+    from engine.hubverify import published_hash
+
+    with pytest.raises(ModelNotAvailable, match="published checksum could not be fetched"):
+        published_hash(REPO, "image.onnx", "main", endpoint="http://127.0.0.1:9")
+    with online(hub_model_files(KEY, REPO)) as hub:
+        assert published_hash(REPO, "model.json", "main", hub.url).algorithm == "git-sha1"
+        monkeypatch.setattr("tests.app.fakehub.published_etag", lambda name, data: "v1-not-a-hash")
+        with pytest.raises(ModelError, match="publishes no checksum"):
+            published_hash(REPO, "image.onnx", "main", hub.url)
