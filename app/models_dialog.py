@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from .library_panel import progress_text
 
 DEMO_MODEL = "photosift-demo"  # engine.library.DEMO_MODEL (not imported: it pulls numpy)
+RECOMMENDED_TAG = " — Recommended"
 REGISTRY_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
 
 
@@ -149,6 +150,10 @@ class ModelsDialog(QDialog):
 
     def show_models(self, models: list[dict]) -> None:
         key = self.selected_key()
+        if key is None and not self.models:  # first look: offer the model to start with
+            offer = [m["key"] for m in models if m.get("recommended") and not m.get("here")]
+            key = offer[0] if offer else None
+        models = sorted(models, key=lambda m: not m.get("recommended"))  # it comes first
         self.models = models
         self.table.setRowCount(len(models))
         for r, m in enumerate(models):
@@ -156,7 +161,10 @@ class ModelsDialog(QDialog):
             status = "active" if m.get("active") else "here" if m.get("here") else "not downloaded"
             if m["key"] in self.download_progress:
                 status = "downloading…"
-            cells = (m.get("name") or m["key"], fmt_mb(m.get("size_mb")), ex.get("speed_class") or "—",
+            name = m.get("name") or m["key"]
+            if m.get("recommended"):
+                name += RECOMMENDED_TAG
+            cells = (name, fmt_mb(m.get("size_mb")), ex.get("speed_class") or "—",
                      m.get("license") or "—", status)  # fmt: skip
             for c, text in enumerate(cells):
                 it = QTableWidgetItem(text)
@@ -187,6 +195,9 @@ class ModelsDialog(QDialog):
         self.download_btn.setEnabled(
             ready and m is not None and not m.get("here") and not downloading
         )
+        size = (m or {}).get("size_mb")  # say how much before the user commits to it
+        offer = size and not m.get("here")
+        self.download_btn.setText(f"Download ({fmt_mb(size)})" if offer else "Download")
         self.cancel_btn.setVisible(downloading)
         self.use_btn.setEnabled(
             ready and m is not None and bool(m.get("here")) and not m.get("active")
@@ -211,6 +222,9 @@ class ModelsDialog(QDialog):
             desc = ("The built-in demo model. It was trained on coloured shapes, not photos: it can "
                     "find “a red circle” but not “a dog on a beach”. Download or import a real model "
                     "for real photos.")  # fmt: skip
+        if m.get("recommended"):
+            size = "" if m.get("here") else f" ({fmt_mb(m.get('size_mb'))} download)"
+            desc = f"<b>Recommended</b>: the model to start with for real photos{size}. {desc}"
         self.about.setText(desc)
 
     # -- actions ---------------------------------------------------------------------------

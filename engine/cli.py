@@ -197,6 +197,8 @@ def cmd_models(args) -> int:
             rows.append(dict(key=s.key, name=s.name, family=s.family, embed_dim=s.embed_dim,
                              size_mb=s.size_mb, speed=s.speed_class, license=s.license,
                              here=bool(here), active=s.key == settings.model))  # fmt: skip
+            rows[-1]["recommended"] = s.recommended
+        rows.sort(key=lambda r: not r["recommended"])  # the one to start with first (stable)
         if args.json:
             print(json.dumps(rows, indent=1))
         else:
@@ -204,7 +206,8 @@ def cmd_models(args) -> int:
                 mark = "*" if r["active"] else " "
                 here = "here" if r["here"] else "download"
                 size = f"{r['size_mb']:.0f} MB" if r["size_mb"] else "?"
-                print(f"{mark} {r['key']:28s} {here:9s} {size:>8s}  {r['speed'] or '':7s} {r['license']:12s} {r['name']}")
+                rec = "  [recommended]" if r["recommended"] else ""
+                print(f"{mark} {r['key']:28s} {here:9s} {size:>8s}  {r['speed'] or '':7s} {r['license']:12s} {r['name']}{rec}")
         return 0
     if args.action == "download":
         if not args.key:

@@ -19,6 +19,21 @@ class ModelNotAvailable(ModelError):
     """The model is neither in the local cache nor downloadable right now."""
 
 
+class ChecksumMismatch(ModelError):
+    """A downloaded model file is not the file its publisher hashed; the bad copy was deleted.
+
+    ``e.file`` names the file, ``e.expected``/``e.actual`` are hex digests of ``e.algorithm``
+    ("sha256", or "git-sha1" for small files the hub keeps in git), and ``e.source`` says who
+    recorded the expected one ("registry" or "hub"). ``str(e)`` says what to do.
+    """
+
+    def __init__(self, message: str, *, file: str, expected: str, actual: str,
+                 algorithm: str, source: str):  # fmt: skip
+        super().__init__(message)
+        self.file, self.expected, self.actual = file, expected, actual
+        self.algorithm, self.source = algorithm, source
+
+
 class DatabaseError(PhotosiftError):
     """The library database cannot be opened or used safely."""
 

@@ -1,7 +1,9 @@
 """Getting a model onto this machine: bundled, already here, the Hugging Face hub, or a folder.
 
-Downloads go through huggingface_hub into the standard HF cache (resume of
-partial files, offline mode and the cache layout are its job). A hub repo may
+Downloads go through huggingface_hub into the standard HF cache (offline mode, the
+cache layout and resuming a transfer that breaks off are its job; since 1.31 it keeps
+no partial files between attempts, huggingface/huggingface_hub#4196). Each downloaded
+file is then checked against its registry or hub hash (engine.hubverify). A hub repo may
 hold a ready photosift model folder (ONNX; no torch needed) or open_clip
 weights, which are converted to ONNX once with the training extra.
 """
@@ -50,6 +52,11 @@ def _hub_cache() -> str:
     return constants.HF_HUB_CACHE
 
 
+def _hub_endpoint() -> str | None:
+    """HF_ENDPOINT read at call time (huggingface_hub reads it once, at import); None: its default."""
+    return os.environ.get("HF_ENDPOINT") or None
+
+
 def local_model_folder(spec: ModelSpec, settings: Settings) -> Path | None:
     """A runnable folder for `spec` that is already on this machine, or None."""
     # The user's own copy wins over the bundled one (it may carry an int8 tower).
@@ -69,7 +76,8 @@ def local_models(settings: Settings) -> list[ModelSpec]:
         for d in sorted(settings.models_dir.iterdir()):
             if (d / MODEL_FILE).is_file():
                 try:
-                    out.append(load_spec(d / MODEL_FILE))
+                    # A fine-tuned model copies its base's entry: it is not what to offer first.
+                    out.append(load_spec(d / MODEL_FILE).with_(recommended=False))
                 except ModelError:
                     continue  # a broken folder is reported by `models list`, not fatal here
     return out
@@ -84,14 +92,17 @@ def full_registry(settings: Settings) -> Registry:
     return reg
 
 
-def _tqdm_for(callback: Callable[[DownloadProgress], None] | None, cancel: threading.Event | None):
-    """A tqdm class huggingface_hub can drive, forwarding to a plain callback."""
+def _tqdm_for(callback: Callable[[DownloadProgress], None] | None, cancel: threading.Event | None,
+              name: str | None = None):  # fmt: skip
+    """A tqdm class huggingface_hub can drive, forwarding to a plain callback. ``name``: the
+    file's name in the repo (huggingface_hub's label is a shortened URL where the server
+    sends no Content-Disposition)."""
     from tqdm.auto import tqdm
 
     class _Bridge(tqdm):
         def __init__(self, *a, **kw):
             kw["disable"] = True  # never print: the caller decides what the user sees
-            self._name = str(kw.get("desc") or "")
+            self._name = name or str(kw.get("desc") or "")
             super().__init__(*a, **kw)
             # A disabled tqdm does not count (its update() returns at once): count here.
             self._done = int(kw.get("initial") or 0)
@@ -118,7 +129,7 @@ def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool,
         try:
             p = hf_hub_download(
                 repo, name, revision=spec.source.revision, local_files_only=offline,
-                cache_dir=_hub_cache(), tqdm_class=_tqdm_for(progress, cancel),
+                cache_dir=_hub_cache(), endpoint=_hub_endpoint(), tqdm_class=_tqdm_for(progress, cancel, name),
             )  # fmt: skip
         except LocalEntryNotFoundError as e:
             raise ModelNotAvailable(_not_available(spec, offline, repo, str(e).splitlines()[0])) from e
@@ -126,14 +137,25 @@ def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool,
             raise
         except Exception as e:  # network, auth, missing file: all mean "not available now"
             raise ModelNotAvailable(_not_available(spec, offline, repo, f"{type(e).__name__}: {e}")) from e
-        want = (spec.source.files.get(name) or {}).get("sha256")
-        if want and _sha256(Path(p)) != want:
-            raise ModelError(
-                f"model {spec.key!r}: {name} from {repo} does not match its checksum; delete it "
-                f"from the Hugging Face cache ({_hub_cache()}) and download again"
-            )
         got[name] = Path(p)
     return got
+
+
+def _verify(spec: ModelSpec, repo: str, got: dict[str, Path], offline: bool) -> dict[str, dict]:
+    """Check downloaded files against the registry's sha256 or the hub's (see engine.hubverify)."""
+    from .hubverify import verify_downloads
+
+    pins = {name: (spec.source.files.get(name) or {}).get("sha256") for name in got}
+    return verify_downloads(spec.key, repo, got, pins, offline=offline,
+                            revision=spec.source.revision, endpoint=_hub_endpoint())  # fmt: skip
+
+
+def _provenance(repo: str, got: dict[str, Path], checked: dict[str, dict]) -> dict:
+    """Where a converted model came from: repo, commit and the checked hashes of its files."""
+    from .hubverify import snapshot_revision
+
+    name, path = next(iter(got.items()))
+    return {"repo": repo, "revision": snapshot_revision(path, name), "files": checked}
 
 
 def _not_available(spec: ModelSpec, offline: bool, repo: str | None, why: str) -> str:
@@ -166,6 +188,7 @@ def fetch_model(
     src = spec.source
     if src.onnx_repo:
         got = _download(spec, src.onnx_repo, MODEL_FOLDER_FILES, offline, progress, cancel)
+        _verify(spec, src.onnx_repo, got, offline)  # a copy into the models folder records them
         folder = got["model.json"].parent
         found = load_spec(folder / MODEL_FILE)
         if found.key != spec.key or found.embed_dim != spec.embed_dim:
@@ -177,11 +200,17 @@ def fetch_model(
         # The registry lists what the repo holds (tokenizer files too, for SigLIP-family models).
         wanted = tuple(dict.fromkeys([*OPEN_CLIP_FILES, *src.files]))
         got = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
-        return convert_open_clip(spec, settings, got["open_clip_config.json"].parent)
+        checked = _verify(spec, src.hf_repo, got, offline)
+        folder = convert_open_clip(spec, settings, got["open_clip_config.json"].parent)
+        record_hashes(folder, _provenance(src.hf_repo, got, checked))
+        return folder
     if src.hf_repo and spec.preprocess.resize_mode == "naflex":
         wanted = tuple(dict.fromkeys([*TRANSFORMERS_FILES, *src.files]))
         got = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
-        return convert_transformers_naflex(spec, settings, got["config.json"].parent)
+        checked = _verify(spec, src.hf_repo, got, offline)
+        folder = convert_transformers_naflex(spec, settings, got["config.json"].parent)
+        record_hashes(folder, _provenance(src.hf_repo, got, checked))
+        return folder
     raise ModelNotAvailable(_not_available(spec, offline, None, "it has no download source"))
 
 
@@ -248,6 +277,7 @@ def import_model_folder(src: Path, settings: Settings) -> ModelSpec:
         for f in src.iterdir():
             if f.is_file():
                 shutil.copy2(f, tmp / f.name)
+        record_hashes(tmp)  # from now on the runtime refuses a file that changes
         if dest.exists():
             shutil.rmtree(dest)
         tmp.replace(dest)
@@ -280,14 +310,20 @@ def check_model_folder(folder: Path) -> None:
         raise ModelError(f"{folder}: text tower gives {t.shape} / non-finite vectors")
 
 
-def record_hashes(folder: Path) -> ModelSpec:
-    """Store the sha256 of each file of a model folder in its model.json (trust on first use)."""
+def record_hashes(folder: Path, download: dict | None = None) -> ModelSpec:
+    """Store the sha256 and size of each file of a model folder in its model.json (trust on
+    first use: call it right after the folder was made or checked), so that the runtime
+    refuses a file that changes later. ``download`` (repo, revision and the checked hashes of
+    the files the folder was converted from) is kept in ``extra["download"]``: a repo's
+    tokenizer.json is not the converted folder's, so they cannot share ``source.files``."""
     spec = load_spec(folder / MODEL_FILE)
-    files = {
-        f: {"sha256": _sha256(folder / f), "size": (folder / f).stat().st_size}
-        for f in MODEL_FOLDER_FILES[1:]
-        if (folder / f).is_file()
-    }
+    files = {f: v for f, v in spec.source.files.items()
+             if f not in MODEL_FOLDER_FILES and isinstance(v, dict) and v.get("sha256")}  # fmt: skip
+    for f in MODEL_FOLDER_FILES[1:]:
+        if (folder / f).is_file():
+            files[f] = {"sha256": _sha256(folder / f), "size": (folder / f).stat().st_size}
+    if download is not None:
+        spec = spec.with_(extra={**spec.extra, "download": download})
     spec = spec.with_(source=spec.source.__class__(**{**spec.source.__dict__, "files": files}))
     save_spec(spec, folder / MODEL_FILE)
     return spec

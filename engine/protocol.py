@@ -279,6 +279,7 @@ class ModelInfo(TypedDict):
     active: NotRequired[bool]
     max_patches: NotRequired[int]  # NaFlex models: the patch budget in use (Settings.max_patches)
     max_patches_choices: NotRequired[list[int]]  # NaFlex models: budgets the app may offer
+    recommended: NotRequired[bool]  # the real model to offer a new user first (registry's mark)
 
 
 class HelloParams(TypedDict):

@@ -87,6 +87,9 @@ class ModelSpec:
     logit_scale: float | None = None  # exp() already applied
     logit_bias: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # metrics, data fingerprint, dates ...
+    # The real model to offer a new user first (a registry entry's mark; model folders in the
+    # user's models folder never carry it, see engine.hub.local_models).
+    recommended: bool = False
 
     @property
     def space(self) -> str:
@@ -96,6 +99,8 @@ class ModelSpec:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["preprocess"]["size"] = list(self.preprocess.size)
+        if not self.recommended:
+            del d["recommended"]  # written only where set
         return {k: v for k, v in d.items() if v not in (None, {}, "")}
 
     def with_(self, **changes: Any) -> ModelSpec:
@@ -162,6 +167,9 @@ def spec_from_json(d: dict[str, Any], where: str = "model") -> ModelSpec:
     if not isinstance(s, dict):
         raise ModelError(f"{where}: field 'source' must be an object")
     src = Source(**{k: v for k, v in s.items() if k in Source.__dataclass_fields__})
+    recommended = d.get("recommended", False)
+    if not isinstance(recommended, bool):
+        raise ModelError(f"{where}: field 'recommended' must be true or false")
     known = set(ModelSpec.__dataclass_fields__)
     unknown = set(d) - known
     if unknown:
@@ -184,6 +192,7 @@ def spec_from_json(d: dict[str, Any], where: str = "model") -> ModelSpec:
         logit_scale=d.get("logit_scale"),
         logit_bias=d.get("logit_bias"),
         extra=d.get("extra", {}),
+        recommended=recommended,
     )
 
 
@@ -251,6 +260,13 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._specs)
+
+    def recommended(self) -> ModelSpec | None:
+        """The model to offer a new user first, or None; two marked ones are an error."""
+        marked = [s for s in self if s.recommended]
+        if len(marked) > 1:
+            raise ModelError(f"more than one model is marked recommended: {[s.key for s in marked]}")
+        return marked[0] if marked else None
 
 
 def file_sha256(path: Path) -> str:

@@ -775,6 +775,7 @@ class Engine(TagMethods, TrainMethods):
                  here=local_model_folder(spec, self.settings) is not None)  # fmt: skip
         if active is not None:
             d["active"] = active
+        d["recommended"] = spec.recommended
         if spec.preprocess.resize_mode == "naflex":  # the app offers the patch budget
             from .naflex import BUDGETS
 

@@ -2,8 +2,11 @@
 
 It answers what ``huggingface_hub.hf_hub_download`` asks (``HEAD`` then ``GET`` on
 ``/{repo}/resolve/{revision}/{file}``) with the headers the real hub sends (commit, ETag,
-size; byte ranges for resumed downloads). A file can be held back behind a gate so that a
-test can act (cancel) while a download is in flight; every request is recorded.
+size; byte ranges for resumed downloads). As on the hub, the ETag is the file's sha256 for
+a file kept in LFS (weights: ``.onnx``, ``.safetensors``) and its git blob id for a small
+file kept in git. A file can be held back behind a gate so that a test can act (cancel)
+while a download is in flight, or served damaged (``corrupt``) while the published hash
+stays the real one; every request is recorded.
 
 Point the engine at it with ``HF_ENDPOINT=<hub.url>`` and ``HF_HUB_OFFLINE=0``.
 """
@@ -22,6 +25,14 @@ from pathlib import Path
 from engine.hub import MODEL_FOLDER_FILES
 
 COMMIT = "c0ffee" + "0" * 34
+LFS_SUFFIXES = (".onnx", ".safetensors", ".bin")
+
+
+def published_etag(name: str, data: bytes) -> str:
+    """What the hub publishes for a file: sha256 for LFS files, the git blob id otherwise."""
+    if name.endswith(LFS_SUFFIXES):
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
 
 
@@ -29,6 +40,8 @@ class FakeHub:
     def __init__(self, repo: str, files: dict[str, bytes]):
         self.repo, self.files = repo, files
         self.gates: dict[str, threading.Event] = {}  # file -> opened when the test says so
+        self.served: dict[str, bytes] = {}  # file -> the bytes sent instead (damaged on the way)
+        self.drops: dict[str, int] = {}  # file -> its next whole GET breaks off after this many bytes
         self.requests: list[tuple[str, str, str | None]] = []  # (method, file, Range header)
         hub = self
 
@@ -44,7 +57,7 @@ class FakeHub:
                 data = hub.files[name]
                 self.send_response(status)
                 self.send_header("X-Repo-Commit", COMMIT)
-                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+                self.send_header("ETag", f'"{published_etag(name, data)}"')
                 self.send_header("Content-Length", str(length))
                 self.send_header("Accept-Ranges", "bytes")
                 for k, v in extra:
@@ -69,7 +82,7 @@ class FakeHub:
                 gate = hub.gates.get(name)
                 if gate is not None:
                     gate.wait(30)
-                data = hub.files[name]
+                data = hub.served.get(name, hub.files[name])
                 m = re.fullmatch(r"bytes=(\d+)-", rng or "")
                 if m:
                     start = int(m.group(1))
@@ -78,6 +91,10 @@ class FakeHub:
                     data = data[start:]
                 else:
                     self._headers(name, 200, len(data))
+                    cut = hub.drops.pop(name, None)
+                    if cut is not None:  # the connection breaks mid-body (Content-Length promised more)
+                        data = data[:cut]
+                        self.close_connection = True
                 with contextlib.suppress(OSError):  # the client gave up (cancelled)
                     self.wfile.write(data)
 
@@ -91,6 +108,19 @@ class FakeHub:
         gate = self.gates[name] = threading.Event()
         return gate
 
+    def drop(self, name: str, after: int) -> None:
+        """Break off the next whole download of `name` after `after` bytes (once)."""
+        self.drops[name] = after
+
+    def corrupt(self, name: str, at: int | None = None) -> bytes:
+        """Serve `name` with one byte flipped (at `at`, default the middle), same size, while the
+        hub keeps publishing the real file's hash. Returns the damaged bytes."""
+        data = bytearray(self.files[name])
+        at = len(data) // 2 if at is None else at
+        data[at] ^= 0xFF
+        self.served[name] = bytes(data)
+        return self.served[name]
+
     def __enter__(self) -> FakeHub:
         self._thread.start()
         return self
@@ -100,6 +130,16 @@ class FakeHub:
             gate.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def point_hf_at(hub: FakeHub, monkeypatch) -> None:
+    """Let huggingface_hub in this process download from `hub` (it reads HF_HUB_OFFLINE once,
+    at import; the engine passes HF_ENDPOINT on each call)."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
 
 
 def demo_model_json(key: str, **source) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from app.models_dialog import DEMO_MODEL
+from app.models_dialog import DEMO_MODEL, RECOMMENDED_TAG, fmt_mb
 from tests.app.conftest import ENGINE_TIMEOUT_MS, index_folder, result_paths
 from tests.app.fakehub import FakeHub, hub_model_files, model_folder_copy, register_hub_model
 
@@ -184,3 +184,35 @@ def test_naflex_patch_budget_is_chosen_in_the_model_manager(qtbot, make_window, 
     qtbot.waitUntil(lambda: budget() == 576, timeout=ENGINE_TIMEOUT_MS)
     _select(dlg, key)
     assert dlg.patches.currentData() == 576
+
+
+def test_the_recommended_model_is_offered_first_with_its_download_size(qtbot, window):
+    """First look at the model manager: the recommended real model heads the list, says so,
+    is selected, and the Download button and the text below say how big the download is."""
+    dlg = window.open_models()
+    qtbot.waitUntil(lambda: bool(dlg.models), timeout=ENGINE_TIMEOUT_MS)
+    rec = [m for m in dlg.models if m.get("recommended")]
+    assert [m["key"] for m in rec] == ["vit-b-32-256-datacomp"]  # from the engine's ModelInfo
+    first = dlg.table.item(0, 0).text()
+    assert (
+        dlg.models[0] is rec[0] and first.endswith(RECOMMENDED_TAG) and first.startswith("OpenCLIP")
+    )
+    assert (
+        sum(RECOMMENDED_TAG in dlg.table.item(r, 0).text() for r in range(dlg.table.rowCount()))
+        == 1
+    )
+    size = fmt_mb(rec[0]["size_mb"])
+    assert dlg.table.item(0, 1).text() == size == "606 MB"
+    assert _status_of(dlg, rec[0]["key"]) == "not downloaded"
+
+    assert dlg.selected_key() == rec[0]["key"]  # offered: one click downloads it
+    assert dlg.download_btn.isEnabled() and dlg.download_btn.text() == f"Download ({size})"
+    assert "Recommended" in dlg.about.text() and f"{size} download" in dlg.about.text()
+
+    _select(dlg, DEMO_MODEL)  # a model that is here: nothing to download, no size on the button
+    assert dlg.download_btn.text() == "Download" and not dlg.download_btn.isEnabled()
+    assert "Recommended" not in dlg.about.text()
+    shown = dlg.models
+    dlg.refresh()  # a refresh keeps the user's choice
+    qtbot.waitUntil(lambda: dlg.models is not shown, timeout=ENGINE_TIMEOUT_MS)
+    assert dlg.selected_key() == DEMO_MODEL

@@ -77,3 +77,11 @@ def test_models_quantize_then_index_int8(tmp_path):
     lib = Library(Settings(data_dir=data, int8=True), model_key=MODEL_KEY)
     assert lib.model().int8 and lib.model().folder == data / "models" / MODEL_KEY
     lib.close()
+
+
+def test_models_list_shows_the_recommended_model_first(tmp_path):
+    rows = json.loads(run("--data-dir", str(tmp_path), "models", "list", "--json").stdout)
+    assert [r["key"] for r in rows if r["recommended"]] == ["vit-b-32-256-datacomp"]
+    assert rows[0]["key"] == "vit-b-32-256-datacomp" and rows[0]["size_mb"] > 0
+    first = run("--data-dir", str(tmp_path), "models", "list").stdout.splitlines()[0]
+    assert "vit-b-32-256-datacomp" in first and "[recommended]" in first and "MB" in first
