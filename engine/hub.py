@@ -1,9 +1,11 @@
 """Getting a model onto this machine: bundled, already here, the Hugging Face hub, or a folder.
 
-Downloads go through huggingface_hub into the standard HF cache (offline mode, the
-cache layout and resuming a transfer that breaks off are its job; since 1.31 it keeps
-no partial files between attempts, huggingface/huggingface_hub#4196). Each downloaded
-file is then checked against its registry or hub hash (engine.hubverify). A hub repo may
+Downloads go into the standard HF cache, through huggingface_hub (offline mode, the cache
+layout, retrying a transfer that breaks off). It keeps no partial files between attempts
+(huggingface/huggingface_hub#4228), so a file not in the cache yet is fetched by
+engine.hubresume, with huggingface_hub's own pieces, into a partial file that the next
+attempt resumes. Each file is checked against its registry or hub hash (engine.hubverify),
+a new one before it enters the cache. A hub repo may
 hold a ready photosift model folder (ONNX; no torch needed) or open_clip
 weights, which are converted to ONNX once with the training extra.
 """
@@ -106,6 +108,8 @@ def _tqdm_for(callback: Callable[[DownloadProgress], None] | None, cancel: threa
             super().__init__(*a, **kw)
             # A disabled tqdm does not count (its update() returns at once): count here.
             self._done = int(kw.get("initial") or 0)
+            if self._done and callback is not None:  # a resumed download starts where it was
+                callback(DownloadProgress(self._name, self._done, self.total))
 
         def update(self, n=1):
             super().update(n)
@@ -118,27 +122,66 @@ def _tqdm_for(callback: Callable[[DownloadProgress], None] | None, cancel: threa
     return _Bridge
 
 
+def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool, progress,
+              cancel) -> tuple[dict[str, Path], dict[str, dict]]:  # fmt: skip
+    """Get each file of ``repo`` into the HF cache and check it (engine.hubverify).
 
-
-def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool, progress, cancel) -> dict[str, Path]:
+    Online, a file not in the cache yet is fetched by engine.hubresume (resumed where an
+    earlier attempt stopped, checked before it enters the cache); files already there are
+    checked after. Returns name -> path in the cache, and name -> {"sha256", "size"} of the
+    files checked (offline, only registry pins can be).
+    """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from .hubresume import fetch_to_cache
+
     got: dict[str, Path] = {}
+    checked: dict[str, dict] = {}
     for name in files:
         try:
-            p = hf_hub_download(
-                repo, name, revision=spec.source.revision, local_files_only=offline,
-                cache_dir=_hub_cache(), endpoint=_hub_endpoint(), tqdm_class=_tqdm_for(progress, cancel, name),
-            )  # fmt: skip
+            if offline:
+                p = hf_hub_download(
+                    repo, name, revision=spec.source.revision, local_files_only=True,
+                    cache_dir=_hub_cache(), endpoint=_hub_endpoint(),
+                )  # fmt: skip
+            else:
+                p, done = fetch_to_cache(
+                    repo, name, revision=spec.source.revision, cache_dir=_hub_cache(),
+                    endpoint=_hub_endpoint(), checker=_checker(spec, repo, name),
+                    tqdm_class=_tqdm_for(progress, None, name), cancel=cancel,
+                )  # fmt: skip
+                if done is not None:
+                    checked[name] = done
         except LocalEntryNotFoundError as e:
-            raise ModelNotAvailable(_not_available(spec, offline, repo, str(e).splitlines()[0])) from e
-        except Cancelled:
+            why = str(e).splitlines()[0]
+            raise ModelNotAvailable(_not_available(spec, offline, repo, why)) from e
+        except (Cancelled, ModelError):  # incl. ChecksumMismatch: it says what to do
             raise
         except Exception as e:  # network, auth, missing file: all mean "not available now"
-            raise ModelNotAvailable(_not_available(spec, offline, repo, f"{type(e).__name__}: {e}")) from e
+            why = f"{type(e).__name__}: {e}"
+            raise ModelNotAvailable(_not_available(spec, offline, repo, why)) from e
         got[name] = Path(p)
-    return got
+    rest = {name: path for name, path in got.items() if name not in checked}
+    checked.update(_verify(spec, repo, rest, offline))
+    return got, {name: checked[name] for name in got if name in checked}
+
+
+def _checker(spec: ModelSpec, repo: str, name: str) -> Callable[[str], Callable[[Path], dict]]:
+    """For engine.hubresume: given the file's ETag, the check of the finished download
+    against the registry's pin, else the hash the ETag publishes."""
+    from .hubverify import Expected, check_file, expected_from_etag
+
+    pin = (spec.source.files.get(name) or {}).get("sha256")
+
+    def for_etag(etag: str) -> Callable[[Path], dict]:
+        if pin:
+            want = Expected("sha256", pin.lower(), "registry")
+        else:
+            want = expected_from_etag(repo, name, etag)
+        return lambda path: check_file(spec.key, repo, name, path, want)
+
+    return for_etag
 
 
 def _verify(spec: ModelSpec, repo: str, got: dict[str, Path], offline: bool) -> dict[str, dict]:
@@ -187,8 +230,8 @@ def fetch_model(
     offline = _offline(offline)
     src = spec.source
     if src.onnx_repo:
-        got = _download(spec, src.onnx_repo, MODEL_FOLDER_FILES, offline, progress, cancel)
-        _verify(spec, src.onnx_repo, got, offline)  # a copy into the models folder records them
+        # checked on the way in; a copy into the models folder records the hashes
+        got, _ = _download(spec, src.onnx_repo, MODEL_FOLDER_FILES, offline, progress, cancel)
         folder = got["model.json"].parent
         found = load_spec(folder / MODEL_FILE)
         if found.key != spec.key or found.embed_dim != spec.embed_dim:
@@ -199,15 +242,13 @@ def fetch_model(
             raise ModelNotAvailable(_no_converter(spec))
         # The registry lists what the repo holds (tokenizer files too, for SigLIP-family models).
         wanted = tuple(dict.fromkeys([*OPEN_CLIP_FILES, *src.files]))
-        got = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
-        checked = _verify(spec, src.hf_repo, got, offline)
+        got, checked = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
         folder = convert_open_clip(spec, settings, got["open_clip_config.json"].parent)
         record_hashes(folder, _provenance(src.hf_repo, got, checked))
         return folder
     if src.hf_repo and spec.preprocess.resize_mode == "naflex":
         wanted = tuple(dict.fromkeys([*TRANSFORMERS_FILES, *src.files]))
-        got = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
-        checked = _verify(spec, src.hf_repo, got, offline)
+        got, checked = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
         folder = convert_transformers_naflex(spec, settings, got["config.json"].parent)
         record_hashes(folder, _provenance(src.hf_repo, got, checked))
         return folder

@@ -58,6 +58,16 @@ def published_hash(
             f"fetched to check it ({type(e).__name__}: {e}); try again when the hub answers, or "
             f"import an exported model folder (`photosift models import FOLDER`)."
         ) from e
+    return expected_from_etag(repo, filename, etag)
+
+
+def expected_from_etag(repo: str, filename: str, etag: str) -> Expected:
+    """What a hub ETag says a file's hash is (sha256 for LFS files, git blob id otherwise).
+
+    Raises ModelError for an ETag that is neither (not the Hugging Face hub, or a mirror that
+    rewrites ETags): the file cannot be checked, so it is not trusted.
+    """
+    etag = (etag or "").lower()
     if _SHA256.fullmatch(etag):
         return Expected("sha256", etag, "hub")
     if _GIT_SHA1.fullmatch(etag):
@@ -121,17 +131,25 @@ def verify_downloads(
         else:
             at = snapshot_revision(path, name) or revision or "main"
             want = published_hash(repo, name, at, endpoint)
-        sha = file_sha256(path)
-        got = sha if want.algorithm == "sha256" else git_sha1(path)
-        if got != want.digest:
-            discard(path)
-            raise ChecksumMismatch(
-                _mismatch_message(key, repo, name, want, got),
-                file=name, expected=want.digest, actual=got, algorithm=want.algorithm,
-                source=want.source,
-            )  # fmt: skip
-        checked[name] = {"sha256": sha, "size": path.stat().st_size}
+        checked[name] = check_file(key, repo, name, path, want)
     return checked
+
+
+def check_file(key: str, repo: str, name: str, path: Path, want: Expected) -> dict:
+    """Check one file against ``want``; returns {"sha256", "size"}. On a mismatch the file is
+    deleted (with the cache blob it points at) and ChecksumMismatch says which file, both
+    hashes and what to do."""
+    path = Path(path)
+    sha = file_sha256(path)
+    got = sha if want.algorithm == "sha256" else git_sha1(path)
+    if got != want.digest:
+        discard(path)
+        raise ChecksumMismatch(
+            _mismatch_message(key, repo, name, want, got),
+            file=name, expected=want.digest, actual=got, algorithm=want.algorithm,
+            source=want.source,
+        )  # fmt: skip
+    return {"sha256": sha, "size": path.stat().st_size}
 
 
 def _mismatch_message(key: str, repo: str, name: str, want: Expected, got: str) -> str:

@@ -1,7 +1,8 @@
 """Downloads are checked against the hashes their publishers recorded, through the same
 fetch_model users hit, against a stand-in hub on 127.0.0.1: a correct file passes, a
 damaged one (same size, so huggingface_hub's own size check passes it) is refused and
-removed from the cache, and a resumed download is checked whole."""
+removed from the cache, and a download resumed (within one attempt, or after a cancelled
+or killed one) is checked whole."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from engine.hub import MODEL_FOLDER_FILES, fetch_model, record_hashes
 from engine.registry import Registry, Source, load_spec
 from engine.runtime import OnnxModel
 from engine.settings import Settings
-from tests.app.fakehub import DEMO, FakeHub, hub_model_files, point_hf_at
+from tests.app.fakehub import COMMIT, DEMO, FakeHub, hub_model_files, point_hf_at
 from tests.engine.modelkit import MODEL_KEY
 
 KEY, REPO = "demo-from-hub", "photosift/demo-onnx"
@@ -124,28 +125,138 @@ def test_a_broken_off_download_resumes_and_is_checked_whole(online, tmp_path):
     assert ranged == [f"bytes={kept}-"] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="huggingface_hub >= 1.31 (2.4.0 here) downloads into a process-unique temp file and "
-    "deletes it on failure, so a cancelled download restarts from zero next time "
-    "(huggingface/huggingface_hub#4196, PR #4306). Strict: passes again once upstream resumes.",
-)
-def test_a_cancelled_download_resumes_next_time(online, tmp_path):
-    files = {**hub_model_files(KEY, REPO), "image.onnx": bytes(range(256)) * 100_000}  # 25.6 MB
-    settings = Settings(data_dir=tmp_path / "data")
+BIG = bytes(range(256)) * 100_000  # 25.6 MB: three of huggingface_hub's 10 MB chunks
+
+
+def partial_of(tmp_path: Path, data: bytes) -> Path:
+    from engine.hubresume import partial_path
+
+    return partial_path(tmp_path / "hf" / "hub", REPO, hashlib.sha256(data).hexdigest())
+
+
+def image_gets(hub: FakeHub) -> list[str | None]:
+    """The Range header of each GET of image.onnx (None: the whole file)."""
+    return [r for m, f, r in hub.requests if (m, f) == ("GET", "image.onnx")]
+
+
+def cancel_in_image(hub: FakeHub, settings: Settings) -> None:
+    """Start the download and cancel it once image.onnx is under way."""
     cancel = threading.Event()
 
     def stop_in_image(p):
-        if p.file == "image.onnx" and 0 < p.done < len(files["image.onnx"]):
-            cancel.set()  # noticed at the next 10 MB chunk
+        if p.file == "image.onnx" and 0 < p.done < len(BIG):
+            cancel.set()  # noticed once the chunk in hand is on disk
 
+    with pytest.raises(Cancelled):
+        fetch_model(spec_for(), settings, offline=False, progress=stop_in_image, cancel=cancel)
+
+
+def test_a_cancelled_download_resumes_next_time(online, tmp_path):
+    """What a cancelled download received is kept beside the cache; the next attempt asks
+    only for the rest (a Range request), reports progress from there, and checks the whole."""
+    from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
+
+    files = {**hub_model_files(KEY, REPO), "image.onnx": BIG}
+    settings = Settings(data_dir=tmp_path / "data")
+    partial = partial_of(tmp_path, BIG)
     with online(files) as hub:
-        with pytest.raises(Cancelled):
-            fetch_model(spec_for(), settings, offline=False, progress=stop_in_image, cancel=cancel)
+        cancel_in_image(hub, settings)
+        assert partial.read_bytes() == BIG[:DOWNLOAD_CHUNK_SIZE]
+        assert BIG not in cached_blobs(tmp_path)
+
+        seen = []
+        folder = fetch_model(spec_for(), settings, offline=False, progress=seen.append)
+        assert image_gets(hub) == [None, f"bytes={DOWNLOAD_CHUNK_SIZE}-"]
+        ticks = [(p.done, p.total) for p in seen if p.file == "image.onnx"]
+        assert ticks[0] == (DOWNLOAD_CHUNK_SIZE, len(BIG)) and ticks[-1] == (len(BIG), len(BIG))
+        # checked against the hash the hub publishes, and only then put in the cache
+        heads = [f for m, f, _ in hub.requests if m == "HEAD"]
+        assert heads.count("image.onnx") >= 2
+    assert (folder / "image.onnx").read_bytes() == BIG
+    assert not partial.exists()
+    assert cached_blobs(tmp_path).count(BIG) == 1
+
+
+def test_a_killed_download_resumes_and_the_cache_is_huggingface_hubs_own(online, tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """A process killed mid-download leaves its partial at any byte; the next attempt resumes
+    there, and the file lands in the cache as huggingface_hub lays it out: an offline
+    hf_hub_download (as transformers or open_clip would call it) finds it."""
+    from huggingface_hub import hf_hub_download
+
+    files = {**hub_model_files(KEY, REPO), "image.onnx": BIG}
+    settings = Settings(data_dir=tmp_path / "data")
+    partial = partial_of(tmp_path, BIG)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(BIG[:1_000_003])
+    with online(files) as hub:
         fetch_model(spec_for(), settings, offline=False)
-    assert any(r for m, f, r in hub.requests if (m, f) == ("GET", "image.onnx") and r), (
-        "the second download started from zero"
-    )
+    assert image_gets(hub) == ["bytes=1000003-"]
+    assert not partial.exists()
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing answers there
+    cache = tmp_path / "hf" / "hub"
+    for name, data in files.items():
+        found = Path(hf_hub_download(REPO, name, cache_dir=cache, local_files_only=True))
+        assert found.read_bytes() == data and found.is_symlink()
+    assert (cache / "models--photosift--demo-onnx" / "refs" / "main").read_text() == COMMIT
+
+
+def test_a_damaged_partial_is_refused_and_removed(online, tmp_path):
+    """Damage in the part an earlier attempt left (disk, a killed write) is caught by the
+    check of the whole file: refused, deleted, and the next attempt starts afresh."""
+    files = {**hub_model_files(KEY, REPO), "image.onnx": BIG}
+    settings = Settings(data_dir=tmp_path / "data")
+    partial = partial_of(tmp_path, BIG)
+    with online(files) as hub:
+        cancel_in_image(hub, settings)
+        damaged = bytearray(partial.read_bytes())
+        damaged[12345] ^= 0xFF
+        partial.write_bytes(bytes(damaged))
+
+        with pytest.raises(ChecksumMismatch) as e:
+            fetch_model(spec_for(), settings, offline=False)
+        assert (e.value.file, e.value.source) == ("image.onnx", "hub")
+        assert e.value.expected == hashlib.sha256(BIG).hexdigest()
+        assert f"resumed from {len(damaged)} bytes" in str(e.value)
+        assert not partial.exists() and BIG not in cached_blobs(tmp_path)
+
+        folder = fetch_model(spec_for(), settings, offline=False)
+    assert image_gets(hub) == [None, f"bytes={len(damaged)}-", None]
+    assert (folder / "image.onnx").read_bytes() == BIG
+
+
+def test_a_partial_longer_than_the_file_is_refused_and_removed(online, tmp_path):
+    from engine.errors import ModelError
+
+    files = hub_model_files(KEY, REPO)
+    settings = Settings(data_dir=tmp_path / "data")
+    partial = partial_of(tmp_path, files["image.onnx"])
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(files["image.onnx"] + b"x")
+    with online(files) as hub:
+        with pytest.raises(ModelError, match="larger than the file") as e:
+            fetch_model(spec_for(), settings, offline=False)
+        assert "image.onnx" in str(e.value) and "deleted" in str(e.value)
+        assert not partial.exists()
+        folder = fetch_model(spec_for(), settings, offline=False)
+    assert image_gets(hub) == [None]
+    assert (folder / "image.onnx").read_bytes() == files["image.onnx"]
+
+
+def test_without_symlinks_the_snapshot_holds_the_file_and_no_blob_is_left(online, tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """Where symlinks are not allowed (Windows without developer mode) huggingface_hub keeps
+    the file in the snapshot folder only; a resumed download leaves the same, not two copies."""
+    import huggingface_hub.file_download as fd
+
+    monkeypatch.setattr(fd, "are_symlinks_supported", lambda *a, **k: False)
+    files = hub_model_files(KEY, REPO)
+    with online(files):
+        folder = fetch_model(spec_for(), Settings(data_dir=tmp_path / "data"), offline=False)
+    image = folder / "image.onnx"
+    assert not image.is_symlink() and image.read_bytes() == files["image.onnx"]
+    assert files["image.onnx"] not in cached_blobs(tmp_path)
 
 
 def test_offline_only_registry_pins_can_be_checked(online, tmp_path, monkeypatch):
