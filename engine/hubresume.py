@@ -1,6 +1,6 @@
 """Downloads into the standard Hugging Face cache that resume across attempts.
 
-Since 1.18 (huggingface/huggingface_hub#4228, discussed in #4196 and #4306),
+Since huggingface/huggingface_hub#4228 (see also #4196 and #4306; 2.4.0 is installed here),
 ``hf_hub_download`` writes each download to a temporary file unique to the process and
 deletes it on failure: a connection that breaks within one call is resumed, but a cancelled
 or killed download starts again from zero. For a model of several hundred MB on a slow line
@@ -103,8 +103,11 @@ def fetch_to_cache(
             lock = Path(cache_dir) / ".locks" / storage.name / f"{meta.etag}.lock"
             checked = _fetch_blob(url, blob, filename, meta.size, lock, check, tqdm_class, cancel)
             new_blob = blob if checked is not None else None
+    # Finds the blob and links it; downloads itself only if the branch moved since the HEAD
+    # above (then without resuming, but cancellable).
+    bar = _cancelling(tqdm_class, cancel)
     path = Path(hf_hub_download(repo, filename, revision=revision, cache_dir=cache_dir,
-                                endpoint=endpoint, tqdm_class=tqdm_class))  # fmt: skip
+                                endpoint=endpoint, tqdm_class=bar))  # fmt: skip
     if new_blob is not None and not path.is_symlink() and path.is_file():
         # No symlinks here (Windows without developer mode): huggingface_hub copied the blob
         # into the snapshot; its own downloads move it there instead. Do as it does.
@@ -155,6 +158,21 @@ def _fetch_blob(url: str, blob: Path, filename: str, size: int | None, lock_path
             ) from e  # fmt: skip
         os.replace(partial, blob)  # same folder: the blob appears whole or not at all
     return checked
+
+
+def _cancelling(tqdm_class, cancel: threading.Event | None):
+    """``tqdm_class`` that also stops the download it counts once ``cancel`` is set."""
+    if tqdm_class is None or cancel is None:
+        return tqdm_class
+
+    class _Cancelling(tqdm_class):
+        def update(self, n=1):
+            out = super().update(n)
+            if cancel.is_set():
+                raise Cancelled("download cancelled")
+            return out
+
+    return _Cancelling
 
 
 class _locked:
