@@ -8,9 +8,11 @@ that is the difference between finishing and never finishing, so a file that is 
 cache yet is fetched here, with huggingface_hub's own pieces:
 
 1. ``get_hf_file_metadata`` (one HEAD): the file's ETag, size and the commit it is at;
-2. the bytes go to ``blobs/<etag>.photosift-partial`` in the repo's cache folder, a name
-   huggingface_hub never touches; ``http_get`` appends to it from where it stops, with a
-   Range request, under the same lock file huggingface_hub takes for that blob;
+2. the bytes go to ``blobs/<etag>.photosift.incomplete`` in the repo's cache folder;
+   ``http_get`` appends to it from where it stops, with a Range request, under the lock
+   file huggingface_hub takes for that blob. Its own downloads never open that name (they
+   use ``<etag>.<8 hex digits>.incomplete``), while its cache tools see it as what it is:
+   ``hf cache ls`` counts it among incomplete downloads and ``hf cache prune`` removes it;
 3. the finished file is checked (the caller's ``checker``: the registry's or the hub's
    hash) *before* it enters the cache, then renamed to ``blobs/<etag>``;
 4. ``hf_hub_download`` is called as always: it finds the blob and writes the snapshot entry
@@ -31,7 +33,7 @@ from typing import Any
 
 from .errors import Cancelled, ChecksumMismatch, ModelError
 
-PARTIAL_SUFFIX = ".photosift-partial"
+PARTIAL_SUFFIX = ".photosift.incomplete"
 
 
 class _CancellableFile:
@@ -135,10 +137,12 @@ def _fetch_blob(url: str, blob: Path, filename: str, size: int | None, lock_path
                 f"larger than the file ({size} bytes), so it is damaged; it was deleted. "
                 f"Download the model again."
             )
+        # Identity encoding: a Range counts bytes of the file, not of a compressed stream.
+        headers = build_hf_headers(headers={"Accept-Encoding": "identity"})
         try:
             with partial.open("ab") as f:
                 http_get(url, _CancellableFile(f, cancel), resume_size=have,
-                         headers=build_hf_headers(), expected_size=size,
+                         headers=headers, expected_size=size,
                          displayed_filename=filename, tqdm_class=tqdm_class)  # fmt: skip
         except BaseException:
             # Kept for the next attempt, unless it cannot be the start of the file.

@@ -163,6 +163,11 @@ def test_a_cancelled_download_resumes_next_time(online, tmp_path):
         cancel_in_image(hub, settings)
         assert partial.read_bytes() == BIG[:DOWNLOAD_CHUNK_SIZE]
         assert BIG not in cached_blobs(tmp_path)
+        # huggingface_hub's cache tools see it as an incomplete download (`hf cache prune`)
+        from huggingface_hub import scan_cache_dir
+
+        unfinished = scan_cache_dir(tmp_path / "hf" / "hub").incomplete_files
+        assert [f.file_path for f in unfinished] == [partial]
 
         seen = []
         folder = fetch_model(spec_for(), settings, offline=False, progress=seen.append)
