@@ -249,6 +249,27 @@ def test_a_partial_longer_than_the_file_is_refused_and_removed(online, tmp_path)
     assert (folder / "image.onnx").read_bytes() == files["image.onnx"]
 
 
+def test_a_download_waits_for_another_of_the_same_file_and_can_be_cancelled(online, tmp_path):
+    """Two processes never append to one partial file: the second waits on huggingface_hub's
+    lock for that blob (and a cancel still stops it while it waits)."""
+    from filelock import FileLock
+
+    from tests.app.fakehub import published_etag
+
+    files = hub_model_files(KEY, REPO)
+    etag = published_etag("model.json", files["model.json"])
+    lock = tmp_path / "hf" / "hub" / ".locks" / "models--photosift--demo-onnx" / f"{etag}.lock"
+    lock.parent.mkdir(parents=True)
+    cancel = threading.Event()
+    with online(files) as hub, FileLock(str(lock)):  # another process is fetching model.json
+        threading.Timer(1.0, cancel.set).start()
+        with pytest.raises(Cancelled, match="another download"):
+            fetch_model(spec_for(), Settings(data_dir=tmp_path / "data"), offline=False,
+                        cancel=cancel)  # fmt: skip
+    assert ("HEAD", "model.json", None) in hub.requests
+    assert not [r for r in hub.requests if r[0] == "GET"], "it downloaded beside the other"
+
+
 def test_without_symlinks_the_snapshot_holds_the_file_and_no_blob_is_left(online, tmp_path,
                                                                           monkeypatch):  # fmt: skip
     """Where symlinks are not allowed (Windows without developer mode) huggingface_hub keeps
