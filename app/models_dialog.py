@@ -81,6 +81,7 @@ class ModelsDialog(QDialog):
         self.downloads: dict[str, str] = {}  # job id -> model key
         self.download_progress: dict[str, dict] = {}  # model key -> last progress
         self._over: set[str] = set()  # download jobs that have ended
+        self._cancelling: set[str] = set()  # download jobs the engine agreed to cancel
 
         self.table = QTableWidget(0, len(self.COLS))
         self.table.setHorizontalHeaderLabels(self.COLS)
@@ -125,7 +126,13 @@ class ModelsDialog(QDialog):
         self.patches_label = QLabel("Patches per photo:")
         self.patches_label.setBuddy(self.patches)
         row = QHBoxLayout()
-        for b in (self.download_btn, self.cancel_btn, self.use_btn, self.patches_label, self.patches):
+        for b in (
+            self.download_btn,
+            self.cancel_btn,
+            self.use_btn,
+            self.patches_label,
+            self.patches,
+        ):
             row.addWidget(b)
         row.addStretch(1)
         row.addWidget(self.train_btn)
@@ -252,12 +259,14 @@ class ModelsDialog(QDialog):
     def cancel_download(self) -> None:
         key = self.selected_key()
 
-        def asked(r):
-            if r.get("cancelled"):
-                self.message.setText(f"Cancelling the download of {key}…")
-
         for job, k in list(self.downloads.items()):
             if k == key:
+
+                def asked(r, job=job):
+                    if r.get("cancelled") and job in self.downloads:
+                        self._cancelling.add(job)
+                        self.message.setText(f"Cancelling the download of {key}…")
+
                 self.bridge.call(
                     "cancel", {"job": job}, on_result=asked, on_error=self._error, context=self
                 )
@@ -325,9 +334,13 @@ class ModelsDialog(QDialog):
                 self.progress.setRange(0, 1000)
                 self.progress.setValue(int(1000 * data["done"] / data["total"]))
             current = f" ({data['current']})" if data.get("current") else ""
-            self.message.setText(f"Downloading {key}{current}: {progress_text(data)}")
+            if (
+                job not in self._cancelling
+            ):  # a chunk already on its way must not undo "Cancelling…"
+                self.message.setText(f"Downloading {key}{current}: {progress_text(data)}")
         elif name in ("job_done", "job_failed"):
             self._over.add(job)
+            self._cancelling.discard(job)
             self.downloads.pop(job, None)
             self.download_progress.pop(key, None)
             self.progress.hide()

@@ -55,6 +55,10 @@ def test_download_shows_progress_can_be_cancelled_then_completes(
 
         dlg.cancel_btn.click()
         qtbot.waitUntil(lambda: dlg.message.text().startswith("Cancelling"), timeout=10_000)
+        (job,) = dlg.downloads  # a chunk already on its way does not undo "Cancelling…"
+        win.bridge.event.emit({"event": "progress", "job": job,
+                               "data": {"done": 1, "total": 10, "unit": "bytes"}})  # fmt: skip
+        assert dlg.message.text().startswith("Cancelling")
         gate.set()  # the engine notices the cancel at the next chunk of image.onnx
         qtbot.waitUntil(
             lambda: dlg.message.text() == f"Download of {key} cancelled.", timeout=ENGINE_TIMEOUT_MS
