@@ -400,6 +400,58 @@ def finalize(out: Path, registry: Path | None = None, metrics: dict | None = Non
     return spec
 
 
+def write_readme(out: Path, spec: ModelSpec) -> None:
+    """The model folder's README: what it is, how to rebuild it, what it measured."""
+    from .naflex_edges import table
+
+    tr = spec.extra["training"]
+    st, t = tr["settings"], tr["timings"]
+    m = spec.extra.get("metrics")
+    results = ""
+    if m:
+        results = f"""
+## Edge objects: NaFlex against centre-crop and squash, same weights
+
+`{m["n_per_shape"]}` held-out scenes per shape, one object hugging an end of the long
+side. Each picture is given to this model three ways (native: the whole picture at
+its own aspect ratio; centre-crop: its central square; squash: stretched to a square),
+indexed by a photosift library and searched with `Library.search`
+(`training.naflex_edges.evaluate_folder`). p@10 / mAP, mean over the queries.
+
+Colour of the edge object ("a red object", ... 8 queries):
+
+{table({spec.key: m}, "colour")}
+
+Shape of the edge object ("a star", ... 6 queries):
+
+{table({spec.key: m}, "shape")}
+"""
+    text = f"""# photosift demo model, NaFlex variant
+
+The demo model (`resources/demo`) with a SigLIP 2 NaFlex image tower: each picture is
+cut into at most {st["max_patches"]} patches of {st["patch_size"]} px at its own aspect ratio
+instead of being squashed to 96 x 96. The text tower, tokenizer, logit scale and bias are
+the demo's, frozen; the image tower ({spec.architecture.split(" + ")[0]}) was trained
+to land where the demo's does: distilled from the demo CNN's vector of the same scene,
+plus the sigmoid loss against the demo's text tower (LiT). It knows the procedural world
+of coloured shapes (`training/world.py`) and nothing about real photos.
+
+Registry key `{spec.key}` (`resources/models/demo-naflex.json`, a copy of `model.json`).
+Files: `image.onnx` (inputs patches, mask, pos_weights: see `training/export_naflex.py`),
+`text.onnx` and `tokenizer.json` (the demo's), {spec.size_mb} MB of ONNX in all.
+
+## Reproduce
+
+    {tr["command"]}
+
+Deterministic from the seed ({st["seed"]}): scenes, captions, batches and initialisation;
+the weights can differ in the last bits across torch builds and thread counts. Measured
+on the shared 2-core build machine: rendering {st["n_train"]:,} scenes and their teacher
+vectors {t["render_s"]} s, {st["steps"]} steps of batch {st["batch_size"]} {t["train_s"]} s.
+{results}"""
+    (out / "README.md").write_text(text, encoding="utf-8")
+
+
 # --- command line ----------------------------------------------------------------------------
 
 
@@ -442,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
 
         metrics = evaluate_folder(a.out, n=60 if a.smoke else 240, seed=s.seed)
         log(json.dumps(metrics, indent=1))
-    finalize(a.out, a.registry, metrics)
+    spec = finalize(a.out, a.registry, metrics)
+    write_readme(a.out, spec)
     (a.out / "train_log.json").write_text(json.dumps({"history": history}, indent=1) + "\n")
     return 0
 

@@ -23,6 +23,7 @@ so centre-cropped and squashed squares are inside its training distribution.
 
     python -m training.naflex_edges --steps 300 --out edges.json
     python -m training.naflex_edges --demo-only      # step 3 with the bundled demo model only
+    python -m training.naflex_edges --compare resources/demo resources/demo-naflex --out edges.json
 
 Measured here (shared 2-core CPU): two small NaFlex models (width 64, 3 layers,
 budgets 64 and 16, 300 and 700 steps, 16 and 14 CPU minutes) did not learn
@@ -244,7 +245,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--demo-only", action="store_true", help="only the demo-model crop test")
+    ap.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        metavar="FOLDER",
+        help="model folders to compare through the engine's search path (no training)",
+    )
+    ap.add_argument("--n", type=int, default=200, help="edge scenes per shape for --compare")
     args = ap.parse_args(argv)
+    if args.compare:
+        return compare(args.compare, n=args.n, seed=args.seed, out=args.out)
     import torch
 
     from engine.registry import resources_dir
@@ -453,3 +464,17 @@ def table(results: dict[str, dict], kind: str = "colour") -> str:
                 f"| {label} | {name} | {' | '.join(cells)} | {row['base_rate'][kind]:.3f} |"
             )
     return "\n".join(lines)
+
+
+def compare(folders: list[Path], *, n: int, seed: int, out: Path | None = None) -> int:
+    """Side-by-side edge-object retrieval of model folders through the engine (``--compare``)."""
+    results = {}
+    for f in folders:
+        res = evaluate_folder(f, n=n, seed=seed)
+        results[res["model"]] = res
+    for kind in ("colour", "shape"):
+        print(f"\n{kind} queries about the edge object, p@10 / mAP ({n} scenes per shape)\n")
+        print(table(results, kind))
+    if out:
+        out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
