@@ -340,10 +340,6 @@ def evaluate_demo(n: int = 240, seed: int = 0) -> dict:
     return out
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 # --- the same test through the product: index the pictures, search them -----------------------
 
 #: (name, (height, width), tall): the edge object sits at the ends of the long side.
@@ -478,3 +474,7 @@ def compare(folders: list[Path], *, n: int, seed: int, out: Path | None = None) 
     if out:
         out.write_text(json.dumps(results, indent=1) + "\n")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
