@@ -59,7 +59,7 @@ def test_the_training_command_writes_a_working_model_folder(tmp_path):
     out, reg = tmp_path / "model", tmp_path / "models" / "demo-naflex.json"
     assert main(["--smoke", "--out", str(out), "--registry", str(reg), "--no-eval"]) == 0
     spec = json.loads(reg.read_text())
-    assert spec["key"] == KEY and spec["preprocess"]["max_patches"] == 16
+    assert spec["key"] == KEY and spec["preprocess"]["max_patches"] == 36
     assert spec["extra"]["training"]["settings"]["steps"] == 6
     m = OnnxModel(out, prefer_cpu=True)
     from PIL import Image
