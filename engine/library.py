@@ -17,7 +17,7 @@ from .db import LibraryDB
 from .errors import ModelError, ModelNotAvailable, PhotosiftError, QueryError
 from .hub import fetch_model, full_registry, local_model_folder
 from .indexer import Indexer, IndexReport, Progress
-from .registry import ModelSpec
+from .registry import ModelSpec, resources_dir
 from .scan import FileTask, normalize_folder, plan_scan, storable
 from .search import Hit, Query, Searcher
 from .settings import Settings
@@ -37,10 +37,17 @@ def choose_model(settings: Settings) -> ModelSpec:
     reg = full_registry(settings)
     if settings.model:
         return reg.get(settings.model)
-    here = [s for s in reg if s.key != DEMO_MODEL and local_model_folder(s, settings)]
+    here = [s for s in reg if s.key != DEMO_MODEL and _here_not_bundled(s, settings)]
     if here:
         return here[0]
     return reg.get(DEMO_MODEL)
+
+
+def _here_not_bundled(spec: ModelSpec, settings: Settings) -> bool:
+    """A folder for ``spec`` is on this machine and is not one that ships with the app:
+    bundled models (the demo and its NaFlex variant) are the fallback, never "the best here"."""
+    folder = local_model_folder(spec, settings)
+    return folder is not None and resources_dir().resolve() not in folder.resolve().parents
 
 
 class Library:

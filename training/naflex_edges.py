@@ -23,13 +23,33 @@ so centre-cropped and squashed squares are inside its training distribution.
 
     python -m training.naflex_edges --steps 300 --out edges.json
     python -m training.naflex_edges --demo-only      # step 3 with the bundled demo model only
+    python -m training.naflex_edges --compare resources/demo resources/demo-naflex --out edges.json
 
-Measured here (shared 2-core CPU): two small NaFlex models (width 64, 3 layers,
-budgets 64 and 16, 300 and 700 steps, 16 and 14 CPU minutes) did not learn
-colours (zero-shot colour accuracy 0.12-0.21 whichever preprocessing; chance
-0.125), so they say nothing either way. The demo model, which knows colours,
-finds edge objects from the whole image (colour mAP 1.0 wide, 0.997 tall) and
-loses them with a centre crop (0.137, chance level).
+Measured here (shared 2-core CPU): two small NaFlex models trained from scratch
+this way (width 64, 3 layers, budgets 64 and 16, 300 and 700 steps, 16 and 14 CPU
+minutes) did not learn colours (zero-shot colour accuracy 0.12-0.21; chance 0.125).
+An overfit check on 64 fixed pairs (width 64, 2 layers, 120 steps) fitted neither
+with the SigLIP bias starting at -10 (with scale 10 every logit starts at or below 0,
+and AdamW moves the bias about lr per step: -9.82 after 120 steps) nor at -2; the
+image input path itself (patches, mask, positions) trains well under distillation
+(``training.naflex_demo``): this points at optimisation (two towers from scratch in a
+few hundred steps) rather than at a bug in the NaFlex input path.
+
+The evidence therefore uses ``training.naflex_demo``'s model (a NaFlex tower
+distilled into the demo's space, the demo's frozen text tower) and ``--compare``,
+which runs the test through the engine's indexing and search (200 scenes per
+shape, colour of the edge object, mAP):
+
+    ==================  =========  ===========  ======  ==========
+    model, shape        native     centre-crop  squash  base rate
+    ==================  =========  ===========  ======  ==========
+    NaFlex demo, 3:1    1.000      0.154        0.995   0.125
+    NaFlex demo, 1:3    0.998      0.136        0.999   0.125
+    NaFlex demo, 5:1    0.988      0.154        0.971   0.125
+    NaFlex demo, 1:5    0.996      0.135        0.980   0.125
+    demo (squash), 5:1  0.949      0.140        =native 0.125
+    demo (squash), 1:5  0.956      0.141        =native 0.125
+    ==================  =========  ===========  ======  ==========
 """
 
 from __future__ import annotations
@@ -37,6 +57,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -243,7 +264,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--demo-only", action="store_true", help="only the demo-model crop test")
+    ap.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        metavar="FOLDER",
+        help="model folders to compare through the engine's search path (no training)",
+    )
+    ap.add_argument("--n", type=int, default=200, help="edge scenes per shape for --compare")
     args = ap.parse_args(argv)
+    if args.compare:
+        return compare(args.compare, n=args.n, seed=args.seed, out=args.out)
     import torch
 
     from engine.registry import resources_dir
@@ -326,6 +357,142 @@ def evaluate_demo(n: int = 240, seed: int = 0) -> dict:
         row["chance_colour_acc"] = round(1 / len(queries), 3)
         out[name] = row
     return out
+
+
+# --- the same test through the product: index the pictures, search them -----------------------
+
+#: (name, (height, width), tall): the edge object sits at the ends of the long side.
+EDGE_SHAPES = (
+    ("wide 3:1", (96, 288), False),
+    ("tall 1:3", (288, 96), True),
+    ("wide 5:1", (96, 480), False),
+    ("tall 1:5", (480, 96), True),
+)
+MODES = {"native": lambda im: im, "centre-crop": centre_crop, "squash": squash}
+
+
+def edge_queries() -> list[tuple[str, str, str]]:
+    """(kind, text, value) of the queries about the edge object: its colour and its shape."""
+    qs = [q for q in world.attribute_queries() if q.kind in ("colour", "shape")]
+    return [(q.kind, q.text, q.meaning.clauses[0].attrs[0][1]) for q in qs]
+
+
+def _metrics(ranked: list[list[int]], truth: np.ndarray) -> dict:
+    """p@10 and mAP over queries; ``ranked[q]`` is the full ranking (image indices) for query q."""
+    p10, aps = [], []
+    for q, order in enumerate(ranked):
+        hits = truth[q][np.asarray(order)]
+        if not hits.any():
+            continue
+        p10.append(hits[:10].mean())
+        prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        aps.append(float((prec * hits).sum() / hits.sum()))
+    return {"p@10": round(float(np.mean(p10)), 3), "mAP": round(float(np.mean(aps)), 3)}
+
+
+def evaluate_folder(folder: Path, *, n: int = 200, seed: int = 0, shapes=EDGE_SHAPES,
+                    modes=tuple(MODES), workdir: Path | None = None) -> dict:  # fmt: skip
+    """Edge-object retrieval with one model folder, through the engine's product path.
+
+    For each shape, ``n`` single-object edge scenes are written as PNG files in one
+    folder per preprocessing mode (``native``: the picture as it is; ``centre-crop``:
+    its central square; ``squash``: stretched to a square). One photosift library
+    indexes all of them with the model (``engine.library.Library``: decode,
+    the model's own preprocessing, ONNX Runtime, SQLite, ANN) and every query is a
+    ``Library.search`` restricted to one folder, asking for all ``n`` photos so
+    the full ranking gives average precision. A NaFlex model sees ``native`` at
+    its own aspect ratio; a squash model (the demo) squashes it, so for the demo
+    ``native`` and ``squash`` are the same picture.
+
+    Returns ``{shape: {mode: {"colour": {"p@10", "mAP"}, "shape": {...}}}}`` plus
+    the base rates (the share of photos a query is true of).
+    """
+    import tempfile
+
+    from engine.library import Library
+    from engine.registry import MODEL_FILE, load_spec
+    from engine.search import Filters, Query
+    from engine.settings import Settings
+
+    folder = Path(folder)
+    key = load_spec(folder / MODEL_FILE).key
+    queries = edge_queries()
+    with tempfile.TemporaryDirectory(prefix="photosift-edges-", dir=workdir) as tmp:
+        root = Path(tmp)
+        shutil.copytree(folder, root / "data" / "models" / key)
+        plan = []
+        for name, size, tall in shapes:
+            scenes = edge_scenes(n, seed, tall)
+            images = [world.render(s, size) for s in scenes]
+            for mode in modes:
+                d = root / "photos" / name.replace(" ", "-").replace(":", "x") / mode
+                d.mkdir(parents=True)
+                for i, im in enumerate(images):
+                    MODES[mode](im).save(d / f"{i:04d}.png")
+                plan.append((name, mode, d, scenes))
+        lib = Library(Settings(data_dir=root / "data", workers=1), model_key=key)
+        try:
+            for *_, d, _ in plan:
+                lib.add_folder(d)
+            rep = lib.scan()
+            if rep.failed:
+                raise RuntimeError(f"indexing the edge scenes failed: {rep.failures[:3]}")
+            out: dict = {"model": key, "n_per_shape": n}
+            for name, mode, d, scenes in plan:
+                obj = [s.objects[0] for s in scenes]
+                truth = np.array([[o.attr("colour" if k == "colour" else "kind") == v for o in obj]
+                                  for k, _, v in queries])  # fmt: skip
+                ranked = []
+                for _, text, _ in queries:
+                    hits = lib.search(Query(text=text, k=n, filters=Filters(folders=[str(d)])))
+                    ranked.append([int(Path(h.path).stem) for h in hits])
+                if any(len(r) != n for r in ranked):
+                    raise RuntimeError(f"{name}/{mode}: search did not rank all {n} photos")
+                row = out.setdefault(name, {})
+                row[mode] = {
+                    kind: _metrics([r for r, q in zip(ranked, queries, strict=True) if q[0] == kind],
+                                   truth[[q[0] == kind for q in queries]])
+                    for kind in ("colour", "shape")
+                }  # fmt: skip
+                row["base_rate"] = {
+                    kind: round(float(truth[[q[0] == kind for q in queries]].mean()), 3)
+                    for kind in ("colour", "shape")
+                }
+        finally:
+            lib.close()
+    return out
+
+
+def table(results: dict[str, dict], kind: str = "colour") -> str:
+    """A markdown table: one row per (model, shape), p@10 / mAP per mode."""
+    lines = [
+        f"| model | shape | {' | '.join(MODES)} | base rate |",
+        "|---" * (len(MODES) + 3) + "|",
+    ]
+    for label, res in results.items():
+        for name, row in res.items():
+            if not isinstance(row, dict) or "base_rate" not in row:
+                continue
+            cells = [f"{row[m][kind]['p@10']:.3f} / {row[m][kind]['mAP']:.3f}" if m in row else "-"
+                     for m in MODES]  # fmt: skip
+            lines.append(
+                f"| {label} | {name} | {' | '.join(cells)} | {row['base_rate'][kind]:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def compare(folders: list[Path], *, n: int, seed: int, out: Path | None = None) -> int:
+    """Side-by-side edge-object retrieval of model folders through the engine (``--compare``)."""
+    results = {}
+    for f in folders:
+        res = evaluate_folder(f, n=n, seed=seed)
+        results[res["model"]] = res
+    for kind in ("colour", "shape"):
+        print(f"\n{kind} queries about the edge object, p@10 / mAP ({n} scenes per shape)\n")
+        print(table(results, kind))
+    if out:
+        out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
