@@ -141,3 +141,19 @@ def test_int8_graph_records_its_settings(tmp_path):
     assert int8_settings(src) is None  # a graph made before settings were recorded
     with pytest.raises(ValueError, match="weight_type"):
         quantize_int8(src, weight_type="int4")
+
+
+def test_int8_bench_measures_each_setting(tmp_path):
+    """`photosift bench int8`'s measuring loop on the small tower: one row per setting."""
+    from engine.bench.int8 import measure
+
+    src = write_tower(tmp_path / "image.onnx")
+    x = np.random.default_rng(2).standard_normal((16, 64)).astype(np.float32)
+    variants = {"default": {}, "8-bit": {"reduce_range": False}}
+    rows = measure(src, x, variants=variants, rounds=1, timed=8, batch=4, log=lambda s: None)
+    assert [r["setting"] for r in rows] == ["default", "8-bit"]
+    for r in rows:
+        assert 0.99 <= r["cosine_min"] <= r["cosine_mean"] <= 1.0 + 1e-6
+        assert r["speedup"] > 0 and r["speedup_cpu"] > 0 and len(r["speedups"]) == 1
+    assert rows[0]["fp32_img_s"] > 0
+    assert not list(tmp_path.glob("*.int8.onnx"))  # variants live in a temp folder
