@@ -22,6 +22,12 @@ machine (AVX-512 VNNI) and 0.988 on this one (AVX2). 7-bit weights are the usual
 workaround (OpenVINO documents the same saturation and the same fix). They cost
 nothing measurable in speed (same kernels) and little in accuracy (random SigLIP 2
 B/16: worst cosine 0.9981 instead of 0.9985).
+
+What int8 gains depends on the CPU even more than what it loses. With VNNI the
+ViT-B-32-256 image tower ran 2.7x faster than fp32. On AVX2 alone the int8 GEMM
+itself measured 1.9x the fp32 GEMM (onnxruntime's per-op profile, one thread), and
+the rest of the graph (patch conv, GELU, softmax, transposes; about 10 % of fp32's
+time) does not speed up, so the whole tower gains 1.5-1.8x there.
 """
 
 from __future__ import annotations
