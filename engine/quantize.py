@@ -8,10 +8,31 @@ output is written beside the fp32 graph as ``image.int8.onnx``.
 
 Quality is checked, not assumed: ``cosine_to_fp32`` runs both graphs on the
 same inputs and gives the per-row cosine between int8 and fp32 embeddings.
+
+Weights are quantised to 7 bits (``reduce_range``), not 8. On x86 CPUs without
+VNNI (AVX2, and AVX-512 without VNNI) onnxruntime multiplies uint8 activations by
+int8 weights with ``vpmaddubsw``, which adds pairs of products into a saturating
+int16: 255 * 127 * 2 = 64770 overflows it, 255 * 63 * 2 = 32130 does not. Measured on
+an AVX2 EPYC, one 768-wide MatMulInteger with 8-bit weights differs from exact int32
+arithmetic in 94 % of its outputs (8.9 % relative error); with 7-bit weights it is
+exact. On ViT-B-32-256 that is the difference between a worst cosine to fp32 of 0.988
+and 0.9998 (``photosift bench int8``). VNNI CPUs accumulate in int32 and never
+saturate, which explains why the same code measured 0.9999 on an earlier build
+machine (AVX-512 VNNI) and 0.988 on this one (AVX2). 7-bit weights are the usual
+workaround (OpenVINO documents the same saturation and the same fix). They cost
+nothing measurable in speed (same kernels) and little in accuracy (random SigLIP 2
+B/16: worst cosine 0.9981 instead of 0.9985).
+
+What int8 gains depends on the CPU even more than what it loses. With VNNI the
+ViT-B-32-256 image tower ran 2.7x faster than fp32. On AVX2 alone the int8 GEMM
+itself measured 1.9x the fp32 GEMM (onnxruntime's per-op profile, one thread), and
+the rest of the graph (patch conv, GELU, softmax, transposes; about 10 % of fp32's
+time) does not speed up, so the whole tower gains 1.5-1.8x there.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -24,6 +45,9 @@ from .errors import ModelError
 INT8_NAMES = {"image.onnx": "image.int8.onnx", "text.onnx": "text.int8.onnx"}
 # Ops worth quantising in CLIP-style towers: all the FLOPs of a ViT are in these.
 DEFAULT_OP_TYPES = ("MatMul", "Gemm")
+# Written into the int8 graph's metadata, so a graph made with other settings (say by an
+# older version, with saturating 8-bit weights) can be told apart and made again.
+SETTINGS_KEY = "photosift.int8_settings"
 
 
 def int8_path(fp32_path: Path) -> Path:
@@ -41,6 +65,8 @@ def quantize_int8(
     op_types: Sequence[str] = DEFAULT_OP_TYPES,
     exclude_nodes: Sequence[str] = (),
     exclude_last_matmul: bool = True,
+    reduce_range: bool = True,
+    weight_type: str = "int8",
 ) -> Path:
     """Dynamically quantise ``src`` to int8 (weights int8, activations uint8 per batch).
 
@@ -48,10 +74,18 @@ def quantize_int8(
     accuracy for the same speed). ``exclude_last_matmul`` keeps the final
     projection in fp32, the op whose error goes straight into the embedding;
     it is a small share of the FLOPs (measured on ViT-B-32-256: same speed
-    within noise, worst cosine 0.99991 instead of 0.99986).
+    within noise, worst cosine 0.99991 instead of 0.99986). ``reduce_range`` keeps
+    weights to 7 bits so no CPU's int8 kernel saturates (see the module docstring);
+    ``weight_type="uint8"`` takes the u8u8 kernels instead, also saturation-free but
+    slower. The settings are recorded in the graph (:func:`int8_settings`).
     Written atomically; returns the output path.
     """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    if weight_type not in types:
+        raise ValueError(f"weight_type must be one of {sorted(types)}, not {weight_type!r}")
 
     src = Path(src)
     dst = Path(dst) if dst is not None else int8_path(src)
@@ -69,10 +103,21 @@ def quantize_int8(
             model_output=os.fspath(tmp),
             op_types_to_quantize=list(op_types),
             per_channel=per_channel,
+            reduce_range=reduce_range,
             # Activations uint8, weights int8: the combination the x86 VNNI kernels take.
-            weight_type=QuantType.QInt8,
+            weight_type=types[weight_type],
             nodes_to_exclude=exclude,
         )
+        settings = current_settings(
+            per_channel=per_channel, op_types=op_types, exclude_nodes=exclude_nodes,
+            exclude_last_matmul=exclude_last_matmul, reduce_range=reduce_range,
+            weight_type=weight_type,
+        )  # fmt: skip
+        model = onnx.load(os.fspath(tmp))
+        onnx.helper.set_model_props(
+            model, {**{p.key: p.value for p in model.metadata_props}, SETTINGS_KEY: settings}
+        )
+        onnx.save(model, os.fspath(tmp))
         tmp.replace(dst)
     except Exception as e:
         tmp.unlink(missing_ok=True)
@@ -80,6 +125,26 @@ def quantize_int8(
             raise
         raise ModelError(f"{src}: int8 quantisation failed ({e})") from e
     return dst
+
+
+def current_settings(**options) -> str:
+    """The settings string :func:`quantize_int8` records for ``options`` (its defaults filled in)."""
+    import inspect
+
+    params = inspect.signature(quantize_int8).parameters
+    full = {k: v.default for k, v in params.items() if v.default is not inspect.Parameter.empty}
+    full.pop("dst", None)
+    full.update(options)
+    full = {k: list(v) if isinstance(v, tuple | list) else v for k, v in full.items()}
+    return json.dumps(full, sort_keys=True)
+
+
+def int8_settings(path: Path) -> str | None:
+    """The settings an int8 graph was made with, or None (made before they were recorded)."""
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}.get(SETTINGS_KEY)
 
 
 def _last_matmul(path: Path, op_types: Sequence[str]) -> list[str]:

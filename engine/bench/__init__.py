@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-BENCHES = ("pipeline", "query", "rescan", "quality", "tagging", "finetune", "naflex")
+BENCHES = ("pipeline", "query", "rescan", "quality", "tagging", "finetune", "naflex", "int8")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help="query bench: HNSW ef_construction (default: engine.ann's)",
     )
+    p.add_argument(
+        "--model-folder",
+        help="int8 bench: a model folder to quantise (default: a random-weight ViT-B-32-256)",
+    )
+    p.add_argument("--threads", type=int, help="int8 bench: ONNX Runtime threads (default: all)")
 
 
 def main(args) -> int:
