@@ -55,6 +55,7 @@ from engine import naflex
 from engine.registry import MODEL_FILE, ModelSpec, Preprocess, Source, load_spec, save_spec
 
 from . import world
+from .optim import adamw, warmup_cosine
 
 KEY = "photosift-demo-naflex"
 BUNDLED = "demo-naflex"
@@ -225,16 +226,10 @@ def train(s: Settings, log: Callable[[str], None] = lambda m: None):
     model.train()
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=s.lr, betas=(0.9, 0.98), eps=1e-6,
-    )  # fmt: skip
+    opt = adamw(decay, no_decay, s.lr, s.weight_decay)
 
     def lr_at(step: int) -> float:
-        if step < s.warmup:
-            return s.lr * (step + 1) / s.warmup
-        t = (step - s.warmup) / max(1, s.steps - s.warmup)
-        return s.lr * 0.5 * (1 + math.cos(math.pi * t))
+        return warmup_cosine(step, s.lr, s.warmup, s.steps)
 
     rng = np.random.default_rng([s.seed, 1])
     caption_rng = np.random.default_rng([s.seed, 2])

@@ -40,6 +40,7 @@ import numpy as np
 from engine.registry import Preprocess, TokenizerSpec
 
 from . import demo_tokenizer, world
+from .optim import adamw, warmup_cosine
 
 LOSSES = ("clip", "siglip")
 TWINS = 2  # group size with Settings.twins: a scene and its kind-twin
@@ -296,21 +297,10 @@ def train(
     # No weight decay on gains, biases, embeddings' scale parameters and the temperature.
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "logit" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "logit" in n]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": s.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=s.lr,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
+    opt = adamw(decay, no_decay, s.lr, s.weight_decay)
 
     def lr_at(step: int) -> float:
-        if step < s.warmup:
-            return s.lr * (step + 1) / s.warmup
-        t = (step - s.warmup) / max(1, s.steps - s.warmup)
-        return s.lr * 0.5 * (1 + math.cos(math.pi * t))
+        return warmup_cosine(step, s.lr, s.warmup, s.steps)
 
     rng = np.random.default_rng([s.seed, 1])
     caption_rng = np.random.default_rng([s.seed, 2])
