@@ -142,8 +142,8 @@ check "j['about_icon'] and j['window_icon'] and 'Version $VERSION' in j['about']
   "$T/hits.json" "About box (icon, version, library folder)"
 check "j.get('engine_exe') == '$INSTALLED/photosift' and '--engine' in j['engine_command']" \
   "$T/hits.json" "the engine is not the installed bundle's own executable"
-check 'j["models"]["listed"] and ["OpenCLIP ViT-B/32 256px (DataComp-1B)", "606 MB"] in [r[:2] for r in j["models"]["rows"]]' \
-  "$T/hits.json" "the model manager does not list the real models with their size"
+check 'j["models"]["listed"] and j["models"]["rows"][0][:2] == ["OpenCLIP ViT-B/32 256px (DataComp-1B) — Recommended", "606 MB"]' \
+  "$T/hits.json" "the model manager does not list the recommended real model first with its size"
 check 'j["models"]["download_enabled"] and "failed" in j["models"]["download_message"]' \
   "$T/hits.json" "the model manager's offline download did not fail clearly"
 check 'j["models"]["import_message"].startswith("Imported") and any(r[0] == "My imported model" and r[-1] == "here" for r in j["models"]["rows_after_import"])' \
