@@ -86,10 +86,15 @@ def cmd_index(args) -> int:
     bar = _Bar(sys.stderr.isatty() or args.progress)
     try:
         rep = lib.scan(folders, progress=bar, cancel=cancel)
+        stale_int8 = lib.settings.int8 and lib.model().int8_stale
     finally:
         bar.close()
         signal.signal(signal.SIGINT, old)
         lib.close()
+    if stale_int8:
+        print(f"note: the int8 image tower of {lib.spec.key!r} was made with other quantiser settings, "
+              f"so the fp32 one was used; run `photosift models quantize {lib.spec.key}` to remake it",
+              file=sys.stderr)  # fmt: skip
     summary = dict(
         files=rep.total, embedded=rep.embedded, reused=rep.reused, unchanged=rep.unchanged,
         failed=rep.failed, removed=rep.removed, offline=rep.offline, cancelled=rep.cancelled,

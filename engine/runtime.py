@@ -32,8 +32,6 @@ def available_providers(prefer_cpu: bool = False) -> list[str]:
     return [p for p in PREFERRED_PROVIDERS if p in have] or ["CPUExecutionProvider"]
 
 
-
-
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norm, 1e-12)).astype(np.float32)
@@ -84,8 +82,15 @@ class OnnxModel:
         self.providers = available_providers(prefer_cpu)
         self._image = self._text = None
         image_file = "image.int8.onnx" if int8 else "image.onnx"
+        # An int8 tower made with other quantiser settings (an older photosift's 8-bit
+        # weights saturate on CPUs without VNNI): the fp32 tower instead, until
+        # `photosift models quantize` remakes it.
+        self.int8_stale = False
         if load_image:
             self._image = self._session(image_file, opts)
+            if int8 and not _int8_current(self._image):
+                self.int8, self.int8_stale = False, True
+                self._image = self._session("image.onnx", opts)
             if self.naflex:
                 from . import naflex
 
@@ -95,7 +100,9 @@ class OnnxModel:
             from .tokenizer import Tokenizer
 
             self._verify("tokenizer.json")
-            self.tokenizer = Tokenizer.from_file(self.folder / "tokenizer.json", self.spec.tokenizer)
+            self.tokenizer = Tokenizer.from_file(
+                self.folder / "tokenizer.json", self.spec.tokenizer
+            )
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -107,7 +114,9 @@ class OnnxModel:
             raise ModelError(f"model {self.spec.key!r}: {name} is missing from {self.folder}")
         self._verify(name)
         try:
-            sess = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=self.providers)
+            sess = ort.InferenceSession(
+                os.fspath(path), sess_options=opts, providers=self.providers
+            )
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"model {self.spec.key!r}: {name} cannot be loaded ({first})") from e
@@ -219,3 +228,11 @@ class OnnxModel:
                 while len(self._text_cache) > 1024:
                     self._text_cache.popitem(last=False)
         return np.stack(result).astype(np.float32)  # type: ignore[arg-type]
+
+
+def _int8_current(session) -> bool:
+    """Whether an int8 session's graph was made with this version's quantiser settings."""
+    from .quantize import SETTINGS_KEY, current_settings
+
+    made_with = session.get_modelmeta().custom_metadata_map.get(SETTINGS_KEY)
+    return made_with == current_settings()

@@ -59,7 +59,9 @@ def test_errors_are_one_clear_line(tmp_path):
 def test_models_list(tmp_path):
     rows = json.loads(run("--data-dir", str(tmp_path), "models", "list", "--json").stdout)
     keys = {r["key"]: r for r in rows}
-    assert {MODEL_KEY, "vit-b-32-256-datacomp", "mobileclip2-s0", "vit-b-16-siglip2-256"} <= set(keys)
+    assert {MODEL_KEY, "vit-b-32-256-datacomp", "mobileclip2-s0", "vit-b-16-siglip2-256"} <= set(
+        keys
+    )
     assert keys[MODEL_KEY]["here"] and not keys["vit-b-32-256-datacomp"]["here"]
 
 
@@ -76,6 +78,30 @@ def test_models_quantize_then_index_int8(tmp_path):
 
     lib = Library(Settings(data_dir=data, int8=True), model_key=MODEL_KEY)
     assert lib.model().int8 and lib.model().folder == data / "models" / MODEL_KEY
+    assert not lib.model().int8_stale
+    lib.close()
+
+
+def test_an_int8_tower_made_with_other_settings_is_not_used(tmp_path):
+    """An older photosift's int8 file (8-bit weights: wrong on CPUs without VNNI) gives way
+    to the fp32 tower until `models quantize` remakes it."""
+    from engine.library import Library
+    from engine.quantize import quantize_int8
+    from engine.settings import Settings
+
+    data = tmp_path / "data"
+    run("--data-dir", str(data), "models", "quantize", MODEL_KEY)
+    folder = data / "models" / MODEL_KEY
+    quantize_int8(folder / "image.onnx", folder / "image.int8.onnx", reduce_range=False)
+    lib = Library(Settings(data_dir=data, int8=True), model_key=MODEL_KEY)
+    assert not lib.model().int8 and lib.model().int8_stale
+    lib.close()
+    make_photos(tmp_path / "photos", 2)
+    p = run("index", str(tmp_path / "photos"), "--int8", data=data)
+    assert f"photosift models quantize {MODEL_KEY}" in p.stderr
+    run("--data-dir", str(data), "models", "quantize", MODEL_KEY)  # made again: used again
+    lib = Library(Settings(data_dir=data, int8=True), model_key=MODEL_KEY)
+    assert lib.model().int8 and not lib.model().int8_stale
     lib.close()
 
 
