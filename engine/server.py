@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import itertools
 import logging
 import os
@@ -44,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import __version__
+from . import __version__, thumbcache
 from . import protocol as P
 from .errors import (
     Cancelled,
@@ -66,6 +65,7 @@ MAX_IN_FLIGHT = 64  # quick and writer requests waiting for a reply
 PROGRESS_EVERY_S = 0.2
 MIN_RUN_S = 5.0  # a scan runs at least this long before a watcher change preempts it
 THUMB_SIZES = (16, 1024)
+PRUNE_EVERY = 256  # new thumbnails between two checks of the cache's size
 MAX_K = 1000
 MAX_LIKE = 64
 
@@ -157,8 +157,10 @@ class Engine(TagMethods, TrainMethods):
         self._instance, self._instance_error = None, None
         self._hold_data_dir()
         self._open_library()
+        self._thumbs_made = itertools.count()
         if self._instance_error is None:
             self._sweep_training_runs()
+            self._pool.submit(self._prune_thumbs)  # what earlier runs left over the budget
         self._writer.start()
 
     # -- output ----------------------------------------------------------------------------
@@ -748,11 +750,11 @@ class Engine(TagMethods, TrainMethods):
             st = os.stat(path)
         except OSError as e:
             raise QueryError(f"{path} cannot be read: {e.strerror or e}") from None
-        key = hashlib.blake2b(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{size}".encode(), digest_size=16).hexdigest()
-        out = self.settings.data_dir / "thumbs" / key[:2] / f"{key}.jpg"
+        out = thumbcache.thumb_file(self.settings.data_dir, path, st, size)
         if out.is_file():
             try:
                 with Image.open(out) as im:
+                    thumbcache.mark_used(out)
                     return dict(path=str(out), width=im.width, height=im.height)
             except OSError:
                 pass  # a damaged cache file: make it again
@@ -760,10 +762,23 @@ class Engine(TagMethods, TrainMethods):
         im = photo.image
         im.thumbnail((size, size), Image.Resampling.LANCZOS)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{key}.{threading.get_ident()}.tmp")
+        tmp = out.with_name(f".{out.stem}.{threading.get_ident()}.tmp")
         im.save(tmp, "JPEG", quality=85)
         os.replace(tmp, out)  # atomic: a reader never sees half a thumbnail
+        if next(self._thumbs_made) % PRUNE_EVERY == PRUNE_EVERY - 1:
+            self._pool.submit(self._prune_thumbs)
         return dict(path=str(out), width=im.width, height=im.height)
+
+    def _prune_thumbs(self) -> None:
+        """Keep the thumbnail cache within its budget (least recently used go first)."""
+        budget = int(self.settings.thumb_cache_mb) * 1024 * 1024
+        try:
+            removed, freed = thumbcache.prune(self.settings.data_dir, budget)
+        except Exception:  # cache housekeeping must never take the engine down
+            log.exception("pruning the thumbnail cache failed")
+            return
+        if removed:
+            log.info("thumbnail cache: removed %d old thumbnails (%.1f MB)", removed, freed / 2**20)
 
     # -- models ----------------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ class Settings:
     extra: dict = field(default_factory=dict)  # the app's own settings ride along
     # NaFlex models: patch budget per model key (e.g. 576 or 1024 for more detail, slower).
     max_patches: dict = field(default_factory=dict)
+    # Thumbnails on disk (engine.thumbcache): the least recently used go beyond this.
+    thumb_cache_mb: int = 512
 
     @property
     def db_path(self) -> Path:
