@@ -20,6 +20,16 @@ def default_photos() -> Path:
     return p
 
 
+def photos_folder(args) -> Path:
+    """The bench's photo folder: ``--photos`` or the shared test photos."""
+    return Path(args.photos) if args.photos else default_photos()
+
+
+def bench_log(out):
+    """A line logger writing to ``out`` (flushed: benches are watched live), or a no-op."""
+    return (lambda s: print(s, file=out, flush=True)) if out else (lambda s: None)
+
+
 def cache_dir() -> Path:
     base = os.environ.get("PHOTOSIFT_BENCH_CACHE")
     if base:

@@ -126,11 +126,11 @@ def cpu_flags() -> str:
 
 
 def run(args, out=None) -> dict:
-    from .common import bench_model, default_photos
+    from .common import bench_log, bench_model, photos_folder
     from .pipeline import _photos, _predecode
 
-    log = (lambda s: print(s, file=out, flush=True)) if out else (lambda s: None)
-    photos = Path(args.photos) if args.photos else default_photos()
+    log = bench_log(out)
+    photos = photos_folder(args)
     if getattr(args, "model_folder", None):
         from ..runtime import OnnxModel
 

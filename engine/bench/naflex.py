@@ -83,11 +83,11 @@ def _interleaved(models: dict, inputs: dict, batch: int) -> dict[str, float]:
 
 def run(args, out=None) -> dict:
     from ..runtime import OnnxModel
-    from .common import default_photos
+    from .common import bench_log, photos_folder
     from .pipeline import _photos, pipeline
 
-    log = (lambda s: print(s, file=out, flush=True)) if out else (lambda s: None)
-    folder = Path(args.photos) if args.photos else default_photos()
+    log = bench_log(out)
+    folder = photos_folder(args)
     paths = _photos(folder)
     if args.quick:
         paths = paths[:32]

@@ -99,10 +99,10 @@ def pipeline(model, paths: list[str], batch: int, workers: int | None, cpu: list
 
 
 def run(args, out=None) -> dict:
-    from .common import bench_model, default_photos
+    from .common import bench_log, bench_model, photos_folder
 
-    log = (lambda s: print(s, file=out, flush=True)) if out else (lambda s: None)
-    folder = Path(args.photos) if args.photos else default_photos()
+    log = bench_log(out)
+    folder = photos_folder(args)
     paths = _photos(folder)
     if args.quick:
         paths = paths[:32]

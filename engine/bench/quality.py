@@ -31,6 +31,7 @@ from PIL import Image
 from ..library import DEMO_MODEL, Library
 from ..search import Filters, Query
 from ..settings import Settings
+from .common import bench_log
 
 # stored pixels for an orientation tag, so that a viewer applying the tag shows the upright scene
 _STORE_ROTATED = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
@@ -235,7 +236,7 @@ def table(res: dict) -> str:
 
 
 def run(args, out=None) -> dict:
-    log = (lambda s: print(s, file=out, flush=True)) if out else (lambda s: None)
+    log = bench_log(out)
     ws = WorldSpec(n_test=200, n_comp=100, n_rotated=50) if args.quick else WorldSpec()
     log(f"quality bench: {ws.n_test} held-out scenes, {ws.n_comp} compositions, {ws.n_rotated} rotated pairs")
     with tempfile.TemporaryDirectory() as d:

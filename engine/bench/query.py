@@ -155,9 +155,9 @@ def measure(
 
 
 def run(args, out=None) -> dict:
-    from .common import bench_model
+    from .common import bench_log, bench_model
 
-    log = (lambda s: print(s, file=out, flush=True)) if out else (lambda s: None)
+    log = bench_log(out)
     model = bench_model("vit-b-32-256-datacomp", log=log, image=False)
     dim = model.spec.embed_dim if model else 512
     sizes = [int(s) for s in args.sizes.split(",")]

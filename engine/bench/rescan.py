@@ -12,6 +12,7 @@ from PIL import Image
 from ..library import DEMO_MODEL
 from ..scan import plan_scan
 from ..settings import Settings
+from .common import bench_log
 
 
 def make_tree(root: Path, n: int, per_dir: int = 250) -> None:
@@ -27,7 +28,7 @@ def make_tree(root: Path, n: int, per_dir: int = 250) -> None:
 def run(args, out=None) -> dict:
     from ..library import Library
 
-    log = (lambda s: print(s, file=out, flush=True)) if out else (lambda s: None)
+    log = bench_log(out)
     n = 1000 if args.quick else 10_000
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "photos"

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import bench_log
+
 # "unnamed": things drawn in the demo model's training images but never named in its
 # captions (the reserve shapes, the textures): the text prior knows nothing, like
 # "my cat Miso", so only the user's confirmations can teach them.
@@ -342,7 +344,7 @@ def _line(r: dict) -> str:
 
 
 def run(args, out=None) -> dict:
-    log = (lambda s: print(s, file=out, flush=True)) if out else (lambda s: None)
+    log = bench_log(out)
     n, labels = (20_000, 200) if args.quick else (100_000, 1000)
     res: dict = {}
     with tempfile.TemporaryDirectory() as d:
