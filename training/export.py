@@ -30,6 +30,7 @@ there for when the TorchScript path is removed from torch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -37,6 +38,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -295,12 +297,7 @@ def _export(
             f"tokenizer ids reach {int(tokens.max())} but the text tower has {vocab} embeddings"
         )
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is ordinary
-    try:
+    with staged_folder(out_dir) as tmp:
         report: dict[str, Any] = {"exporter": exporter, "opset": opset, "fused_blocks": n_fused}
         # Export with batch 2: a batch of 1 lets tracers specialise the batch axis.
         # Not under no_grad: there nn.MultiheadAttention takes its fused inference
@@ -325,10 +322,6 @@ def _export(
             extra={**spec.extra, "export": report},
         )
         save_spec(written, tmp / MODEL_FILE)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written
 
 
@@ -337,6 +330,24 @@ def _logit_bias(model: Any) -> float | None:
     if bias is None:
         return None
     return float(bias.detach().float().reshape(-1)[0])
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A new folder beside ``out`` to write a model folder into. Leaving the block without
+    an error puts it in place of ``out`` whole; an error removes it and leaves ``out`` as it
+    was, so no half-written model folder is ever seen."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model folder is ordinary
+    try:
+        yield tmp
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -49,7 +49,7 @@ from engine import naflex
 from engine.errors import ModelError
 from engine.registry import MODEL_FILE, ModelSpec, save_spec
 
-from .export import DEFAULT_OPSET, MIN_COSINE, PARITY_TEXTS, _replace_dir, _run_onnx, check_parity
+from .export import DEFAULT_OPSET, MIN_COSINE, PARITY_TEXTS, _run_onnx, check_parity, staged_folder
 
 # (height, width) of the parity photos: square, landscape, portrait, panorama, strips.
 # Opset 20 has ONNX's Gelu with approximate="tanh" (SigLIP 2's activation), which ONNX
@@ -233,12 +233,7 @@ def export_siglip2_naflex(
     if int(tokens.max()) >= model.config.text_config.vocab_size:
         raise ModelError(f"{spec.key}: tokenizer ids exceed the text tower's vocabulary")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
-    try:
+    with staged_folder(out_dir) as tmp:
         report: dict[str, Any] = {
             "exporter": "torchscript",
             "opset": opset,
@@ -291,10 +286,6 @@ def export_siglip2_naflex(
         del onnx
         written = written.with_(extra={**spec.extra, "export": report})
         save_spec(written, tmp / MODEL_FILE)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written
 
 

@@ -42,7 +42,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -329,19 +328,14 @@ def export(model, s: Settings, out: Path, *, command: str, timings: dict,
 
     from engine.runtime import OnnxModel
 
-    from .export import _replace_dir, check_parity
+    from .export import check_parity, staged_folder
     from .export_naflex import IMAGE_INPUTS, NAFLEX_OPSET, _export, _image_tower, parity_photos
 
     out = Path(out)
     spec = demo_naflex_spec(s, command=command, timings=timings)
     p, base = spec.preprocess, base_grid(s)
     photos = parity_photos(s.seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would make the model folder private
-    try:
+    with staged_folder(out) as tmp:
         batch = naflex.collate([naflex.preprocess(im, p) for im in photos[:2]], base)
         ex = tuple(torch.from_numpy(a) for a in (batch.patches, batch.mask, batch.pos_weights))
         dyn = {n: {0: "batch", 1: "sequence"} for n in IMAGE_INPUTS}
@@ -374,10 +368,6 @@ def export(model, s: Settings, out: Path, *, command: str, timings: dict,
         del onnx
         spec = spec.with_(extra={**spec.extra, "export": report})
         save_spec(spec, tmp / MODEL_FILE)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return finalize(out)
 
 
