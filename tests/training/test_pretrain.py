@@ -59,6 +59,27 @@ def test_text_tower_pools_at_end_token(tokenizer_json):
     assert not torch.allclose(base[0], base[1])
 
 
+def test_trimmed_text_encoding_equals_full_context(tokenizer_json):
+    """Training encodes texts cut to their length groups; it must be the same function."""
+    s = pretrain.Settings.smoke()
+    vocab = json.loads(tokenizer_json.read_text())["added_tokens"][-1]["id"] + 1
+    model = pretrain.build_model(pretrain.model_config(s, vocab), seed=0).eval()
+    tok = Tokenizer.from_file(tokenizer_json, pretrain.tokenizer_spec(s))
+    rng = np.random.default_rng(0)
+    texts = [c.text for c in map(lambda sc: world.sample_caption(sc, rng), world.scenes("train", 37))]
+    texts[5] = "two objects: a large blue square at the top left and a small red star on the right"
+    ids = torch.from_numpy(tok.encode(texts))
+    assert len({int(n) for n in (ids != 0).sum(1)}) > 5  # lengths really differ
+    with torch.no_grad():
+        want = model.encode_text(ids)
+        for groups in (1, 2, 3):
+            got = pretrain.encode_text_trimmed(model, ids, groups)
+            assert torch.allclose(got, want, atol=1e-5), groups
+        # a batch shuffled the other way gives each text its own vector back
+        perm = torch.from_numpy(rng.permutation(len(texts)))
+        assert torch.allclose(pretrain.encode_text_trimmed(model, ids[perm]), want[perm], atol=1e-5)
+
+
 @pytest.mark.parametrize("loss", ["siglip", "clip"])
 def test_smoke_training_lowers_the_loss_on_a_fixed_batch(loss, tokenizer_json):
     s = replace(pretrain.Settings.smoke(loss), steps=40)
