@@ -25,13 +25,13 @@ CHECKPOINT_FILES = ("open_clip_config.json", "open_clip_model.safetensors", "tra
 
 def demo_spec(settings, *, command: str, timings: dict) -> ModelSpec:
     """The registry description of the demo model (before export adds logit scale/bias)."""
-    from .pretrain import demo_preprocess, tokenizer_spec
+    from .pretrain import demo_preprocess, resnet_layers, tokenizer_spec
 
     s = settings
     if s.vision == "vit":
         image = f"ViT {s.vision_layers}L/{s.vision_width}w {s.image_size}px patch {s.patch_size}"
     else:
-        image = f"ModifiedResNet {[s.vision_layers] * 4} width {s.vision_width} {s.image_size}px"
+        image = f"ModifiedResNet {resnet_layers(s)} width {s.vision_width} {s.image_size}px"
     arch = f"{image} + text {s.text_layers}L/{s.text_width}w (open_clip CLIP, custom config)"
     family = "siglip" if s.loss == "siglip" else "clip"
     return ModelSpec(

@@ -65,6 +65,8 @@ class Settings:
     patch_size: int = 8  # vit only
     vision_width: int = 24  # resnet: stem width (stages are 4x..32x); vit: token width
     vision_layers: int = 1  # resnet: blocks per stage; vit: transformer layers
+    # resnet only: blocks per stage, overriding vision_layers (e.g. (1, 2, 2, 1))
+    stage_blocks: tuple[int, int, int, int] | None = None
     text_width: int = 128
     text_layers: int = 2
     embed_dim: int = 128
@@ -81,6 +83,9 @@ class Settings:
     steps: int = 800
     batch_size: int = 128  # small batches, more updates: the budget is CPU minutes
     lr: float = 1e-3
+    # siglip: the starting temperature t (logits are t * cosine + b). AdamW moves log t by
+    # about lr a step, so over a CPU-minutes run t stays near where it starts.
+    init_temperature: float = 10.0
     warmup: int = 50
     weight_decay: float = 0.1
     # bfloat16 autocast. None: only where the CPU computes bf16 natively (avx512_bf16 or
@@ -125,6 +130,11 @@ class Settings:
         )
 
 
+def resnet_layers(s: Settings) -> list[int]:
+    """Residual blocks in each of the four ModifiedResNet stages."""
+    return list(s.stage_blocks) if s.stage_blocks else [s.vision_layers] * 4
+
+
 def demo_preprocess(s: Settings) -> Preprocess:
     """Squash, not crop: a crop would cut away objects near the edges, and with
     them the truth of captions such as "something on the left"."""
@@ -157,7 +167,7 @@ def model_config(s: Settings, vocab_size: int) -> dict:
         else {
             "image_size": s.image_size,
             "width": s.vision_width,
-            "layers": [s.vision_layers] * 4,  # a list selects open_clip's ModifiedResNet
+            "layers": resnet_layers(s),  # a list selects open_clip's ModifiedResNet
         },
         "text_cfg": {
             "context_length": s.context_length,
@@ -174,7 +184,7 @@ def model_config(s: Settings, vocab_size: int) -> dict:
         # SigLIP starts at t = 10, b = -10: right for one positive among 32k. Here a
         # caption is true of about a fifth of a batch ("a red object"), so b starts
         # near that prior's log-odds; from -10 it would crawl there for most of the run.
-        cfg["init_logit_scale"] = math.log(10.0)
+        cfg["init_logit_scale"] = math.log(s.init_temperature)
         cfg["init_logit_bias"] = -2.0
     return cfg
 
@@ -443,6 +453,18 @@ def load_checkpoint(folder: Path):
     return model.eval()
 
 
+def _four_ints(text: str) -> tuple[int, int, int, int]:
+    try:
+        v = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        v = ()
+    if len(v) != 4 or min(v) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected four positive integers like 1,2,2,1, not {text!r}"
+        )
+    return v  # type: ignore[return-value]
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     d = Settings()
     ap = argparse.ArgumentParser(
@@ -460,6 +482,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--patch-size", type=int, default=d.patch_size)
     ap.add_argument("--vision-width", type=int, default=d.vision_width)
     ap.add_argument("--vision-layers", type=int, default=d.vision_layers)
+    ap.add_argument(
+        "--stage-blocks",
+        type=_four_ints,
+        default=d.stage_blocks,
+        help="resnet: blocks in each of the 4 stages, e.g. 1,2,2,1 (overrides --vision-layers)",
+    )
+    ap.add_argument(
+        "--init-temperature",
+        type=float,
+        default=d.init_temperature,
+        help="siglip: the temperature t the run starts from",
+    )
     ap.add_argument("--text-width", type=int, default=d.text_width)
     ap.add_argument("--text-layers", type=int, default=d.text_layers)
     ap.add_argument("--embed-dim", type=int, default=d.embed_dim)
@@ -517,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
             patch_size=a.patch_size,
             vision_width=a.vision_width,
             vision_layers=a.vision_layers,
+            stage_blocks=a.stage_blocks,
+            init_temperature=a.init_temperature,
             text_width=a.text_width,
             text_layers=a.text_layers,
             channels_last=a.channels_last,

@@ -163,3 +163,15 @@ def test_both_image_towers_build_from_the_config(vision):
     with torch.no_grad():
         out = model.encode_image(torch.zeros(2, 3, s.image_size, s.image_size))
     assert out.shape == (2, s.embed_dim)
+
+
+def test_stage_blocks_and_temperature_reach_the_model():
+    s = replace(pretrain.Settings.smoke(), stage_blocks=(1, 2, 3, 1), init_temperature=30.0)
+    model = pretrain.build_model(pretrain.model_config(s, 100))
+    stages = [model.visual.layer1, model.visual.layer2, model.visual.layer3, model.visual.layer4]
+    assert [len(layer) for layer in stages] == [1, 2, 3, 1]
+    assert float(model.logit_scale.exp()) == pytest.approx(30.0)
+    a = pretrain._parse(["--out", "x", "--stage-blocks", "1,2,2,1", "--init-temperature", "20"])
+    assert a.stage_blocks == (1, 2, 2, 1) and a.init_temperature == 20.0
+    with pytest.raises(SystemExit):
+        pretrain._parse(["--out", "x", "--stage-blocks", "1,2"])
