@@ -175,3 +175,20 @@ def test_stage_blocks_and_temperature_reach_the_model():
     assert a.stage_blocks == (1, 2, 2, 1) and a.init_temperature == 20.0
     with pytest.raises(SystemExit):
         pretrain._parse(["--out", "x", "--stage-blocks", "1,2"])
+
+
+def test_first_query_pool_is_the_stock_attention_pool():
+    """Training swaps in a cheaper attention pool: it must compute the same function, and
+    the stock one must be back afterwards (export traces it)."""
+    s = replace(pretrain.Settings.smoke(), image_size=64, vision_width=16)
+    model = pretrain.build_model(pretrain.model_config(s, 100))
+    pool = model.visual.attnpool
+    x = torch.randn(5, pool.k_proj.in_features, 2, 2, requires_grad=True)
+    want = pool(x)
+    (g_want,) = torch.autograd.grad(want.square().sum(), x)
+    with pretrain._first_query_pool(model):
+        got = pool(x)
+        (g_got,) = torch.autograd.grad(got.square().sum(), x)
+        assert "forward" in vars(pool)
+    assert torch.allclose(got, want, atol=1e-5) and torch.allclose(g_got, g_want, atol=1e-5)
+    assert "forward" not in vars(pool)
