@@ -31,8 +31,6 @@ from .finetune import FinetuneResult
 LINKED_FILES = ("image.onnx", "image.int8.onnx")
 
 
-
-
 def link_or_copy(src: Path, dst: Path) -> str:
     """Hard-link ``src`` to ``dst`` (same bytes, no space used); copy where linking fails."""
     try:

@@ -174,7 +174,6 @@ def _export_tower(tower, example, in_name: str, path: Path, opset: int, exporter
             raise ValueError(f"unknown exporter {exporter!r} (torchscript | dynamo)")
 
 
-
 def check_parity(spec: ModelSpec, towers: dict[str, tuple[np.ndarray, np.ndarray]],
                  report: dict[str, Any], min_cosine: float, reference: str) -> None:  # fmt: skip
     """The export gate: each tower's ONNX vectors (got) against the reference's (want).
@@ -194,6 +193,7 @@ def check_parity(spec: ModelSpec, towers: dict[str, tuple[np.ndarray, np.ndarray
                 f"{spec.key}: exported {tower} tower disagrees with {reference} "
                 f"(worst cosine {cos.min():.6f} < {min_cosine}); no model folder written"
             )
+
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.astype(np.float64)

@@ -98,7 +98,9 @@ def timing(n: int = 1000, n_labels: int = 20, tunes=("full", "last:2", "lora:8")
         for tune in tunes:
             model = vit_b32_text_model()
             t0, c0 = time.perf_counter(), time.process_time()
-            s = FinetuneSettings(tune=tune, max_steps=steps, eval_every=steps, patience=10**6, threads=threads)
+            s = FinetuneSettings(
+                tune=tune, max_steps=steps, eval_every=steps, patience=10**6, threads=threads
+            )
             r = finetune(model, tokenize, data, s)
             out["per_step"][tune] = rec = dict(
                 wall_s_per_step=round((time.perf_counter() - t0) / steps, 4),
@@ -130,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     a = ap.parse_args(argv)
-    res = timing(a.photos, a.labels, tuple(a.tunes.split(",")), a.steps, a.complete or None, a.threads)
+    res = timing(
+        a.photos, a.labels, tuple(a.tunes.split(",")), a.steps, a.complete or None, a.threads
+    )
     sys.stdout.write(json.dumps(res) + "\n")
     return 0
 

@@ -98,6 +98,10 @@ class Settings:
     threads: int = 2
     workers: int = 2  # processes that render the training set
     resample_captions: bool = True  # False: every epoch sees the same captions (tests)
+    # How often each caption form is drawn ((form, share) pairs, see world.CAPTION_FORMS),
+    # and which attribute single-attribute captions name (over world.ATTRIBUTE_CAPTIONS).
+    caption_mix: tuple[tuple[str, float], ...] = world.CAPTION_MIX
+    attribute_weights: tuple[float, ...] = world.ATTRIBUTE_WEIGHTS
 
     @classmethod
     def smoke(cls, loss: str = "siglip") -> Settings:
@@ -379,9 +383,13 @@ def train(
 
     rng = np.random.default_rng([s.seed, 1])
     caption_rng = np.random.default_rng([s.seed, 2])
+
+    def sample(scene: world.Scene) -> world.Caption:
+        return world.sample_caption(scene, caption_rng, s.caption_mix, s.attribute_weights)
+
     fixed_captions = None
     if not s.resample_captions:
-        fixed_captions = [world.sample_caption(sc, caption_rng) for sc in scene_list]
+        fixed_captions = [sample(sc) for sc in scene_list]
     history: list[dict] = []
     # Batches are drawn in whole groups, so every twin has its original beside it.
     group = TWINS if s.twins else 1
@@ -396,7 +404,7 @@ def train(
             pos += per_batch
             batch_scenes = [scene_list[i] for i in idx]
             if fixed_captions is None:
-                caps = [world.sample_caption(sc, caption_rng) for sc in batch_scenes]
+                caps = [sample(sc) for sc in batch_scenes]
             else:
                 caps = [fixed_captions[i] for i in idx]
             # positives[i, j]: caption j is true of image i (the diagonal always is)

@@ -648,11 +648,17 @@ ATTRIBUTE_CAPTIONS = ("colour", "kind", "count", "position", "size")
 ATTRIBUTE_WEIGHTS = (0.15, 0.35, 0.25, 0.2, 0.05)
 
 
-def caption_attribute(scene: Scene, rng: np.random.Generator, attr: str | None = None) -> Caption:
+def caption_attribute(
+    scene: Scene,
+    rng: np.random.Generator,
+    attr: str | None = None,
+    weights: tuple[float, ...] = ATTRIBUTE_WEIGHTS,
+) -> Caption:
     """A single-attribute statement, phrased the way people search:
-    "a red object", "something red", "a triangle", "three objects", "something on the left"."""
+    "a red object", "something red", "a triangle", "three objects", "something on the left".
+    Without ``attr``, the attribute is drawn with ``weights`` (over ``ATTRIBUTE_CAPTIONS``)."""
     if attr is None:
-        attr = ATTRIBUTE_CAPTIONS[rng.choice(len(ATTRIBUTE_CAPTIONS), p=ATTRIBUTE_WEIGHTS)]
+        attr = ATTRIBUTE_CAPTIONS[rng.choice(len(ATTRIBUTE_CAPTIONS), p=weights)]
     o = scene.objects[rng.integers(scene.count)]
     if attr == "kind" and o.kind not in NAMED_KINDS:
         attr = "colour"
@@ -727,24 +733,35 @@ def caption_counted(scene: Scene, rng: np.random.Generator) -> Caption:
     return Caption(text, Meaning((Clause(attrs, n),)), "counted")
 
 
+CAPTION_FORMS = {
+    "full": caption_full,
+    "object": caption_object,
+    "attribute": caption_attribute,
+    "counted": caption_counted,
+}
 # Mixture of caption forms in training: full descriptions teach composition;
 # single attributes teach the short queries people type.
-CAPTION_MIX = (
-    (caption_full, 0.35),
-    (caption_object, 0.2),
-    (caption_attribute, 0.35),
-    (caption_counted, 0.1),
-)
+CAPTION_MIX = (("full", 0.35), ("object", 0.2), ("attribute", 0.35), ("counted", 0.1))
 
 
-def sample_caption(scene: Scene, rng: np.random.Generator) -> Caption:
-    """One caption drawn from the training mixture."""
+def sample_caption(
+    scene: Scene,
+    rng: np.random.Generator,
+    mix: tuple[tuple[str, float], ...] = CAPTION_MIX,
+    attribute_weights: tuple[float, ...] = ATTRIBUTE_WEIGHTS,
+) -> Caption:
+    """One caption drawn from a mixture of ``CAPTION_FORMS`` (``mix``: (form, share) pairs);
+    attribute captions choose their attribute with ``attribute_weights``."""
     r, acc = rng.random(), 0.0
-    for fn, p in CAPTION_MIX:
+    form = mix[0][0]
+    for name, p in mix:
         acc += p
         if r < acc:
-            return fn(scene, rng)
-    return CAPTION_MIX[0][0](scene, rng)
+            form = name
+            break
+    if form == "attribute":
+        return caption_attribute(scene, rng, weights=attribute_weights)
+    return CAPTION_FORMS[form](scene, rng)
 
 
 def captions(scene: Scene, rng: np.random.Generator, n: int = 6) -> list[str]:

@@ -94,6 +94,21 @@ def test_every_caption_is_true_of_its_scene_and_says_what_it_means():
             assert o.colour in detailed
 
 
+def test_caption_mix_and_attribute_weights_choose_the_forms():
+    sc = world.scenes("train", 400)
+    rng = np.random.default_rng(3)
+    only_kinds = [
+        world.sample_caption(s, rng, (("attribute", 1.0),), (0.0, 1.0, 0.0, 0.0, 0.0)) for s in sc
+    ]
+    # a kind caption, unless the object drawn is of a reserve kind (never named): then colour
+    assert {c.form for c in only_kinds} == {"kind", "colour"}
+    assert sum(c.form == "kind" for c in only_kinds) > 0.8 * len(sc)
+    counted = {world.sample_caption(s, rng, (("counted", 1.0),)).form for s in sc}
+    assert counted == {"counted"}
+    mixed = [world.sample_caption(s, rng, (("full", 0.5), ("object", 0.5))).form for s in sc]
+    assert set(mixed) == {"full", "object"} and 150 < mixed.count("full") < 250
+
+
 def test_reserve_kinds_and_textures_are_never_named_in_captions():
     rng = np.random.default_rng(2)
     words = set(world.RESERVE_KINDS) | {"striped", "dotted"}
