@@ -141,7 +141,7 @@ From the project root, with the training extra installed (CPU only):
 
 The scenes, captions, batches and initialisation are deterministic from the seed; the
 weights themselves can differ in the last bits across torch builds and thread counts.
-Measured on the 2-core build machine (shared with other jobs while it ran): rendering the
+Measured on the {log.get("cpu_count", 2)}-core build machine ({log.get("cpu", "CPU not recorded")}): rendering the
 {s["n_train"]:,} training scenes {t["render_s"]} s, {s["steps"]} steps of batch {s["batch_size"]}
 {t["train_s"]} s, {t["total_train_s"]} s in all before export and evaluation (which add
 about two minutes), with bfloat16 autocast {"on" if t.get("bf16", s.get("bf16")) else "off"}.

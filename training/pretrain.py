@@ -341,6 +341,27 @@ class _first_query_pool:
             del self.pool.forward  # back to the class's own forward (what export traces)
 
 
+def cpu_name() -> str:
+    """The processor's name and the features that decide training speed here (AVX2 only,
+    AVX-512, native bf16, AMX), for the train log: timings mean little without them."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(shown)})" if shown else name
+
+
 def train(
     s: Settings,
     tokenizer_json: Path,
@@ -637,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
             "timings": timings,
             "history": history,
             "cpu_count": os.cpu_count(),
+            "cpu": cpu_name(),
         }
         (stage / "train_log.json").write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
 

@@ -140,6 +140,9 @@ def test_cli_smoke_writes_a_model_folder_the_engine_loads(tmp_path):
     m = OnnxModel(out, prefer_cpu=True)
     v = m.encode_texts(["a red object"])
     assert v.shape == (1, spec.embed_dim)
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["cpu"] and log["settings"]["caption_mix"]  # what the timings were measured on
+    assert log["cpu"] in (out / "README.md").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["attributes"]["by_kind"].keys() == {"colour", "shape", "count", "position"}
     # the open_clip checkpoint loads back and agrees with the ONNX text tower
