@@ -222,6 +222,15 @@ def mirrored(scene: Scene) -> Scene:
     return replace(scene, objects=objs)
 
 
+def opposite(scene: Scene) -> Scene:
+    """The scene with every object moved to the opposite place (left <-> right and top <->
+    bottom; the centre stays), shapes drawn upright as before: the same objects, the
+    same distances between them, other positions. Training puts it beside the original,
+    where only position words tell the two apart."""
+    objs = tuple(replace(o, x=1.0 - o.x, y=1.0 - o.y) for o in scene.objects)
+    return replace(scene, objects=objs)
+
+
 def scene_rng(index: int, split: str = "train", seed: int = 0) -> np.random.Generator:
     """The generator for scene ``index`` of ``split``: splits are disjoint streams."""
     return np.random.default_rng([seed, SPLITS[split], index])

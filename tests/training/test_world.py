@@ -236,6 +236,39 @@ def test_twins_differ_only_in_kinds_and_respect_held_out_pairs():
             assert (b.colour, b.kind) not in held
 
 
+def test_opposite_moves_every_object_to_the_opposite_place():
+    rng = np.random.default_rng(8)
+    h = {"left": "right", "right": "left", "centre": "centre"}
+    v = {"top": "bottom", "bottom": "top", "middle": "middle"}
+    told_apart = 0
+    for sc in world.scenes("train", 300):
+        o = world.opposite(sc)
+        assert o.background == sc.background
+        for a, b in zip(sc.objects, o.objects, strict=True):
+            assert (b.hpos, b.vpos) == (h[a.hpos], v[a.vpos])
+            assert (a.kind, a.colour, a.size, a.r, a.angle) == (
+                b.kind,
+                b.colour,
+                b.size,
+                b.r,
+                b.angle,
+            )
+        cap = world.caption_detailed(sc, rng)  # names every object's place
+        told_apart += not world.matches(o, cap.meaning)
+        if all((x.hpos, x.vpos) == ("centre", "middle") for x in sc.objects):
+            assert world.matches(o, cap.meaning)  # nothing moved
+    assert told_apart > 0.9 * 300
+    # rendered: the original turned half a turn, except that the shapes stay upright
+    sc = world.Scene(
+        (world.Obj("circle", "red", "large", "solid", 0.2, 0.2, 0.15),),
+        world.scenes("train", 1)[0].background,
+    )
+    a = np.asarray(world.render(sc, (90, 90)))
+    b = np.asarray(world.render(world.opposite(sc), (90, 90)))
+    red = lambda im: np.argwhere((im[..., 0] > 180) & (im[..., 1] < 80)).mean(0)  # noqa: E731
+    assert np.allclose(red(a) + red(b), 89, atol=1.5)  # centres mirror through the middle
+
+
 def test_mirrored_swaps_left_and_right_only():
     rng = np.random.default_rng(7)
     flip = {"left": "right", "right": "left", "centre": "centre"}
