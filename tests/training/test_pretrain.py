@@ -195,3 +195,13 @@ def test_first_query_pool_is_the_stock_attention_pool():
         assert "forward" in vars(pool)
     assert torch.allclose(got, want, atol=1e-5) and torch.allclose(g_got, g_want, atol=1e-5)
     assert "forward" not in vars(pool)
+
+
+def test_pool_position_scale_scales_only_the_position_table():
+    s = pretrain.Settings.smoke()
+    base = pretrain.init_model(s, 100)
+    big = pretrain.init_model(replace(s, pool_position_scale=10.0), 100)
+    a, b = base.state_dict(), big.state_dict()
+    key = "visual.attnpool.positional_embedding"
+    assert torch.allclose(b[key], 10 * a[key])
+    assert all(torch.equal(a[k], b[k]) for k in a if k != key)
