@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
+from engine.vocab import DEFAULT_TEMPLATES  # how the app phrases a label it asks about
+
 # --- attributes --------------------------------------------------------------------------
 
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "white")
@@ -742,11 +744,56 @@ def caption_counted(scene: Scene, rng: np.random.Generator) -> Caption:
     return Caption(text, Meaning((Clause(attrs, n),)), "counted")
 
 
+def label_names() -> list[tuple[str, Meaning]]:
+    """The labels a user of the demo types into the vocabulary editor, by name, with what
+    each means: the colours, the named kinds, the counts ("two objects") and the positions
+    ("something on the left"), as the ``shapes-world`` starter vocabulary names them."""
+    out = [(c, Meaning((Clause((("colour", c),)),))) for c in COLOURS]
+    out += [(k, Meaning((Clause((("kind", k),)),))) for k in NAMED_KINDS]
+    out += [
+        ("one object" if n == 1 else f"{_COUNT_WORDS[n][0]} objects", Meaning((Clause((), n),)))
+        for n in range(1, MAX_OBJECTS + 1)
+    ]
+    for attr, phrases in (("hpos", _H_PHRASES), ("vpos", _V_PHRASES)):
+        out += [
+            (f"something {p[0]}", Meaning((Clause(((attr, v),)),)))
+            for v, p in phrases.items()
+            if v != "middle"  # "something halfway down" is no label anyone types
+        ]
+    return out
+
+
+def caption_label(scene: Scene, rng: np.random.Generator) -> Caption:
+    """A label's name in one of the vocabulary editor's default templates, as photosift
+    asks the model when a user types a label ("red" -> "a close-up photo of a red.", "two
+    objects" -> "a photo of a two objects."), so the demo model has read at training time
+    what tagging sends it at run time. Names are those of :func:`label_names`: a colour, a
+    kind, a count or a position of the scene, drawn alike."""
+    o = scene.objects[rng.integers(scene.count)]
+    attr = ("colour", "kind", "count", "position")[rng.integers(4)]
+    if attr == "kind" and o.kind not in NAMED_KINDS:
+        attr = "colour"
+    if attr == "colour":
+        name, clause = o.colour, Clause((("colour", o.colour),))
+    elif attr == "kind":
+        name, clause = o.kind, Clause((("kind", o.kind),))
+    elif attr == "count":
+        n = scene.count
+        name, clause = ("one object" if n == 1 else f"{_COUNT_WORDS[n][0]} objects"), Clause((), n)
+    elif rng.random() < 0.5:
+        name, clause = f"something {_H_PHRASES[o.hpos][0]}", Clause((("hpos", o.hpos),))
+    else:
+        name, clause = f"something {_V_PHRASES[o.vpos][0]}", Clause((("vpos", o.vpos),))
+    template = DEFAULT_TEMPLATES[rng.integers(len(DEFAULT_TEMPLATES))]
+    return Caption(template.format(name), Meaning((clause,)), "label")
+
+
 CAPTION_FORMS = {
     "full": caption_full,
     "object": caption_object,
     "attribute": caption_attribute,
     "counted": caption_counted,
+    "label": caption_label,
 }
 # Mixture of caption forms in training: full descriptions teach composition;
 # single attributes teach the short queries people type.

@@ -109,6 +109,27 @@ def test_caption_mix_and_attribute_weights_choose_the_forms():
     assert set(mixed) == {"full", "object"} and 150 < mixed.count("full") < 250
 
 
+def test_label_captions_are_a_label_in_the_editors_default_templates():
+    from engine.vocab import DEFAULT_TEMPLATES
+
+    rng = np.random.default_rng(4)
+    prefixes = {t.split("{}")[0] for t in DEFAULT_TEMPLATES}
+    names = set()
+    for sc in world.scenes("train", 300):
+        c = world.caption_label(sc, rng)
+        assert c.form == "label" and world.matches(sc, c.meaning), (c.text, sc)
+        prefix = next(p for p in prefixes if c.text.startswith(p))
+        names.add(c.text[len(prefix) : -1])
+    # colours, kinds, counts and positions, named as the shapes-world starter vocabulary does
+    assert {
+        "red",
+        "circle",
+        "two objects",
+        "something on the left",
+        "something at the top",
+    } <= names
+
+
 def test_reserve_kinds_and_textures_are_never_named_in_captions():
     rng = np.random.default_rng(2)
     words = set(world.RESERVE_KINDS) | {"striped", "dotted"}
