@@ -86,6 +86,10 @@ class ModelSpec:
     base_model: str | None = None
     logit_scale: float | None = None  # exp() already applied
     logit_bias: float | None = None
+    # The probability at or above which a label tags a photo when nothing better is known
+    # (no user threshold, no answers, none in the vocabulary), measured for this model; else
+    # its family's default (engine.tagging.FAMILY_THRESHOLD).
+    tag_threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # metrics, data fingerprint, dates ...
     # The real model to offer a new user first (a registry entry's mark; model folders in the
     # user's models folder never carry it, see engine.hub.local_models).
@@ -170,6 +174,13 @@ def spec_from_json(d: dict[str, Any], where: str = "model") -> ModelSpec:
     recommended = d.get("recommended", False)
     if not isinstance(recommended, bool):
         raise ModelError(f"{where}: field 'recommended' must be true or false")
+    tag_threshold = d.get("tag_threshold")
+    if tag_threshold is not None and (
+        not isinstance(tag_threshold, (int, float))
+        or isinstance(tag_threshold, bool)
+        or not 0 < tag_threshold < 1
+    ):
+        raise ModelError(f"{where}: field 'tag_threshold' must be a probability between 0 and 1")
     known = set(ModelSpec.__dataclass_fields__)
     unknown = set(d) - known
     if unknown:
@@ -191,6 +202,7 @@ def spec_from_json(d: dict[str, Any], where: str = "model") -> ModelSpec:
         base_model=d.get("base_model"),
         logit_scale=d.get("logit_scale"),
         logit_bias=d.get("logit_bias"),
+        tag_threshold=None if tag_threshold is None else float(tag_threshold),
         extra=d.get("extra", {}),
         recommended=recommended,
     )
@@ -211,7 +223,9 @@ def save_spec(spec: ModelSpec, path: Path) -> None:
     """Write a spec atomically (temp file + rename)."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(spec.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps(spec.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     tmp.replace(path)
 
 
@@ -265,7 +279,9 @@ class Registry:
         """The model to offer a new user first, or None; two marked ones are an error."""
         marked = [s for s in self if s.recommended]
         if len(marked) > 1:
-            raise ModelError(f"more than one model is marked recommended: {[s.key for s in marked]}")
+            raise ModelError(
+                f"more than one model is marked recommended: {[s.key for s in marked]}"
+            )
         return marked[0] if marked else None
 
 

@@ -24,9 +24,12 @@ Thresholds
 ----------
 A label's threshold is, in order: the user's (a slider), else one calibrated from the
 user's answers, else the label's own from the vocabulary file, else the vocabulary's,
-else the family default (``FAMILY_THRESHOLD``). The default for SigLIP is 0.1, not 0.5:
+else the model's own (``tag_threshold`` in its model.json, where one was measured), else
+the family default (``FAMILY_THRESHOLD``). The default for SigLIP is 0.1, not 0.5:
 SigLIP is trained with one positive among many negatives, so real matches commonly get
-probabilities well under 0.5 while unrelated labels sit near zero.
+probabilities well under 0.5 while unrelated labels sit near zero. A model trained with
+a small batch and a low logit scale, like the bundled demo model, spreads its
+probabilities wider, so its threshold is measured when it is made.
 
 Learning from answers (training-free)
 -------------------------------------
@@ -126,6 +129,7 @@ class Scoring:
     scale: float
     bias: float
     none_vec: np.ndarray | None = None  # CLIP family: the "none of these" prototype
+    threshold: float | None = None  # the model's own default threshold, where it has one
 
     @classmethod
     def for_model(cls, model) -> Scoring:
@@ -135,10 +139,13 @@ class Scoring:
                 raise VocabularyError(
                     f"model {spec.key!r} is a SigLIP model without logit_scale/logit_bias in its model.json"
                 )
-            return cls("siglip", float(spec.logit_scale), float(spec.logit_bias))
+            return cls(
+                "siglip", float(spec.logit_scale), float(spec.logit_bias), None, spec.tag_threshold
+            )
         none = model.encode_texts(list(NONE_PROMPTS)).mean(0)
         none = (none / np.linalg.norm(none)).astype(np.float32)
-        return cls(spec.family, float(spec.logit_scale or CLIP_DEFAULT_SCALE), 0.0, none)
+        scale = float(spec.logit_scale or CLIP_DEFAULT_SCALE)
+        return cls(spec.family, scale, 0.0, none, spec.tag_threshold)
 
     def logits(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
         """x [n, d] image vectors, t [L, d] label vectors -> float32 logits [n, L]."""
@@ -150,6 +157,8 @@ class Scoring:
         return cos
 
     def default_threshold(self) -> float:
+        if self.threshold is not None:
+            return self.threshold
         return FAMILY_THRESHOLD.get(self.family, 0.5)
 
 
@@ -446,7 +455,11 @@ class Tagger:
     # -- tagging -------------------------------------------------------------------------------
 
     def _compute(
-        self, plan: Plan, ids: np.ndarray, x: np.ndarray, cols: list[int] | None = None,
+        self,
+        plan: Plan,
+        ids: np.ndarray,
+        x: np.ndarray,
+        cols: list[int] | None = None,
         scored: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Keys (label_id << 32 | image_id) of every (label, photo) at or over the threshold.
@@ -474,7 +487,11 @@ class Tagger:
                 hit[:, j] = z >= sub.thr[j]
             # flatnonzero on the flat mask is ~20x faster than a 2-D nonzero (one index array
             # to fill, not two); row and column come back from it with one divmod
-            r, c = np.divmod(np.flatnonzero(hit), n_labels) if n_labels else (np.zeros(0, np.int64),) * 2
+            r, c = (
+                np.divmod(np.flatnonzero(hit), n_labels)
+                if n_labels
+                else (np.zeros(0, np.int64),) * 2
+            )
             if len(r):
                 keys.append((lids[c] << 32) | ids[s + r])
             if scored is not None and s + CHUNK < len(ids):

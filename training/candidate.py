@@ -111,6 +111,7 @@ def write_candidate(
             size_mb=round((tmp / "text.onnx").stat().st_size / 2**20, 2),
             logit_scale=float(math.exp(float(model.logit_scale.detach().reshape(-1)[0]))),
             logit_bias=None if bias is None else float(bias.detach().reshape(-1)[0]),
+            tag_threshold=None,  # the base's was measured for its scale and bias, not these
             extra=extra,
         )
         save_spec(spec, tmp / MODEL_FILE)

@@ -17,6 +17,10 @@ Metrics:
 * ``compositions``: precision@10 of held-out colour-kind pairs ("a red star",
   never seen in training) against seen pairs, with base rates.
 * ``panorama``: left/right queries over 3:1 panoramas with objects at the edges.
+* ``tagging`` (SigLIP-trained models, given their logit scale and bias): the default tag
+  threshold for labels typed by name (:func:`world.label_names` through the vocabulary
+  editor's default templates), the one of best F1 on half the scenes, with precision and
+  recall at it on the other half, beside the same at the SigLIP family default.
 """
 
 from __future__ import annotations
@@ -68,9 +72,15 @@ def _recall(sims: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
 
 
 def evaluate(
-    encode_images: Encoder, encode_texts: Encoder, *, n_gallery: int = 1000, seed: int = 0
+    encode_images: Encoder,
+    encode_texts: Encoder,
+    *,
+    n_gallery: int = 1000,
+    seed: int = 0,
+    logit: tuple[float, float] | None = None,
 ) -> dict:
-    """All metrics for one model. ``encode_images`` takes PIL images."""
+    """All metrics for one model. ``encode_images`` takes PIL images; ``logit``: a SigLIP
+    model's (scale, bias), for the tag threshold."""
     rng = np.random.default_rng([seed, 555])
     test = world.scenes("test", n_gallery, seed=seed)
     img = encode_images(_images(test, seed))
@@ -126,7 +136,54 @@ def evaluate(
     t = world.match_matrix(pano, [q.meaning for q in qs]).T
     p = precision_at(encode_texts([q.text for q in qs]) @ pano_img.T, t)
     out["panorama"] = {"mean_p@10": float(p.mean()), "base_rate": float(t.mean())}
+    if logit is not None:
+        out["tagging"] = tag_threshold(test, img, encode_texts, *logit)
     return out
+
+
+def tag_threshold(
+    test: list[world.Scene], img: np.ndarray, encode_texts: Encoder, scale: float, bias: float
+) -> dict:
+    """The probability threshold at which labels typed by name tag these scenes best.
+
+    Each label's vector is what the engine makes of a label without prompts: the mean of
+    its name in the editor's default templates. The threshold is the one of best micro-F1
+    on the first half of the scenes (a grid of 0.01 steps); precision, recall and F1 are
+    reported on the second half, at it and at the family default."""
+    from engine.tagging import FAMILY_THRESHOLD
+    from engine.vocab import DEFAULT_TEMPLATES
+
+    family_default = FAMILY_THRESHOLD["siglip"]  # what a model without its own threshold gets
+    labels = world.label_names()
+    k = len(DEFAULT_TEMPLATES)
+    t = encode_texts([tpl.format(n) for n, _ in labels for tpl in DEFAULT_TEMPLATES])
+    t = t.reshape(len(labels), k, -1).mean(1)
+    t /= np.linalg.norm(t, axis=1, keepdims=True)
+    prob = 1 / (1 + np.exp(-(scale * (img @ t.T) + bias)))  # [scenes, labels]
+    truth = world.match_matrix(test, [m for _, m in labels])
+    half = len(test) // 2
+
+    def scores(th: float, rows: slice) -> dict[str, float]:
+        got, want = prob[rows] >= th, truth[rows]
+        tp, fp, fn = (got & want).sum(), (got & ~want).sum(), (~got & want).sum()
+        return {
+            "precision": float(tp / max(1, tp + fp)),
+            "recall": float(tp / max(1, tp + fn)),
+            "f1": float(2 * tp / max(1, 2 * tp + fp + fn)),
+        }
+
+    grid = np.round(np.arange(0.02, 0.96, 0.01), 2)
+    best = max(grid, key=lambda th: scores(th, slice(0, half))["f1"])
+    return {
+        "threshold": float(best),
+        "labels": len(labels),
+        "scenes": len(test) - half,
+        **scores(best, slice(half, None)),
+        "family_default": {
+            "threshold": family_default,
+            **scores(family_default, slice(half, None)),
+        },
+    }
 
 
 def _zero_shot(test: list[world.Scene], img: np.ndarray, encode_texts: Encoder) -> dict[str, float]:
@@ -166,20 +223,42 @@ def _zero_shot(test: list[world.Scene], img: np.ndarray, encode_texts: Encoder) 
     return out
 
 
-def evaluate_folder(folder: Path, **kw) -> dict:
-    """Evaluate an exported model folder through the engine's ONNX runtime."""
+def _folder_model(folder: Path):
+    """An exported model folder through the engine's ONNX runtime: (model, PIL images ->
+    unit vectors, its SigLIP (scale, bias) or None)."""
     from engine.runtime import OnnxModel
 
     m = OnnxModel(Path(folder), prefer_cpu=True)
+    logit = None
+    if m.spec.family == "siglip" and m.spec.logit_scale is not None:
+        logit = (m.spec.logit_scale, m.spec.logit_bias or 0.0)
 
     def images(ims: list) -> np.ndarray:
         out = [
-            m.encode_images(np.stack([m.preprocess(im) for im in ims[i : i + 256]]))
+            m.encode_images([m.preprocess(im) for im in ims[i : i + 256]])
             for i in range(0, len(ims), 256)
         ]
         return np.concatenate(out)
 
+    return m, images, logit
+
+
+def evaluate_folder(folder: Path, **kw) -> dict:
+    """Evaluate an exported model folder through the engine's ONNX runtime."""
+    m, images, logit = _folder_model(folder)
+    if logit is not None:
+        kw.setdefault("logit", logit)
     return evaluate(images, m.encode_texts, **kw)
+
+
+def tag_threshold_folder(folder: Path, *, n: int = 1000, seed: int = 0) -> dict | None:
+    """:func:`tag_threshold` of an exported SigLIP model folder on ``n`` held-out scenes
+    (the scenes :func:`evaluate` uses); None for a softmax-trained model."""
+    m, images, logit = _folder_model(folder)
+    if logit is None:
+        return None
+    test = world.scenes("test", n, seed=seed)
+    return tag_threshold(test, images(_images(test, seed)), m.encode_texts, *logit)
 
 
 def evaluate_torch(model, settings, tokenizer_json: Path, **kw) -> dict:
@@ -192,6 +271,8 @@ def evaluate_torch(model, settings, tokenizer_json: Path, **kw) -> dict:
     pre = image_preprocessor(demo_preprocess(settings))
     tok = text_tokenizer(tokenizer_json, tokenizer_spec(settings))
     model.eval()
+    if getattr(model, "logit_bias", None) is not None:
+        kw.setdefault("logit", (model.logit_scale.exp().item(), model.logit_bias.item()))
 
     def images(ims: list) -> np.ndarray:
         with torch.no_grad():
@@ -234,4 +315,11 @@ def summary(m: dict) -> str:
     rows.append(
         f"| 3:1 panoramas, edge objects, left/right p@10 (base rate) | {p['mean_p@10']:.3f} ({p['base_rate']:.3f}) |"
     )
+    if "tagging" in m:
+        t, d = m["tagging"], m["tagging"]["family_default"]
+        rows.append(
+            f"| tags by label name: threshold, P / R (at the SigLIP default {d['threshold']:g}) "
+            f"| {t['threshold']:g}, {t['precision']:.3f} / {t['recall']:.3f} "
+            f"({d['precision']:.3f} / {d['recall']:.3f}) |"
+        )
     return "\n".join(rows)

@@ -90,10 +90,15 @@ def finalize(
     }
     size_mb = round(sum((out / n).stat().st_size for n in ("image.onnx", "text.onnx")) / 2**20, 2)
     extra = dict(spec.extra)
+    threshold = spec.tag_threshold
     if metrics is not None:
         extra["metrics"] = headline(metrics)
+        threshold = metrics.get("tagging", {}).get("threshold", threshold)
     spec = spec.with_(
-        source=Source(bundled=spec.source.bundled, files=files), size_mb=size_mb, extra=extra
+        source=Source(bundled=spec.source.bundled, files=files),
+        size_mb=size_mb,
+        tag_threshold=threshold,
+        extra=extra,
     )
     save_spec(spec, out / MODEL_FILE)
     if registry is not None:
@@ -114,6 +119,38 @@ def headline(m: dict) -> dict:
         },
         "panorama_p@10": m["panorama"],
     }
+
+
+def recipe(s: dict) -> str:
+    """The training settings that make this model, as README bullets (``s``: the logged settings)."""
+    mix = ", ".join(f"{form} {share:g}" for form, share in s.get("caption_mix", ()))
+    names = ("colour", "kind", "count", "position", "size")
+    weights = ", ".join(
+        f"{n} {w:g}" for n, w in zip(names, s.get("attribute_weights", ()), strict=False)
+    )
+    lines = [
+        f"- {s['loss']} loss, {s['steps']} steps of batch {s['batch_size']}, AdamW lr {s['lr']:g} "
+        f"(warm-up {s['warmup']}, cosine), {s['n_train']:,} scenes rendered once",
+    ]
+    if s.get("twins"):
+        lines.append("- every scene beside its kind twin (the same scene with other shapes), so "
+                     "captions need their shape words")  # fmt: skip
+    if s.get("position_twins"):
+        lines.append("- and beside its position twin (objects at the opposite places)")
+    if mix:
+        lines.append(f"- caption forms: {mix}; single-attribute captions name {weights}")
+    if s.get("vision") == "resnet" and s.get("pool_position_scale", 1.0) != 1.0:
+        lines.append(f"- the attention pool's position table starts at {s['pool_position_scale']:g}x "
+                     "open_clip's scale, so the pooled vector can say where things are")  # fmt: skip
+    return "\n".join(lines)
+
+
+def tag_line(spec: ModelSpec) -> str:
+    """The README line on the model's own tag threshold (empty where it has none)."""
+    if spec.tag_threshold is None:
+        return ""
+    return (f"\n- default tag threshold {spec.tag_threshold:g}: the probability of best F1 for "
+            "labels typed by name on held-out scenes (`training.demo_eval.tag_threshold`)")  # fmt: skip
 
 
 def write_readme(out: Path, spec: ModelSpec, metrics: dict, log: dict) -> None:
@@ -143,12 +180,18 @@ The scenes, captions, batches and initialisation are deterministic from the seed
 weights themselves can differ in the last bits across torch builds and thread counts.
 Measured on the {log.get("cpu_count", 2)}-core build machine ({log.get("cpu", "CPU not recorded")}): rendering the
 {s["n_train"]:,} training scenes {t["render_s"]} s, {s["steps"]} steps of batch {s["batch_size"]}
-{t["train_s"]} s, {t["total_train_s"]} s in all before export and evaluation (which add
-about two minutes), with bfloat16 autocast {"on" if t.get("bf16", s.get("bf16")) else "off"}.
+{t["train_s"]} s, {t["total_train_s"]} s in all before export and evaluation, with bfloat16
+autocast {"on" if t.get("bf16", s.get("bf16")) else "off"}.
 By default bf16 is used only on CPUs that compute it natively (avx512_bf16, AMX): torch
 emulates it elsewhere, measured 10x slower per step on an AVX2-only EPYC, where the same
 run trains in fp32 (`--bf16` / `--no-bf16` override). The demo model is an ordinary registry entry,
 `resources/models/demo.json` (a copy of `model.json`, file hashes included).
+
+## Recipe
+
+The choices that matter, each measured in `training/pretrain.py` (`Settings`):
+
+{recipe(s)}
 
 ## Model
 
@@ -156,7 +199,7 @@ run trains in fp32 (`--bf16` / `--no-bf16` override). The demo model is an ordin
 - text: causal transformer, width {s["text_width"]}, {s["text_layers"]} layers, context {s["context_length"]},
   byte-level BPE of {log["vocab_size"]} tokens (`<end>` is the top id: open_clip pools there)
 - embedding {s["embed_dim"]}-d; preprocessing: squash to {s["image_size"]}x{s["image_size"]}, bicubic, mean/std 0.5
-- logit scale {spec.logit_scale:.3f}, bias {"none" if spec.logit_bias is None else f"{spec.logit_bias:.3f}"}
+- logit scale {spec.logit_scale:.3f}, bias {"none" if spec.logit_bias is None else f"{spec.logit_bias:.3f}"}{tag_line(spec)}
 - ONNX files {spec.size_mb} MB in all
 
 ## Held-out metrics
@@ -172,6 +215,21 @@ striped and dotted are drawn in training images but never named in training capt
 room for teaching new labels by fine-tuning only the text side.
 """
     (out / "README.md").write_text(text, encoding="utf-8")
+
+
+def evaluate_and_finalize(
+    out: Path, log: dict, *, gallery: int = 1000, registry: Path | None = None
+) -> ModelSpec:
+    """Evaluate the exported folder ``out`` (held-out metrics and the tag threshold), then
+    record them in model.json, metrics.json, the README and the registry entry."""
+    from .demo_eval import evaluate_folder, summary
+
+    metrics = evaluate_folder(out, n_gallery=gallery)
+    write_metrics(out, metrics)
+    print(summary(metrics), flush=True)
+    spec = finalize(out, metrics=metrics, registry=registry)
+    write_readme(out, spec, metrics, log)
+    return spec
 
 
 def write_metrics(out: Path, metrics: dict) -> None:

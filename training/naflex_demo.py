@@ -381,9 +381,16 @@ def finalize(out: Path, registry: Path | None = None, metrics: dict | None = Non
     }
     size_mb = round(sum((out / n).stat().st_size for n in ("image.onnx", "text.onnx")) / 2**20, 2)
     extra = dict(spec.extra)
+    threshold = spec.tag_threshold
     if metrics is not None:
         extra["metrics"] = metrics
-    spec = spec.with_(source=Source(bundled=BUNDLED, files=files), size_mb=size_mb, extra=extra)
+        threshold = metrics.get("tagging", {}).get("threshold", threshold)
+    spec = spec.with_(
+        source=Source(bundled=BUNDLED, files=files),
+        size_mb=size_mb,
+        tag_threshold=threshold,
+        extra=extra,
+    )
     save_spec(spec, out / MODEL_FILE)
     if registry is not None:
         registry.parent.mkdir(parents=True, exist_ok=True)
@@ -418,6 +425,10 @@ Shape of the edge object ("a star", ... 6 queries):
 {table({spec.key: m}, "shape")}
 """
     cpu = f", {t['train_cpu_s']} s of CPU time" if "train_cpu_s" in t else ""
+    threshold = ""
+    if spec.tag_threshold is not None:
+        threshold = (f"\nDefault tag threshold {spec.tag_threshold:g}, measured as the demo's is "
+                     "(`training.demo_eval.tag_threshold`, 1,000 held-out scenes).\n")  # fmt: skip
     text = f"""# photosift demo model, NaFlex variant
 
 The demo model (`resources/demo`) with a SigLIP 2 NaFlex image tower: each picture is
@@ -431,16 +442,16 @@ of coloured shapes (`training/world.py`) and nothing about real photos.
 Registry key `{spec.key}` (`resources/models/demo-naflex.json`, a copy of `model.json`).
 Files: `image.onnx` (inputs patches, mask, pos_weights: see `training/export_naflex.py`),
 `text.onnx` and `tokenizer.json` (the demo's), {spec.size_mb} MB of ONNX in all.
-
+{threshold}
 ## Reproduce
 
     {tr["command"]}
 
 Deterministic from the seed ({st["seed"]}): scenes, captions, batches and initialisation;
 the weights can differ in the last bits across torch builds and thread counts. Measured
-on the shared 2-core build machine: rendering {st["n_train"]:,} scenes and their teacher
+on the 2-core build machine ({t.get("cpu", "CPU not recorded")}): rendering {st["n_train"]:,} scenes and their teacher
 vectors {t["render_s"]} s, {st["steps"]} steps of batch {st["batch_size"]} {t["train_s"]} s of wall-clock
-time{cpu} (run with `nice` beside other jobs; the machine's load average was about 7).
+time{cpu}.
 {results}"""
     (out / "README.md").write_text(text, encoding="utf-8")
 
@@ -479,13 +490,20 @@ def main(argv: list[str] | None = None) -> int:
     t = time.time()
     model, history, timings = train(s, log)
     timings["total_train_s"] = round(time.time() - t, 1)
+    from .pretrain import cpu_name
+
+    timings["cpu"] = cpu_name()
     spec = export(model, s, a.out, command=command.strip(), timings=timings)
     log(f"wrote {a.out} ({spec.size_mb} MB of ONNX)")
     metrics = None
     if not a.no_eval:
+        from .demo_eval import tag_threshold_folder
         from .naflex_edges import evaluate_folder
 
         metrics = evaluate_folder(a.out, n=60 if a.smoke else 240, seed=s.seed)
+        tagging = tag_threshold_folder(a.out, n=100 if a.smoke else 1000, seed=s.seed)
+        if tagging is not None:
+            metrics["tagging"] = tagging
         log(json.dumps(metrics, indent=1))
     spec = finalize(a.out, a.registry, metrics)
     write_readme(a.out, spec)

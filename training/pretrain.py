@@ -594,6 +594,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="resnet: blocks in each of the 4 stages, e.g. 1,2,2,1 (overrides --vision-layers)",
     )
     ap.add_argument(
+        "--pool-position-scale",
+        type=float,
+        default=d.pool_position_scale,
+        help="resnet: the attention pool's position table starts this many times open_clip's",
+    )
+    ap.add_argument(
         "--init-temperature",
         type=float,
         default=d.init_temperature,
@@ -658,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
             vision_layers=a.vision_layers,
             stage_blocks=a.stage_blocks,
             init_temperature=a.init_temperature,
+            pool_position_scale=a.pool_position_scale,
             text_width=a.text_width,
             text_layers=a.text_layers,
             channels_last=a.channels_last,
@@ -713,13 +720,10 @@ def main(argv: list[str] | None = None) -> int:
         gallery = a.eval_gallery or (100 if a.smoke else 1000)
         if a.no_export:
             metrics = demo_eval.evaluate_torch(model, s, out / "tokenizer.json", n_gallery=gallery)
+            demo_model.write_metrics(out, metrics)
+            print(demo_eval.summary(metrics), flush=True)
         else:
-            metrics = demo_eval.evaluate_folder(out, n_gallery=gallery)
-        demo_model.write_metrics(out, metrics)
-        print(demo_eval.summary(metrics), flush=True)
-        if not a.no_export:
-            spec = demo_model.finalize(out, metrics=metrics, registry=a.registry)
-            demo_model.write_readme(out, spec, metrics, log)
+            demo_model.evaluate_and_finalize(out, log, gallery=gallery, registry=a.registry)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return 0

@@ -145,6 +145,9 @@ def test_cli_smoke_writes_a_model_folder_the_engine_loads(tmp_path):
     assert log["cpu"] in (out / "README.md").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["attributes"]["by_kind"].keys() == {"colour", "shape", "count", "position"}
+    # the default tag threshold is measured and recorded where tagging reads it
+    tagging = metrics["tagging"]
+    assert spec.tag_threshold == tagging["threshold"] and 0 < spec.tag_threshold < 1
     # the open_clip checkpoint loads back and agrees with the ONNX text tower
     model = pretrain.load_checkpoint(out)
     tok = Tokenizer.from_file(out / "tokenizer.json", spec.tokenizer)
@@ -199,7 +202,7 @@ def test_first_query_pool_is_the_stock_attention_pool():
 
 def test_pool_position_scale_scales_only_the_position_table():
     s = pretrain.Settings.smoke()
-    base = pretrain.init_model(s, 100)
+    base = pretrain.init_model(replace(s, pool_position_scale=1.0), 100)  # open_clip's own
     big = pretrain.init_model(replace(s, pool_position_scale=10.0), 100)
     a, b = base.state_dict(), big.state_dict()
     key = "visual.attnpool.positional_embedding"
