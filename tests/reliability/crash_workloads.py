@@ -139,7 +139,10 @@ class Tagging(_Driver):
     def prepare(self, tmp, data_dir, size):
         self.ctx["db"] = data_dir / "library.db"
         self.ctx["photos"] = tmp / "photos"
-        self.ctx["paths"] = [str(p) for p in make_photos(self.ctx["photos"], 40, seed=5)]
+        # An answer takes some 30 ms: with 40 photos (160 answers) the slow run's work was
+        # over by its 12th kill of 20 (measured), so larger runs get more photos to answer.
+        n_photos = max(40, size // 8)
+        self.ctx["paths"] = [str(p) for p in make_photos(self.ctx["photos"], n_photos, seed=5)]
         # One answer per (photo, label) pair, so the stored answers only grow.
         self.total = min(size // 2, len(self.ctx["paths"]) * len(LABELS))
         self.ctx["acked"] = set()
