@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.screenshot and not args.folder:
         ap.error("--screenshot needs --folder")
+    if args.screenshot and not args.folder.is_dir():
+        ap.error(f"--folder {args.folder}: no such folder")
     return args
 
 

@@ -44,6 +44,17 @@ def test_screenshot_mode_indexes_searches_and_saves_a_grab(tmp_path):
     assert json.loads((tmp_path / "data" / "app.json").read_text())["last_query"] == "a red object"
 
 
+def test_screenshot_of_a_missing_folder_is_refused_at_once(tmp_path):
+    missing = tmp_path / "no-photos"
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "--data-dir", str(tmp_path / "data"), "--screenshot",
+         str(tmp_path / "shot.png"), "--folder", str(missing)],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and f"--folder {missing}: no such folder" in out.stderr
+    assert not (tmp_path / "shot.png").exists() and not (tmp_path / "data").exists()
+
+
 @pytest.mark.slow
 def test_responsiveness_benchmark(tmp_path):
     """The event loop never stalls > 100 ms while 1,000 photos are indexed; cold start <= 2 s."""
