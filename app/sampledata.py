@@ -95,7 +95,7 @@ def colour_folder(folder: Path, colours=("red", "blue", "green", "yellow"), per_
 
 # Words the demo model never read, naming what its image tower does see (as in
 # `photosift bench finetune`): fine-tuning on them has something to teach. (Its reserve
-# shapes "ring" and "moon" would not do: its image vectors cannot tell them apart.)
+# shapes "ring" and "moon" would not do: its image vectors barely tell them apart.)
 DEMO_LABELS = {
     "crimson": lambda sc: any(o.colour == "red" for o in sc.objects),
     "pair": lambda sc: sc.count == 2,

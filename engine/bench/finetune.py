@@ -13,9 +13,11 @@ after. The stored image vectors are hashed before and after, and a switch to the
 model is checked to embed nothing.
 
 (The reserve kinds "ring"/"moon" and the textures "striped"/"dotted" are not used: a
-linear probe on the demo model's image vectors finds them at chance (AP ~ base rate),
-because pretraining never named them, so its image tower never learned to tell them
-apart. A locked image tower cannot be taught what it does not see.)
+linear probe on the demo model's image vectors (3,000 held-out scenes, fitted on 70%)
+finds them only weakly, AP 0.38 / 0.27 for ring / moon (base rates 0.09 / 0.06) and
+0.42 / 0.41 for striped / dotted (0.31), against 0.99 for the named circle and star:
+pretraining never named them, so its image tower barely learned to tell them apart. A
+locked image tower cannot be taught what it does not see.)
 
 Timing: ``training.finetune_bench`` in a child process, a ViT-B-32-sized text tower with
 random weights, 1,000 photos x 20 labels, one thread (its CPU time is what one idle core

@@ -1,5 +1,6 @@
 """One real model is marked as the one to offer first; the mark is data, validated, and
-never spreads to model folders made from that model (exports, fine-tunes)."""
+never spreads to model folders made from that model (exports, fine-tunes). And a model's
+own default tag threshold, validated the same way."""
 
 from __future__ import annotations
 
@@ -48,3 +49,15 @@ def test_a_model_folder_made_from_the_recommended_model_is_not_recommended(tmp_p
     reg = full_registry(settings)
     assert "my-finetune" in reg and not reg.get("my-finetune").recommended  # ... it is ignored
     assert reg.recommended().key == base.key
+
+
+def test_a_models_own_tag_threshold_is_a_probability(tmp_path):
+    base = json.loads(json.dumps(Registry.load().get("photosift-demo").to_json()))
+    assert 0 < base["tag_threshold"] < 1  # measured when the demo model was made
+    for bad in (1.5, 0, "0.3", True):
+        with pytest.raises(ModelError, match="x.json: field 'tag_threshold' must be a probability"):
+            spec_from_json({**base, "tag_threshold": bad}, where="x.json")
+    plain = spec_from_json({k: v for k, v in base.items() if k != "tag_threshold"})
+    assert plain.tag_threshold is None and "tag_threshold" not in plain.to_json()
+    save_spec(spec_from_json({**base, "tag_threshold": 0.25}), tmp_path / "m.json")
+    assert load_spec(tmp_path / "m.json").tag_threshold == 0.25

@@ -160,6 +160,8 @@ def test_candidate_folder_runs_in_the_engine_and_matches_torch(demo_world, token
     assert not (tmp_path / "cand.tmp").exists()
     assert {f.name: _sha(f) for f in DEMO.iterdir() if f.is_file()} == base_files  # base untouched
     assert spec.image_space == base.space and spec.base_model == base.key and spec.key != base.key
+    # the base's tag threshold was measured for its logit scale and bias, which were retrained
+    assert base.tag_threshold is not None and spec.tag_threshold is None
     ft = spec.extra["finetune"]
     assert ft["data_fingerprint"] == data.fingerprint() and ft["metrics"] == result.metrics
     assert spec.extra["export"]["text_min_cosine"] > 0.9999

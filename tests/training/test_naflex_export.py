@@ -225,7 +225,9 @@ def test_exported_folder_imports_like_any_model_folder(folder, tmp_path):
     assert (settings.models_dir / spec.key / "image.onnx").is_file()
 
 
-def test_patch_budget_is_chosen_through_the_engine_and_re_embeds_into_its_own_space(folder, tmp_path):
+def test_patch_budget_is_chosen_through_the_engine_and_re_embeds_into_its_own_space(
+    folder, tmp_path
+):
     """set_max_patches on the active NaFlex model: the library is re-embedded into the new
     budget's image space (never mixed with the old one); bad requests are refused clearly."""
     from engine.client import EngineClient, EngineError
