@@ -146,20 +146,20 @@ def tag_threshold(
 ) -> dict:
     """The probability threshold at which labels typed by name tag these scenes best.
 
-    Each label's vector is what the engine makes of a label without prompts: the mean of
-    its name in the editor's default templates. The threshold is the one of best micro-F1
-    on the first half of the scenes (a grid of 0.01 steps); precision, recall and F1 are
-    reported on the second half, at it and at the family default."""
-    from engine.tagging import FAMILY_THRESHOLD
-    from engine.vocab import DEFAULT_TEMPLATES
+    Labels are scored as the engine scores them (``engine.tagging``): a label without
+    prompts is the mean of its name in the editor's default templates, its probability
+    the model's sigmoid. The threshold is the one of best micro-F1 on the first half of
+    the scenes (a grid of 0.01 steps); precision, recall and F1 are reported on the
+    second half, at it and at the family default."""
+    from engine.tagging import FAMILY_THRESHOLD, Scoring, sigmoid
+    from engine.vocab import DEFAULT_TEMPLATES, Label, prompt_texts
 
     family_default = FAMILY_THRESHOLD["siglip"]  # what a model without its own threshold gets
     labels = world.label_names()
-    k = len(DEFAULT_TEMPLATES)
-    t = encode_texts([tpl.format(n) for n, _ in labels for tpl in DEFAULT_TEMPLATES])
-    t = t.reshape(len(labels), k, -1).mean(1)
+    texts = [prompt_texts(Label(name), DEFAULT_TEMPLATES) for name, _ in labels]
+    t = np.stack([encode_texts(ts).mean(0) for ts in texts])
     t /= np.linalg.norm(t, axis=1, keepdims=True)
-    prob = 1 / (1 + np.exp(-(scale * (img @ t.T) + bias)))  # [scenes, labels]
+    prob = sigmoid(Scoring("siglip", scale, bias).logits(img, t))  # [scenes, labels]
     truth = world.match_matrix(test, [m for _, m in labels])
     half = len(test) // 2
 
