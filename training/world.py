@@ -744,22 +744,27 @@ def caption_counted(scene: Scene, rng: np.random.Generator) -> Caption:
     return Caption(text, Meaning((Clause(attrs, n),)), "counted")
 
 
+def _count_label(n: int) -> str:
+    return "one object" if n == 1 else f"{_COUNT_WORDS[n][0]} objects"
+
+
+def _place_label(attr: str, value: str) -> str:
+    return f"something {(_H_PHRASES if attr == 'hpos' else _V_PHRASES)[value][0]}"
+
+
 def label_names() -> list[tuple[str, Meaning]]:
     """The labels a user of the demo types into the vocabulary editor, by name, with what
     each means: the colours, the named kinds, the counts ("two objects") and the positions
     ("something on the left"), as the ``shapes-world`` starter vocabulary names them."""
     out = [(c, Meaning((Clause((("colour", c),)),))) for c in COLOURS]
     out += [(k, Meaning((Clause((("kind", k),)),))) for k in NAMED_KINDS]
+    out += [(_count_label(n), Meaning((Clause((), n),))) for n in range(1, MAX_OBJECTS + 1)]
     out += [
-        ("one object" if n == 1 else f"{_COUNT_WORDS[n][0]} objects", Meaning((Clause((), n),)))
-        for n in range(1, MAX_OBJECTS + 1)
+        (_place_label(attr, v), Meaning((Clause(((attr, v),)),)))
+        for attr, values in (("hpos", HPOS), ("vpos", VPOS))
+        for v in values
+        if v != "middle"  # "something halfway down" is no label anyone types
     ]
-    for attr, phrases in (("hpos", _H_PHRASES), ("vpos", _V_PHRASES)):
-        out += [
-            (f"something {p[0]}", Meaning((Clause(((attr, v),)),)))
-            for v, p in phrases.items()
-            if v != "middle"  # "something halfway down" is no label anyone types
-        ]
     return out
 
 
@@ -778,12 +783,10 @@ def caption_label(scene: Scene, rng: np.random.Generator) -> Caption:
     elif attr == "kind":
         name, clause = o.kind, Clause((("kind", o.kind),))
     elif attr == "count":
-        n = scene.count
-        name, clause = ("one object" if n == 1 else f"{_COUNT_WORDS[n][0]} objects"), Clause((), n)
-    elif rng.random() < 0.5:
-        name, clause = f"something {_H_PHRASES[o.hpos][0]}", Clause((("hpos", o.hpos),))
+        name, clause = _count_label(scene.count), Clause((), scene.count)
     else:
-        name, clause = f"something {_V_PHRASES[o.vpos][0]}", Clause((("vpos", o.vpos),))
+        place = ("hpos", o.hpos) if rng.random() < 0.5 else ("vpos", o.vpos)
+        name, clause = _place_label(*place), Clause((place,))
     template = DEFAULT_TEMPLATES[rng.integers(len(DEFAULT_TEMPLATES))]
     return Caption(template.format(name), Meaning((clause,)), "label")
 
