@@ -139,13 +139,12 @@ class Scoring:
                 raise VocabularyError(
                     f"model {spec.key!r} is a SigLIP model without logit_scale/logit_bias in its model.json"
                 )
-            return cls(
-                "siglip", float(spec.logit_scale), float(spec.logit_bias), None, spec.tag_threshold
-            )
+            return cls("siglip", float(spec.logit_scale), float(spec.logit_bias),
+                       threshold=spec.tag_threshold)  # fmt: skip
         none = model.encode_texts(list(NONE_PROMPTS)).mean(0)
         none = (none / np.linalg.norm(none)).astype(np.float32)
-        scale = float(spec.logit_scale or CLIP_DEFAULT_SCALE)
-        return cls(spec.family, scale, 0.0, none, spec.tag_threshold)
+        return cls(spec.family, float(spec.logit_scale or CLIP_DEFAULT_SCALE), 0.0, none,
+                   threshold=spec.tag_threshold)  # fmt: skip
 
     def logits(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
         """x [n, d] image vectors, t [L, d] label vectors -> float32 logits [n, L]."""

@@ -428,7 +428,7 @@ Shape of the edge object ("a star", ... 6 queries):
     threshold = ""
     if spec.tag_threshold is not None:
         threshold = (f"\nDefault tag threshold {spec.tag_threshold:g}, measured as the demo's is "
-                     "(`training.demo_eval.tag_threshold`, 1,000 held-out scenes).\n")  # fmt: skip
+                     "(`training.demo_eval.tag_threshold`).\n")  # fmt: skip
     text = f"""# photosift demo model, NaFlex variant
 
 The demo model (`resources/demo`) with a SigLIP 2 NaFlex image tower: each picture is
