@@ -5,13 +5,16 @@ layout, retrying a transfer that breaks off). It keeps no partial files between 
 (huggingface/huggingface_hub#4228), so a file not in the cache yet is fetched by
 engine.hubresume, with huggingface_hub's own pieces, into a partial file that the next
 attempt resumes. Each file is checked against its registry or hub hash (engine.hubverify),
-a new one before it enters the cache. A hub repo may
-hold a ready photosift model folder (ONNX; no torch needed) or open_clip
-weights, which are converted to ONNX once with the training extra.
+a new one before it enters the cache. A registry entry's source says what the repo holds:
+a ready ONNX export in its publisher's layout (rclip's, Immich's, transformers.js's; fetched
+and installed by engine.install, no torch needed), a photosift model folder, or, for models
+nobody has exported, open_clip or transformers weights, converted to ONNX once with the
+training extra.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -60,13 +63,23 @@ def _hub_endpoint() -> str | None:
 
 
 def local_model_folder(spec: ModelSpec, settings: Settings) -> Path | None:
-    """A runnable folder for `spec` that is already on this machine, or None."""
+    """A runnable folder for `spec` that is already on this machine, or None: a model.json
+    and the files its layout needs (engine.layouts)."""
+    from .layouts import layout_of
+
     # The user's own copy wins over the bundled one (it may carry an int8 tower).
     candidates = [settings.models_dir / spec.key]
     if spec.source.bundled:
         candidates.append(resources_dir() / spec.source.bundled)
     for c in candidates:
-        if all((c / f).is_file() for f in MODEL_FOLDER_FILES):
+        if not (c / MODEL_FILE).is_file():
+            continue
+        try:
+            here = load_spec(c / MODEL_FILE)
+            need = layout_of(here).required_files(here)
+        except ModelError:
+            continue  # a damaged folder: not here (downloading again replaces it)
+        if all((c / f).is_file() for f in need):
             return c
     return None
 
@@ -76,7 +89,7 @@ def local_models(settings: Settings) -> list[ModelSpec]:
     out = []
     if settings.models_dir.is_dir():
         for d in sorted(settings.models_dir.iterdir()):
-            if (d / MODEL_FILE).is_file():
+            if not d.name.startswith(".") and (d / MODEL_FILE).is_file():  # .<key>-*: being made
                 try:
                     # A fine-tuned model copies its base's entry: it is not what to offer first.
                     out.append(load_spec(d / MODEL_FILE).with_(recommended=False))
@@ -123,13 +136,15 @@ def _tqdm_for(callback: Callable[[DownloadProgress], None] | None, cancel: threa
 
 
 def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool, progress,
-              cancel) -> tuple[dict[str, Path], dict[str, dict]]:  # fmt: skip
+              cancel, before: int = 0, total: int | None = None,
+              ) -> tuple[dict[str, Path], dict[str, dict]]:  # fmt: skip
     """Get each file of ``repo`` into the HF cache and check it (engine.hubverify).
 
     Online, a file not in the cache yet is fetched by engine.hubresume (resumed where an
     earlier attempt stopped, checked before it enters the cache); files already there are
     checked after. Returns name -> path in the cache, and name -> {"sha256", "size"} of the
-    files checked (offline, only registry pins can be).
+    files checked (offline, only registry pins can be). With ``total`` (the bytes of the
+    whole download), progress counts through it: ``before`` bytes came before these files.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -139,6 +154,9 @@ def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool,
     got: dict[str, Path] = {}
     checked: dict[str, dict] = {}
     for name in files:
+        file_progress = progress
+        if progress is not None and total:
+            file_progress = functools.partial(_within, progress, before, total)
         try:
             if offline:
                 p = hf_hub_download(
@@ -149,7 +167,7 @@ def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool,
                 p, done = fetch_to_cache(
                     repo, name, revision=spec.source.revision, cache_dir=_hub_cache(),
                     endpoint=_hub_endpoint(), checker=_checker(spec, repo, name),
-                    tqdm_class=_tqdm_for(progress, None, name), cancel=cancel,
+                    tqdm_class=_tqdm_for(file_progress, None, name), cancel=cancel,
                 )  # fmt: skip
                 if done is not None:
                     checked[name] = done
@@ -162,9 +180,15 @@ def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool,
             why = f"{type(e).__name__}: {e}"
             raise ModelNotAvailable(_not_available(spec, offline, repo, why)) from e
         got[name] = Path(p)
+        before += Path(p).stat().st_size
     rest = {name: path for name, path in got.items() if name not in checked}
     checked.update(_verify(spec, repo, rest, offline))
     return got, {name: checked[name] for name in got if name in checked}
+
+
+def _within(progress, before: int, total: int, p: DownloadProgress) -> None:
+    """One file's progress as progress through the whole download."""
+    progress(DownloadProgress(p.file, before + p.done, total))
 
 
 def _checker(spec: ModelSpec, repo: str, name: str) -> Callable[[str], Callable[[Path], dict]]:
@@ -229,6 +253,14 @@ def fetch_model(
         return local
     offline = _offline(offline)
     src = spec.source
+    if src.layout != "photosift":  # a ready ONNX export in its publisher's layout
+        from . import install
+
+        def fetch(names: list[str], before: int, total: int | None):
+            return _download(spec, src.hf_repo, tuple(names), offline, progress, cancel,
+                             before, total)  # fmt: skip
+
+        return install.download(spec, settings, fetch, offline=offline, endpoint=_hub_endpoint())
     if src.onnx_repo:
         # checked on the way in; a copy into the models folder records the hashes
         got, _ = _download(spec, src.onnx_repo, MODEL_FOLDER_FILES, offline, progress, cancel)
@@ -301,11 +333,19 @@ def convert_transformers_naflex(spec: ModelSpec, settings: Settings, weights_dir
     return out
 
 
-def import_model_folder(src: Path, settings: Settings) -> ModelSpec:
-    """Check a model folder (files, schema, both towers run) and copy it into the models dir."""
+def import_model_folder(src: Path, settings: Settings, *, key: str | None = None) -> ModelSpec:
+    """Check a model folder (files, schema, both towers run) and copy it into the models dir.
+
+    A folder laid out like a hub repo (Immich's, transformers.js's, rclip's) is recognised
+    and imported as it is (engine.install); ``key`` says which registry entry it is, where
+    its name does not."""
     src = Path(src).expanduser()
     if not src.is_dir():
         raise ModelError(f"{src} is not a folder")
+    if not (src / MODEL_FILE).is_file():
+        from . import install
+
+        return install.import_folder(src, settings, full_registry(settings), key=key)
     missing = [f for f in MODEL_FOLDER_FILES if not (src / f).is_file()]
     if missing:
         raise ModelError(f"{src} is not a photosift model folder: missing {', '.join(missing)}")

@@ -156,8 +156,19 @@ def _last_matmul(path: Path, op_types: Sequence[str]) -> list[str]:
 
 
 def quantize_folder(folder: Path, towers: Sequence[str] = ("image",), **options) -> list[Path]:
-    """Quantise the named towers of a model folder (``image.onnx`` -> ``image.int8.onnx``)."""
-    return [quantize_int8(Path(folder) / f"{t}.onnx", **options) for t in towers]
+    """Quantise the named towers of a model folder into ``image.int8.onnx`` (``text.int8.onnx``)
+    beside its model.json, from the graph its layout names (``image.onnx`` for photosift's own,
+    ``visual/model.onnx`` for Immich's ...); the int8 graph keeps its input and output names."""
+    from .layouts import layout_of
+    from .registry import MODEL_FILE, load_spec
+
+    folder = Path(folder)
+    graphs = {"image": "image.onnx", "text": "text.onnx"}  # photosift's own folder
+    if (folder / MODEL_FILE).is_file():
+        spec = load_spec(folder / MODEL_FILE)
+        parts = layout_of(spec).parts(spec)
+        graphs = {"image": parts.image.file, "text": parts.text.file}
+    return [quantize_int8(folder / graphs[t], folder / f"{t}.int8.onnx", **options) for t in towers]
 
 
 def _session(path: Path, threads: int | None):

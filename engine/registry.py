@@ -1,11 +1,15 @@
 """Model registry: models are data.
 
 Each model is described by one JSON file in ``resources/models/``. The same
-schema describes a *model folder* on disk (``model.json`` beside the ONNX
+schema describes a *model folder* on disk (``model.json`` beside the model's
 files), which is what the runtime actually loads: a registry entry says where a
 model comes from, a model folder is a model that is here.
 
-A model folder holds::
+``source.layout`` says how the files are laid out, and so which adapter of
+``engine.layouts`` maps them onto the runtime: ``photosift`` (photosift's own
+export, below), or a ready ONNX export in the layout its publisher uses
+(``rclip``, ``immich``, ``transformers.js``), kept as it comes. A photosift
+model folder holds::
 
     model.json        this schema, plus "logit_scale"/"logit_bias" from the export
     image.onnx        pixels float32 [N, 3, H, W]  -> embeddings float32 [N, D]
@@ -13,7 +17,7 @@ A model folder holds::
     tokenizer.json    Hugging Face `tokenizers` format
     image.int8.onnx   optional, dynamic int8 quantisation of image.onnx
 
-Embeddings leave the ONNX graphs un-normalised; the runtime L2-normalises them.
+The runtime L2-normalises every embedding (a no-op for graphs that already do).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ RESIZE_MODES = ("shortest", "squash", "naflex")
 INTERPOLATIONS = ("bicubic", "bilinear")
 FAMILIES = ("clip", "siglip")
 TOKENIZER_KINDS = ("clip_bpe", "hf")
+# open_clip's text cleaning modes (open_clip.tokenizer.get_clean_fn): "lower" is the
+# SimpleTokenizer's, "whitespace" HFTokenizer's default, "canonicalize" SigLIP's.
+CLEAN_MODES = ("lower", "whitespace", "canonicalize")
+LAYOUTS = ("photosift", "rclip", "immich", "transformers.js")
 
 MODEL_FILE = "model.json"
 
@@ -51,6 +59,12 @@ class TokenizerSpec:
     kind: str  # clip_bpe | hf
     context_length: int
     hf_repo: str | None = None  # where the tokenizer lives on the hub, for kind "hf"
+    # For a hub tokenizer.json that does not configure its own padding (transformers reads
+    # the pad token from tokenizer_config.json): the token to pad to context_length with.
+    pad_token: str | None = None
+    # Cleaning before the tokenizer (CLEAN_MODES); None: the kind's default ("lower" for
+    # clip_bpe, "whitespace" for hf, whose tokenizer.json may carry more in its normaliser).
+    clean: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,9 +75,11 @@ class Source:
     revision: str | None = None
     open_clip_name: str | None = None  # open_clip architecture name
     open_clip_pretrained: str | None = None  # open_clip pretrained tag
-    onnx_repo: str | None = None  # a hub repo with ready ONNX files (no torch needed)
+    onnx_repo: str | None = None  # a hub repo holding a ready photosift model folder
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {sha256, size}
     bundled: str | None = None  # path under resources/ for models shipped with the app
+    layout: str = "photosift"  # how the files are laid out (LAYOUTS; see engine.layouts)
+    subfolder: str | None = None  # the folder of the repo the layout reads (rclip: the model's)
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,9 @@ class ModelSpec:
         d["preprocess"]["size"] = list(self.preprocess.size)
         if not self.recommended:
             del d["recommended"]  # written only where set
+        if d["source"]["layout"] == "photosift":
+            del d["source"]["layout"]  # the default: older readers know no other
+        d["tokenizer"] = {k: v for k, v in d["tokenizer"].items() if v is not None or k == "hf_repo"}
         return {k: v for k, v in d.items() if v not in (None, {}, "")}
 
     def with_(self, **changes: Any) -> ModelSpec:
@@ -162,15 +181,25 @@ def spec_from_json(d: dict[str, Any], where: str = "model") -> ModelSpec:
     tkind = _need(t, "kind", tw, str)
     if tkind not in TOKENIZER_KINDS:
         raise ModelError(f"{tw}: field 'kind' must be one of {TOKENIZER_KINDS}")
+    clean = t.get("clean")
+    if clean is not None and clean not in CLEAN_MODES:
+        raise ModelError(f"{tw}: field 'clean' must be one of {CLEAN_MODES}, not {clean!r}")
+    pad_token = t.get("pad_token")
+    if pad_token is not None and not isinstance(pad_token, str):
+        raise ModelError(f"{tw}: field 'pad_token' must be a string")
     tok = TokenizerSpec(
         kind=tkind,
         context_length=_need(t, "context_length", tw, int),
         hf_repo=t.get("hf_repo"),
+        pad_token=pad_token,
+        clean=clean,
     )
     s = d.get("source", {})
     if not isinstance(s, dict):
         raise ModelError(f"{where}: field 'source' must be an object")
     src = Source(**{k: v for k, v in s.items() if k in Source.__dataclass_fields__})
+    if src.layout not in LAYOUTS:
+        raise ModelError(f"{where}: source: field 'layout' must be one of {LAYOUTS}, not {src.layout!r}")
     recommended = d.get("recommended", False)
     if not isinstance(recommended, bool):
         raise ModelError(f"{where}: field 'recommended' must be true or false")

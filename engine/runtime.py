@@ -1,4 +1,10 @@
-"""Run a model folder with ONNX Runtime: images and texts in, unit vectors out."""
+"""Run a model folder with ONNX Runtime: images and texts in, unit vectors out.
+
+The folder's layout (``model.json``'s ``source.layout``, see engine.layouts) says which
+graphs to load, what their inputs and outputs are called, the dtype of token ids and the
+batch size a graph is fixed to; each is checked against the graph itself when it loads, so
+a file from another export is refused with its name instead of giving wrong vectors.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
+from .layouts import Graph, layout_of
 from .registry import MODEL_FILE, ModelSpec, load_spec
 from .registry import file_sha256 as _sha256
+
+_IDS_DTYPES = {"int32": np.int32, "int64": np.int64}
+_ORT_TYPES = {"int32": "tensor(int32)", "int64": "tensor(int64)"}
 
 # Execution providers in order of preference; only those this onnxruntime build has are used.
 PREFERRED_PROVIDERS = (
@@ -80,39 +90,48 @@ class OnnxModel:
         # decode workers need to stay ahead of the encoder.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = available_providers(prefer_cpu)
+        self.parts = layout_of(self.spec).parts(self.spec)
         self._image = self._text = None
-        image_file = "image.int8.onnx" if int8 else "image.onnx"
+        self.image_graph: Graph = self.parts.image
+        self.text_graph: Graph = self.parts.text
         # An int8 tower made with other quantiser settings (an older photosift's 8-bit
         # weights saturate on CPUs without VNNI): the fp32 tower instead, until
         # `photosift models quantize` remakes it.
         self.int8_stale = False
         if load_image:
-            self._image = self._session(image_file, opts)
-            if int8 and not _int8_current(self._image):
-                self.int8, self.int8_stale = False, True
-                self._image = self._session("image.onnx", opts)
+            if int8:  # made by `photosift models quantize`, beside model.json, same names
+                self._image, self.image_graph = self._tower(self.parts.image, opts, "image.int8.onnx")
+                if not _int8_current(self._image):
+                    self.int8, self.int8_stale = False, True
+                    self._image, self.image_graph = self._tower(self.parts.image, opts)
+            else:
+                self._image, self.image_graph = self._tower(self.parts.image, opts)
             if self.naflex:
                 from . import naflex
 
                 self._naflex_base = naflex.base_of(self._image)
         if load_text:
-            self._text = self._session("text.onnx", opts)
+            self._text, self.text_graph = self._tower(self.parts.text, opts)
             from .tokenizer import Tokenizer
 
-            self._verify("tokenizer.json")
+            self._verify(self.parts.tokenizer)
             self.tokenizer = Tokenizer.from_file(
-                self.folder / "tokenizer.json", self.spec.tokenizer
+                self.folder / self.parts.tokenizer, self.spec.tokenizer
             )
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
-    def _session(self, name: str, opts):
+    def _tower(self, graph: Graph, opts, file: str | None = None) -> tuple[object, Graph]:
+        """A session for one tower, and its Graph with the names the file really has (a
+        photosift graph names none: its first input and output)."""
         import onnxruntime as ort
 
+        name = file or graph.file
         path = self.folder / name
         if not path.is_file():
             raise ModelError(f"model {self.spec.key!r}: {name} is missing from {self.folder}")
-        self._verify(name)
+        for f in (name, *_data_files(name, self.spec.source.files)):
+            self._verify(f)
         try:
             sess = ort.InferenceSession(
                 os.fspath(path), sess_options=opts, providers=self.providers
@@ -120,14 +139,27 @@ class OnnxModel:
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"model {self.spec.key!r}: {name} cannot be loaded ({first})") from e
-        out = sess.get_outputs()[0].shape
-        if isinstance(out[-1], int) and out[-1] != self.spec.embed_dim:
-            raise ModelError(
-                f"model {self.spec.key!r}: {name} gives {out[-1]}-d vectors, "
-                f"model.json says {self.spec.embed_dim}"
-            )
-        self._check_input(name, sess.get_inputs()[0].shape)
-        return sess
+        inputs = {i.name: i for i in sess.get_inputs()}
+        outputs = {o.name: o for o in sess.get_outputs()}
+        inp = graph.input or next(iter(inputs))
+        out = graph.output or next(iter(outputs))
+        where = f"model {self.spec.key!r} ({self.spec.source.layout} layout): {name}"
+        if inp not in inputs:
+            raise ModelError(f"{where} has no input {inp!r} (it has {sorted(inputs)}); "
+                             f"the file is from another export")  # fmt: skip
+        if out not in outputs:
+            raise ModelError(f"{where} has no output {out!r} (it has {sorted(outputs)}); "
+                             f"the file is from another export")  # fmt: skip
+        if graph.ids_dtype and inputs[inp].type != _ORT_TYPES[graph.ids_dtype]:
+            raise ModelError(f"{where} takes {inputs[inp].type} token ids, its layout says "
+                             f"{graph.ids_dtype}")  # fmt: skip
+        dim = outputs[out].shape[-1]
+        if isinstance(dim, int) and dim != self.spec.embed_dim:
+            raise ModelError(f"{where} gives {dim}-d vectors, model.json says {self.spec.embed_dim}")
+        self._check_input(name, inputs[inp].shape, graph)
+        from dataclasses import replace
+
+        return sess, replace(graph, input=inp, output=out)
 
     def _verify(self, name: str) -> None:
         """A file model.json lists (size, sha256) must be that file: a damaged or swapped
@@ -147,15 +179,15 @@ class OnnxModel:
                 f"(damaged, or from another model); {redo}"
             )
 
-    def _check_input(self, name: str, shape: list) -> None:
+    def _check_input(self, name: str, shape: list, graph: Graph) -> None:
         """The network's input must be what model.json promises the preprocessing makes."""
         fixed = [d if isinstance(d, int) else None for d in shape]
-        if name.startswith("image"):
-            want = [None, 3, *self.spec.preprocess.size]
+        if graph.ids_dtype is None:
+            want = [graph.batch, 3, *self.spec.preprocess.size]
             if self.spec.preprocess.resize_mode == "naflex":
                 return  # patch sequences: checked by the NaFlex preprocessing itself
         else:
-            want = [None, self.spec.tokenizer.context_length]
+            want = [graph.batch, self.spec.tokenizer.context_length]
         if len(fixed) != len(want) or any(f is not None and w is not None and f != w
                                            for f, w in zip(fixed, want, strict=True)):  # fmt: skip
             raise ModelError(
@@ -199,8 +231,7 @@ class OnnxModel:
             return l2_normalize(out) if normalize else out
         if not isinstance(pixels, np.ndarray):
             pixels = np.stack(pixels)
-        inp = self._image.get_inputs()[0].name
-        out = self._image.run(None, {inp: np.ascontiguousarray(pixels, dtype=np.float32)})[0]
+        out = _run(self._image, self.image_graph, np.ascontiguousarray(pixels, dtype=np.float32))
         return l2_normalize(out) if normalize else out
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -219,8 +250,8 @@ class OnnxModel:
                 result.append(v)
         if missing:
             tokens = self.tokenizer.encode([texts[i] for i in missing])
-            inp = self._text.get_inputs()[0].name
-            vecs = l2_normalize(self._text.run(None, {inp: tokens})[0])
+            ids = tokens.astype(_IDS_DTYPES[self.text_graph.ids_dtype or "int64"], copy=False)
+            vecs = l2_normalize(_run(self._text, self.text_graph, ids))
             with self._cache_lock:
                 for i, v in zip(missing, vecs, strict=True):
                     result[i] = v
@@ -228,6 +259,35 @@ class OnnxModel:
                 while len(self._text_cache) > 1024:
                     self._text_cache.popitem(last=False)
         return np.stack(result).astype(np.float32)  # type: ignore[arg-type]
+
+
+# Files beside a graph that are not its external data (configs, tokenizers, other graphs).
+_NOT_DATA = (".onnx", ".json", ".txt", ".gz", ".md", ".model", ".armnn", ".rknn", ".safetensors",
+             ".bin", ".pt")
+
+
+def _data_files(graph: str, listed) -> list[str]:
+    """The files model.json lists that hold ``graph``'s external data: those in its folder that
+    are no config, tokenizer or graph, and (where several graphs share the folder, as
+    transformers.js's ``onnx/``) named after it."""
+    folder, _, name = graph.rpartition("/")
+    here = [f for f in listed if f.rpartition("/")[0] == folder and f != graph]
+    graphs = [f.rpartition("/")[2] for f in here if f.endswith(".onnx")]
+    data = [f for f in here if not f.lower().endswith(_NOT_DATA)]
+    if graphs:  # data files of graphs that share a folder carry their graph's name
+        data = [f for f in data if f.rpartition("/")[2].startswith(name) or
+                not any(f.rpartition("/")[2].startswith(g) for g in graphs)]  # fmt: skip
+    return data
+
+
+def _run(session, graph: Graph, x: np.ndarray) -> np.ndarray:
+    """One tower's embeddings of a batch; a graph fixed to batch b (Immich's: 1) runs b at a time."""
+    if graph.batch is None or len(x) == graph.batch:
+        return session.run([graph.output], {graph.input: x})[0]
+    if len(x) % graph.batch:
+        raise ModelError(f"{graph.file} takes batches of {graph.batch}, not {len(x)}")
+    return np.concatenate([session.run([graph.output], {graph.input: x[i : i + graph.batch]})[0]
+                           for i in range(0, len(x), graph.batch)])  # fmt: skip
 
 
 def _int8_current(session) -> bool:

@@ -12,8 +12,14 @@ Two kinds, matching what open_clip does at training time:
     whitespace), then the tokenizer.json does everything else: normalisation,
     special tokens, truncation, padding to the context length (transformers'
     ``padding="max_length", truncation=True``). Model-specific cleaning such as
-    SigLIP's ``canonicalize`` (lowercase, ASCII punctuation removed) is baked into
-    the tokenizer.json's normaliser by the exporter, so a model folder carries it.
+    SigLIP's ``canonicalize`` (lowercase, ASCII punctuation removed) is either
+    baked into the tokenizer.json's normaliser (photosift's own exports) or named
+    by the model's ``tokenizer.clean`` (a hub tokenizer.json as it comes, where
+    transformers would take the pad token from tokenizer_config.json: the spec's
+    ``pad_token``).
+
+A ``clip_bpe`` tokenizer loads from a tokenizer.json or straight from CLIP's
+``bpe_simple_vocab_16e6.txt.gz`` merges file, as rclip's model repo ships it.
 
 ftfy is optional: without it the cleaning falls back to NFC normalisation, which
 covers the common case (decomposed accents) but not ftfy's repairs of mojibake,
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import html
 import os
+import string
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -66,6 +73,25 @@ def clean_whitespace(text: str) -> str:
     return whitespace_clean(basic_clean(text))
 
 
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def clean_canonicalize(text: str) -> str:
+    """open_clip's ``clean="canonicalize"`` (SigLIP, SigLIP 2: ``canonicalize_text`` after
+    ``basic_clean``): ``_`` to space, ASCII punctuation removed, lowercase, whitespace
+    collapsed. Immich's client does the same minus the ``_`` (immich_ml/models/transforms.py
+    ``clean_text``); open_clip's is what the models were evaluated with."""
+    text = basic_clean(text).replace("_", " ").translate(_PUNCTUATION).lower()
+    return whitespace_clean(text)
+
+
+CLEANERS: dict[str, Callable[[str], str]] = {
+    "lower": clean_lower,
+    "whitespace": clean_whitespace,
+    "canonicalize": clean_canonicalize,
+}
+
+
 class Tokenizer:
     """Encodes texts to int64 token ids of shape [N, context_length]."""
 
@@ -82,8 +108,12 @@ class Tokenizer:
             backend.no_padding()
         else:
             pad = backend.padding
-            pad_id = pad["pad_id"] if pad else _find_id(backend, ("<pad>",), default=0)
-            pad_token = pad["pad_token"] if pad else (backend.id_to_token(pad_id) or "<pad>")
+            if spec.pad_token is not None:  # tokenizer_config.json's, as transformers reads it
+                pad_id = _find_id(backend, (spec.pad_token,))
+                pad_token = spec.pad_token
+            else:
+                pad_id = pad["pad_id"] if pad else _find_id(backend, ("<pad>",), default=0)
+                pad_token = pad["pad_token"] if pad else (backend.id_to_token(pad_id) or "<pad>")
             trunc = backend.truncation
             backend.enable_truncation(
                 max_length=self.context_length,
@@ -99,7 +129,8 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: Path, spec: TokenizerSpec) -> Tokenizer:
-        """Load a tokenizer.json for ``spec`` (its kind and context length)."""
+        """Load a tokenizer.json (or, for ``clip_bpe``, CLIP's ``.txt.gz`` merges file) for
+        ``spec`` (its kind, context length, pad token and cleaning)."""
         from tokenizers import Tokenizer as HFTokenizer
 
         if spec.kind not in ("clip_bpe", "hf"):
@@ -109,11 +140,16 @@ class Tokenizer:
         if not Path(path).is_file():
             raise ModelError(f"{path}: tokenizer file is missing")
         try:
-            backend = HFTokenizer.from_file(os.fspath(path))
+            if spec.kind == "clip_bpe" and Path(path).name.endswith(".txt.gz"):
+                from .clip_bpe import build_clip_tokenizer
+
+                backend = build_clip_tokenizer(Path(path))
+            else:
+                backend = HFTokenizer.from_file(os.fspath(path))
         except Exception as e:  # tokenizers raises a bare Exception for malformed JSON
-            raise ModelError(f"{path}: not a valid tokenizer.json ({e})") from e
-        clean = clean_lower if spec.kind == "clip_bpe" else clean_whitespace
-        return cls(backend, spec, clean)
+            raise ModelError(f"{path}: not a valid tokenizer file ({_first_line(e)})") from e
+        clean = spec.clean or ("lower" if spec.kind == "clip_bpe" else "whitespace")
+        return cls(backend, spec, CLEANERS[clean])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Token ids int64 [len(texts), context_length]; an empty text gives just the specials."""
@@ -133,6 +169,11 @@ class Tokenizer:
                 ids[-1] = self.eot_id  # the text tower pools at eot: keep it
             out[i, : len(ids)] = ids
         return out
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 def _find_id(backend, names: Sequence[str], default: int | None = None) -> int:

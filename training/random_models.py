@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.clip_bpe import write_clip_tokenizer_json
 from engine.registry import ModelSpec, Source
 
-from .clip_vocab import write_clip_tokenizer_json
 from .export import export_open_clip
 
 

@@ -187,7 +187,7 @@ def build_tiny(family: str, workdir: Path, seed: int = 0) -> TinyModel:
         vocab = Tokenizer.from_file(str(tok_path)).get_vocab_size()
     else:
         if not tok_path.is_file():
-            from .clip_vocab import write_clip_tokenizer_json
+            from engine.clip_bpe import write_clip_tokenizer_json
 
             write_clip_tokenizer_json(tok_path)
         vocab = 49408

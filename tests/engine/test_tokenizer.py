@@ -46,7 +46,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def clip_json(tmp_path_factory):
-    from training.clip_vocab import write_clip_tokenizer_json
+    from engine.clip_bpe import write_clip_tokenizer_json
 
     return write_clip_tokenizer_json(tmp_path_factory.mktemp("tok") / "tokenizer.json")
 

@@ -231,8 +231,8 @@ REAL = [("ViT-B-32-256", "datacomp_s34b_b86k"), ("MobileCLIP2-S0", "dfndr2b"), (
 def test_full_size_random_weight_parity(tmp_path, name, tag, record_property):
     import open_clip
 
+    from engine.clip_bpe import write_clip_tokenizer_json
     from engine.registry import ModelSpec, Preprocess, Source, TokenizerSpec
-    from training.clip_vocab import write_clip_tokenizer_json
     from training.tiny import write_tiny_gemma_tokenizer
 
     torch.manual_seed(0)
@@ -265,9 +265,9 @@ def test_int8_speedup_full_size_vit_b_32(tmp_path, record_property):
 
     import open_clip
 
+    from engine.clip_bpe import write_clip_tokenizer_json
     from engine.quantize import cosine_to_fp32, quantize_int8
     from engine.registry import ModelSpec, Preprocess, Source, TokenizerSpec
-    from training.clip_vocab import write_clip_tokenizer_json
 
     torch.manual_seed(0)
     model = open_clip.create_model("ViT-B-32-256", pretrained=None)

@@ -2,8 +2,9 @@
 
 open_clip's ``SimpleTokenizer`` is pure Python and needs torch at import; the
 engine runs the same tokenisation from a tokenizer.json instead. This builds that
-file from the ``bpe_simple_vocab_16e6.txt.gz`` shipped inside open_clip, laid out
-the way transformers' ``CLIPConverter`` does it:
+tokenizer from a ``bpe_simple_vocab_16e6.txt.gz`` merges file (the one open_clip
+ships; rclip's model repo carries the same file as ``tokenizer/``), laid out the
+way transformers' ``CLIPConverter`` does it:
 
 * normaliser: NFC, whitespace runs -> one space, lowercase;
 * pre-tokeniser: CLIP's split regex (words, single digits, punctuation runs and
