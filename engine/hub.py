@@ -172,15 +172,17 @@ def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool,
                 if done is not None:
                     checked[name] = done
         except LocalEntryNotFoundError as e:
-            why = str(e).splitlines()[0]
+            why = f"{name}: {str(e).splitlines()[0]}"
             raise ModelNotAvailable(_not_available(spec, offline, repo, why)) from e
         except (Cancelled, ModelError):  # incl. ChecksumMismatch: it says what to do
             raise
         except Exception as e:  # network, auth, missing file: all mean "not available now"
-            why = f"{type(e).__name__}: {e}"
+            why = f"{name}: {type(e).__name__}: {e}"
             raise ModelNotAvailable(_not_available(spec, offline, repo, why)) from e
         got[name] = Path(p)
         before += Path(p).stat().st_size
+        if file_progress is not progress:  # also for a file the cache had (no bytes fetched)
+            progress(DownloadProgress(name, before, total))
     rest = {name: path for name, path in got.items() if name not in checked}
     checked.update(_verify(spec, repo, rest, offline))
     return got, {name: checked[name] for name in got if name in checked}

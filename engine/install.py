@@ -82,6 +82,12 @@ def download(
         plan: dict[str, int | None] = dict.fromkeys(layout.wanted(spec, None))
     else:
         plan = download_plan(spec, endpoint=endpoint)
+        if lost := [n for n, size in plan.items() if size is None]:
+            raise ModelNotAvailable(
+                f"model {spec.key!r}: hub repo {spec.source.hf_repo} has no {', '.join(lost)}, "
+                f"which the {layout.name} layout needs; the repo is not what its registry entry "
+                f"says, so nothing was downloaded"
+            )
     total = sum(s or 0 for s in plan.values()) or None
     named = {*layout.required_files(spec), *layout.optional_files(spec)}
     first = [n for n in plan if n in named]  # graphs, tokenizer, configs; then their data

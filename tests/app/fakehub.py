@@ -2,7 +2,9 @@
 
 It answers what ``huggingface_hub.hf_hub_download`` asks (``HEAD`` then ``GET`` on
 ``/{repo}/resolve/{revision}/{file}``) with the headers the real hub sends (commit, ETag,
-size; byte ranges for resumed downloads). As on the hub, the ETag is the file's sha256 for
+size; byte ranges for resumed downloads), and ``HfApi.list_repo_tree``'s
+``/api/models/{repo}/tree/{revision}[/{path}]`` with the hub's JSON (type, path, size, git
+blob id, and for LFS files their sha256). As on the hub, the ETag is the file's sha256 for
 a file kept in LFS (weights: ``.onnx``, ``.safetensors``) and its git blob id for a small
 file kept in git. A file can be held back behind a gate so that a test can act (cancel)
 while a download is in flight, or served damaged (``corrupt``) while the published hash
@@ -25,14 +27,24 @@ from pathlib import Path
 from engine.hub import MODEL_FOLDER_FILES
 
 COMMIT = "c0ffee" + "0" * 34
-LFS_SUFFIXES = (".onnx", ".safetensors", ".bin")
+LFS_SUFFIXES = (".onnx", ".safetensors", ".bin", ".onnx_data")
+
+
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def repo_files(folder: Path) -> dict[str, bytes]:
+    """A folder laid out as a repo (e.g. made by training.hub_exports) as the hub serves it."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def published_etag(name: str, data: bytes) -> str:
     """What the hub publishes for a file: sha256 for LFS files, the git blob id otherwise."""
     if name.endswith(LFS_SUFFIXES):
         return hashlib.sha256(data).hexdigest()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return git_blob_id(data)
 DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
 
 
@@ -48,6 +60,32 @@ class FakeHub:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *a):  # quiet
                 pass
+
+            def _tree(self) -> bool:
+                m = re.fullmatch(rf"/api/models/{re.escape(hub.repo)}/tree/[^/?]+/?([^?]*)(\?.*)?", self.path)
+                if m is None:
+                    return False
+                under, recursive = m.group(1).strip("/"), "recursive=true" in (m.group(2) or "").lower()
+                rows, dirs = [], set()
+                for name, data in sorted(hub.files.items()):
+                    if under and not name.startswith(under + "/"):
+                        continue
+                    rest = name[len(under) + 1 :] if under else name
+                    if "/" in rest and not recursive:
+                        dirs.add((under + "/" if under else "") + rest.split("/")[0])
+                        continue
+                    row = {"type": "file", "oid": git_blob_id(data), "size": len(data), "path": name}
+                    if name.endswith(LFS_SUFFIXES):
+                        row["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                    rows.append(row)
+                rows += [{"type": "directory", "oid": "0" * 40, "path": d} for d in sorted(dirs)]
+                body = json.dumps(rows).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return True
 
             def _file(self) -> str | None:
                 m = re.fullmatch(rf"/{re.escape(hub.repo)}/resolve/[^/]+/(.+)", self.path)
@@ -73,6 +111,9 @@ class FakeHub:
                 self._headers(name, 200, len(hub.files[name]))
 
             def do_GET(self):
+                if self._tree():
+                    hub.requests.append(("TREE", self.path, None))
+                    return
                 name = self._file()
                 rng = self.headers.get("Range")
                 hub.requests.append(("GET", name or self.path, rng))

@@ -20,6 +20,10 @@ def test_registry_has_the_models():
         "mobileclip2-s0",
         "vit-b-16-siglip2-256",
         "siglip2-b-16-naflex",
+        "vit-b-32-openai",
+        "vit-b-16-siglip2",
+        "xlm-roberta-base-vit-b-32",
+        "vit-so400m-14-siglip2-378",
     } <= keys
 
 
@@ -37,7 +41,15 @@ def test_entry_matches_open_clip(spec):
     assert spec.embed_dim == cfg["embed_dim"]
     text = cfg["text_cfg"]
     assert spec.tokenizer.context_length == text.get("context_length", 77)
-    if "hf_tokenizer_name" in text:
+    assert spec.family == ("siglip" if "init_logit_bias" in cfg else "clip")
+    canonical = (text.get("tokenizer_kwargs") or {}).get("clean") == "canonicalize"
+    if spec.source.layout != "photosift":
+        # A ready export (its publisher's tokenizer files): the cleaning open_clip applies.
+        assert (spec.tokenizer.clean == "canonicalize") == canonical
+        if spec.tokenizer.kind == "clip_bpe":
+            assert "hf_tokenizer_name" not in text
+        return
+    if "hf_tokenizer_name" in text:  # converted with torch from open_clip's own repo
         assert spec.tokenizer.kind == "hf" and spec.tokenizer.hf_repo == text["hf_tokenizer_name"]
         assert spec.family == "siglip"
     else:
