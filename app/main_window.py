@@ -33,7 +33,7 @@ from . import desktop
 from .engine_bridge import EngineBridge
 from .grid import HitRole, ResultsModel, ResultsView
 from .library_panel import LibraryPanel
-from .models_dialog import DEMO_MODEL, ModelsDialog
+from .models_dialog import DEMO_MODEL, ModelsDialog, fmt_mb
 from .preview import PreviewPane
 from .settings import AppSettings
 from .tag_catalog import TagCatalog
@@ -406,6 +406,7 @@ class MainWindow(QMainWindow):
                 "demo", "<b>Demo model.</b> photosift is using its small built-in model, which knows coloured "
                 "shapes (“a red circle”, “two blue squares”), not real photos. Add a real model to search "
                 "real photos.", "info", "Models…", self.open_models)  # fmt: skip
+            self.bridge.call("models_list", {}, on_result=self._offer_recommended, context=self)
         self.thumbs.resume()
         self.refresh_status()
         self.catalog.refresh()
@@ -716,6 +717,18 @@ class MainWindow(QMainWindow):
             self.run_search(keep_view=True)  # back to what the grid showed before
 
     # -- models ------------------------------------------------------------------------------
+
+    def _offer_recommended(self, r: dict) -> None:
+        """First run (the demo model in use): offer the recommended real model by name and size."""
+        rec = next((m for m in r.get("models", []) if m.get("recommended") and not m.get("here")), None)
+        if rec is None or not (self.model and self.model.get("key") == DEMO_MODEL):
+            return
+        size = fmt_mb(rec.get("size_mb"))
+        self.banner.show_message(
+            "demo", f"<b>Demo model.</b> photosift is using its small built-in model, which knows coloured "
+            f"shapes, not real photos. Download <b>{_html(rec.get('name') or rec['key'])}</b> ({size}) to "
+            f"search your photos: once it is here, your library is indexed with it.", "info",
+            f"Download ({size})", lambda: self.open_models().download_when_listed(rec["key"]))  # fmt: skip
 
     def open_models(self) -> ModelsDialog:
         if self._models_dialog is None:

@@ -82,6 +82,8 @@ class ModelsDialog(QDialog):
         self.download_progress: dict[str, dict] = {}  # model key -> last progress
         self._over: set[str] = set()  # download jobs that have ended
         self._cancelling: set[str] = set()  # download jobs the engine agreed to cancel
+        self.exact_size: dict[str, int] = {}  # model key -> bytes its download fetches (the hub's)
+        self._download_next: str | None = None  # a model to download once the list is in
 
         self.table = QTableWidget(0, len(self.COLS))
         self.table.setHorizontalHeaderLabels(self.COLS)
@@ -107,7 +109,9 @@ class ModelsDialog(QDialog):
         self.use_btn = QPushButton("Use this model")
         self.import_btn = QPushButton("Import folder…")
         self.import_btn.setToolTip(
-            "A folder with model.json, image.onnx, text.onnx and tokenizer.json"
+            "A model folder from another machine: photosift's own (model.json, image.onnx, "
+            "text.onnx, tokenizer.json), or a copy of an immich-app, transformers.js or rclip "
+            "model repo as it comes from the hub"
         )
         self.download_btn.clicked.connect(self.download_selected)
         self.cancel_btn.clicked.connect(self.cancel_download)
@@ -186,6 +190,18 @@ class ModelsDialog(QDialog):
             if m["key"] == key:
                 self.table.selectRow(r)
         self._update_buttons()
+        if self._download_next is not None:
+            key, self._download_next = self._download_next, None
+            m = next((x for x in models if x["key"] == key), None)
+            if m is not None and not m.get("here") and key not in self.download_progress:
+                self.table.selectRow(models.index(m))
+                self.download_selected()
+
+    def download_when_listed(self, key: str) -> None:
+        """Start downloading ``key`` as soon as the model list is in (the banner's offer)."""
+        self._download_next = key
+        if self.models:
+            self.show_models(self.models)
 
     def selected_key(self) -> str | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
@@ -202,9 +218,11 @@ class ModelsDialog(QDialog):
         self.download_btn.setEnabled(
             ready and m is not None and not m.get("here") and not downloading
         )
-        size = (m or {}).get("size_mb")  # say how much before the user commits to it
-        offer = size and not m.get("here")
-        self.download_btn.setText(f"Download ({fmt_mb(size)})" if offer else "Download")
+        offer = m is not None and not m.get("here")
+        if offer and m["key"] not in self.exact_size and ready:
+            self._ask_size(m["key"])
+        size = self.download_mb(m)  # say how much before the user commits to it
+        self.download_btn.setText(f"Download ({fmt_mb(size)})" if offer and size else "Download")
         self.cancel_btn.setVisible(downloading)
         self.use_btn.setEnabled(
             ready and m is not None and bool(m.get("here")) and not m.get("active")
@@ -230,9 +248,28 @@ class ModelsDialog(QDialog):
                     "find “a red circle” but not “a dog on a beach”. Download or import a real model "
                     "for real photos.")  # fmt: skip
         if m.get("recommended"):
-            size = "" if m.get("here") else f" ({fmt_mb(m.get('size_mb'))} download)"
+            size = "" if m.get("here") else f" ({fmt_mb(self.download_mb(m))} download)"
             desc = f"<b>Recommended</b>: the model to start with for real photos{size}. {desc}"
         self.about.setText(desc)
+
+    def download_mb(self, m: dict | None) -> float | None:
+        """What downloading ``m`` costs in MB: the hub's figure for the files it needs once the
+        engine has asked, the registry's estimate until then."""
+        if m is None:
+            return None
+        exact = self.exact_size.get(m["key"])
+        return exact / 1e6 if exact else m.get("size_mb")
+
+    def _ask_size(self, key: str) -> None:
+        self.exact_size[key] = 0  # asked (0: no answer yet, or none to be had offline)
+
+        def got(r, key=key):
+            if r.get("exact") and r.get("bytes"):
+                self.exact_size[key] = int(r["bytes"])
+                self._update_buttons()
+
+        self.bridge.call("download_size", {"key": key}, on_result=got, on_error=lambda e: None,
+                         context=self)  # fmt: skip
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -241,8 +278,12 @@ class ModelsDialog(QDialog):
         if m is None:
             return
         key = m["key"]
-
-        self.bridge.call("download_model", {"key": key}, on_result=lambda r: self._begin(r["job"], key),
+        # While the built-in demo model is in use, the first real model is put to work at once:
+        # downloaded, switched to, and the library indexed with it, with no other step.
+        active = next((x for x in self.models if x.get("active")), None)
+        use = active is None or active["key"] == DEMO_MODEL
+        self.bridge.call("download_model", {"key": key, "use": use},
+                         on_result=lambda r: self._begin(r["job"], key),
                          on_error=self._error, context=self)  # fmt: skip
 
     def _begin(self, job: str, key: str) -> None:
@@ -348,6 +389,10 @@ class ModelsDialog(QDialog):
                 self.message.setText(f"Download of {key} failed: {data.get('message')}")
             elif data.get("cancelled"):
                 self.message.setText(f"Download of {key} cancelled.")
+            elif data.get("model"):  # switched to it: the library is being indexed with it
+                self.message.setText(f"{key} is downloaded and in use; your photos are being "
+                                     f"indexed with it in the background.")  # fmt: skip
+                self.modelChanged.emit(data["model"])
             else:
                 self.message.setText(
                     f"{key} is downloaded. Choose “Use this model” to switch to it."

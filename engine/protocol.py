@@ -96,8 +96,9 @@ thumbnail          {"path", "size"?: 16..1024}          ThumbnailResult (a cache
 models_list        {}                                   {"models": [ModelInfo]}
 use_model          {"key"}                              {"model": ModelInfo}
 set_max_patches    {"key", "max_patches": int | null}   {"model": ModelInfo}
-download_model     {"key"}                              {"job": id}
-import_model       {"folder"}                           {"model": ModelInfo}
+download_model     {"key", "use"?: bool}                {"job": id}  (use: switch to it once it is here)
+download_size      {"key"}                              {"bytes": int, "files": int}  (asks the hub)
+import_model       {"folder", "key"?}                   {"model": ModelInfo}
 train_start        TrainStartParams                     {"job": id}
 train_accept       {"run"}                              {"model": ModelInfo}
 train_discard      {"run"}                              {"discarded": true}
@@ -476,6 +477,12 @@ class ModelKeyParams(TypedDict):
 
 class ImportModelParams(TypedDict):
     folder: str
+    key: NotRequired[str]  # the registry entry a hub folder is (else matched by its name)
+
+
+class DownloadModelParams(TypedDict):
+    key: str
+    use: NotRequired[bool]  # switch to the model (re-embedding the library) once it is here
 
 
 class JobReport(TypedDict):
@@ -492,6 +499,7 @@ class JobReport(TypedDict):
     elapsed_s: NotRequired[float]
     failures: NotRequired[list[dict[str, str]]]  # first 100 of {path, reason}
     folder: NotRequired[str]  # download: the model folder
+    model: NotRequired[ModelInfo]  # download with "use": the model now in use
     run: NotRequired[str]  # train: the candidate to accept or discard
     key: NotRequired[str]  # train: the candidate model's key
     metrics: NotRequired[dict[str, Any]]  # train: before/after numbers
@@ -562,7 +570,8 @@ METHODS: dict[str, tuple[type, type, Runs]] = {
     "models_list": (Empty, dict, "quick"),
     "use_model": (ModelKeyParams, dict, "writer"),
     "set_max_patches": (MaxPatchesParams, dict, "writer"),
-    "download_model": (ModelKeyParams, JobStarted, "job"),
+    "download_model": (DownloadModelParams, JobStarted, "job"),
+    "download_size": (ModelKeyParams, dict, "quick"),
     "import_model": (ImportModelParams, dict, "quick"),
     "shutdown": (Empty, dict, "control"),
     "train_start": (TrainStartParams, JobStarted, "job"),
@@ -775,7 +784,7 @@ TagMethod = Literal[
 Method = Literal[
     "hello", "ping", "status", "add_folder", "remove_folder", "scan", "pause", "resume",
     "cancel", "search", "similar", "failures", "photo_info", "thumbnail", "models_list",
-    "use_model", "set_max_patches", "download_model", "import_model", "shutdown",
+    "use_model", "set_max_patches", "download_model", "download_size", "import_model", "shutdown",
     "train_start", "train_accept", "train_discard", "train_pending",
 ]  # fmt: skip
 Method = Literal[Method, TagMethod]  # nested Literals flatten: every method name  # type: ignore[misc]

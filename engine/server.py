@@ -889,7 +889,20 @@ class Engine(TagMethods, TrainMethods):
             return self.m_use_model(key)
         return dict(model=self._model_info(spec, False))
 
-    def m_download_model(self, key: str) -> dict:
+    def m_download_size(self, key: str) -> dict:
+        """What a download of ``key`` costs: the bytes of the files its layout needs, from the
+        hub's listing of the repo (one request), or the registry's estimate where the model
+        comes some other way."""
+        from .hub import full_registry
+        from .install import download_plan
+
+        spec = full_registry(self.settings).get(key)
+        if spec.source.layout == "photosift" or not spec.source.hf_repo:
+            return dict(bytes=int((spec.size_mb or 0) * 1e6), files=0, exact=False)
+        plan = download_plan(spec, endpoint=os.environ.get("HF_ENDPOINT") or None)
+        return dict(bytes=sum(s or 0 for s in plan.values()), files=len(plan), exact=True)
+
+    def m_download_model(self, key: str, use: bool = False) -> dict:
         from .hub import full_registry, import_model_folder, local_model_folder
 
         full_registry(self.settings).get(key)  # unknown key: an error reply now, not a failed job
@@ -915,17 +928,40 @@ class Engine(TagMethods, TrainMethods):
                 # lookup does not look: check it and copy it into the models folder.
                 import_model_folder(folder, self.settings)
                 folder = local_model_folder(spec, self.settings) or folder
-            return dict(kind="download", cancelled=False, folder=str(folder))
+            result = dict(kind="download", cancelled=False, folder=str(folder))
+            if use:  # e.g. the first real model: real-photo search with no other step
+                result["model"] = self._on_writer(lambda: self.m_use_model(key))["model"]
+            return result
 
         job = self._new_job("download", fn, model=key)
         job.state = "queued"
         threading.Thread(target=self._run_job, args=(job,), name=f"download-{job.id}", daemon=True).start()
         return dict(job=job.id)
 
-    def m_import_model(self, folder: str) -> dict:
+    def _on_writer(self, fn: Callable[[], dict]) -> dict:
+        """Run ``fn`` on the writer thread (where library-changing calls run) and wait for it."""
+        done, box = threading.Event(), {}
+
+        def run() -> None:
+            try:
+                box["result"] = fn()
+            except BaseException as e:  # handed to the waiting thread
+                box["error"] = e
+            finally:
+                done.set()
+
+        self._queue_writer(run, preempt=True)
+        while not done.wait(0.5):
+            if self.stopping.is_set():
+                raise Cancelled("the engine is shutting down")
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def m_import_model(self, folder: str, key: str | None = None) -> dict:
         from .hub import import_model_folder
 
-        spec = import_model_folder(Path(folder), self.settings)
+        spec = import_model_folder(Path(folder), self.settings, key=key)
         return dict(model=self._model_info(spec, False))
 
     # -- shutting down -----------------------------------------------------------------------

@@ -67,11 +67,14 @@ def test_download_shows_progress_can_be_cancelled_then_completes(
         qtbot.waitUntil(lambda: _status_of(dlg, key) == "not downloaded", timeout=ENGINE_TIMEOUT_MS)
         assert not (data_dir / "models" / key / "image.onnx").exists()
 
-        # again, to the end: the model is here (copied into the models folder) and can be used
+        # again, to the end: the model is here (copied into the models folder) and, being the
+        # first real model while the demo is in use, put to work at once with no other step
         _select(dlg, key)
-        dlg.download_btn.click()
-        qtbot.waitUntil(lambda: "is downloaded" in dlg.message.text(), timeout=ENGINE_TIMEOUT_MS)
-        qtbot.waitUntil(lambda: _status_of(dlg, key) == "here", timeout=ENGINE_TIMEOUT_MS)
+        with qtbot.waitSignal(dlg.modelChanged, timeout=ENGINE_TIMEOUT_MS) as switched:
+            dlg.download_btn.click()
+        assert switched.args[0]["key"] == key
+        assert "is downloaded and in use" in dlg.message.text()
+        qtbot.waitUntil(lambda: _status_of(dlg, key) == "active", timeout=ENGINE_TIMEOUT_MS)
         assert (data_dir / "models" / key / "image.onnx").is_file()
         # the cancelled attempt kept the chunk it had (huggingface_hub reads 10 MB at a time):
         # the second asks only for the rest
@@ -80,11 +83,7 @@ def test_download_shows_progress_can_be_cancelled_then_completes(
         gets = [r[2] for r in hub.requests if r[:2] == ("GET", "image.onnx")]
         assert gets == [None, f"bytes={DOWNLOAD_CHUNK_SIZE}-"], gets
         _select(dlg, key)
-        assert dlg.use_btn.isEnabled() and not dlg.download_btn.isEnabled()
-        with qtbot.waitSignal(dlg.modelChanged, timeout=ENGINE_TIMEOUT_MS) as sig:
-            dlg.use_btn.click()
-        assert sig.args[0]["key"] == key
-        qtbot.waitUntil(lambda: _status_of(dlg, key) == "active", timeout=ENGINE_TIMEOUT_MS)
+        assert not dlg.use_btn.isEnabled() and not dlg.download_btn.isEnabled()  # already in use
 
 
 def test_download_without_network_fails_with_a_message(qtbot, window):
