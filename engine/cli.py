@@ -219,18 +219,24 @@ def cmd_models(args) -> int:
             raise SystemExit("models download needs a model key (see `photosift models list`)")
         from .hub import DownloadProgress, fetch_model
 
-        def show(p: DownloadProgress):
-            if sys.stderr.isatty():
-                tot = f"/{p.total / 1e6:.0f}" if p.total else ""
-                sys.stderr.write(f"\r{p.file}: {p.done / 1e6:.1f}{tot} MB")
+        tty = sys.stderr.isatty()
 
-        folder = fetch_model(full_registry(settings).get(args.key), settings, progress=show)
+        def show(p: DownloadProgress):
+            if tty:  # one line, rewritten: whole-download MB, and the file in hand
+                tot = f" of {p.total / 1e6:,.1f}" if p.total else ""
+                sys.stderr.write(f"\r\033[Kdownloading {args.key}: {p.done / 1e6:,.1f}{tot} MB ({p.file})")
+
+        try:
+            folder = fetch_model(full_registry(settings).get(args.key), settings, progress=show)
+        finally:
+            if tty:
+                sys.stderr.write("\n")
         print(f"model {args.key} is ready in {folder}")
         return 0
     if args.action == "import":
         if not args.key:
             raise SystemExit("models import needs a folder")
-        spec = import_model_folder(Path(args.key), settings)
+        spec = import_model_folder(Path(args.key), settings, key=args.as_key)
         print(f"imported model {spec.key} ({spec.name})")
         return 0
     if args.action == "quantize":
@@ -413,9 +419,16 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_status)
 
-    sp = sub.add_parser("models", help="list, download, import, quantize or choose models")
+    sp = sub.add_parser(
+        "models", help="list, download, import, quantize or choose models",
+        description="Models. `import FOLDER` takes a photosift model folder, or a copy of an "
+        "immich-app, transformers.js (Xenova, onnx-community) or rclip model repo as it comes "
+        "from the hub (e.g. `hf download immich-app/ViT-B-32__openai --local-dir ViT-B-32__openai`).",
+    )  # fmt: skip
     sp.add_argument("action", choices=["list", "download", "import", "quantize", "use"])
-    sp.add_argument("key", nargs="?", help="model key (download, use) or folder (import)")
+    sp.add_argument("key", nargs="?", help="model key (download, use, quantize) or folder (import)")
+    sp.add_argument("--as", dest="as_key", metavar="KEY",
+                    help="import: the registry model the folder holds, where its name does not say")  # fmt: skip
     common(sp)
     sp.set_defaults(func=cmd_models)
 

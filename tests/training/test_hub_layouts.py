@@ -98,3 +98,35 @@ def test_layout_matches_torch(repos, name, tmp_path):
     got_txt = model.encode_texts(TEXTS)
     assert _cos(got_img, want_img).min() >= MIN_COS
     assert _cos(got_txt, want_txt).min() >= MIN_COS
+
+
+QUERIES = {  # typed queries, with the punctuation and case people type
+    "de": ["Kinder auf einer roten Rutsche bei Sonnenuntergang", "Ein Hund spielt im Schnee!", "Straße, Brücke & Fluss"],
+    "fr": ["Des enfants sur un toboggan rouge au crépuscule", "Un chat qui dort sur le canapé", "l'été à Nice, où?"],
+    "zh": ["一只猫坐在红色的沙发上", "孩子们在公园里玩雪", "夜晚城市的天际线"],
+    "ja": ["海辺で遊ぶ犬の写真", "猫がソファの上で寝ている", "夕暮れの赤い滑り台、子供たち。"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("entry,kind", [("vit-b-16-siglip2", "gemma"), ("vit-so400m-14-siglip2-378", "gemma"),
+                                        ("xlm-roberta-base-vit-b-32", "xlmr")])  # fmt: skip
+@pytest.mark.parametrize("lang", sorted(QUERIES))
+def test_multilingual_queries_tokenize_as_transformers_does(repos, entry, kind, lang):
+    """The registry entry's tokenizer settings (pad token, length, cleaning) on a tokenizer.json
+    made as the upstream one was, against transformers' own tokenizer on the same files."""
+    from engine.tokenizer import Tokenizer
+
+    spec = Registry.load().get(entry).tokenizer
+    folder = hubrepos._tok(repos, kind)
+    ours = Tokenizer.from_file(folder / "tokenizer.json", spec).encode(QUERIES[lang])
+    np.testing.assert_array_equal(ours, _upstream_ids(folder, Registry.load().get(entry), QUERIES[lang]))
+    assert (ours[:, 0] != ours[:, 1]).all()  # real tokens, not a row of padding
+
+
+def test_canonicalize_is_open_clips():
+    """SigLIP's cleaning, as open_clip applies it before its tokenizer (the models were evaluated so)."""
+    from open_clip.tokenizer import get_clean_fn
+
+    texts = [t for qs in QUERIES.values() for t in qs] + ["A_B  c--d!", "Ça, c'est l'été.", "  MIXED case\t"]
+    theirs = get_clean_fn("canonicalize")
+    assert [CLEANERS["canonicalize"](t) for t in texts] == [theirs(t) for t in texts]
