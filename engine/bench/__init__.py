@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-BENCHES = ("pipeline", "query", "rescan", "quality", "tagging", "finetune", "naflex", "int8")
+BENCHES = ("pipeline", "query", "rescan", "quality", "tagging", "finetune", "naflex", "int8", "adapters")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,138 @@
+"""`photosift bench adapters`: each hub layout's towers against photosift's own export of the
+same architecture, on this CPU, in one run.
+
+For each layout a full-size random-weight model (which times exactly like the trained one) is
+exported the way its publisher does it (training.hub_exports) and installed as a user's
+download is; photosift's own export (training.export: dynamic batch) of the same architecture
+is the baseline. Both run through engine.runtime.OnnxModel, as indexing and search run them:
+
+* images/s at the indexing batch (16): Immich's graphs are fixed to batch 1, so the runtime
+  feeds them one photo at a time; the others take the batch whole;
+* texts/s one at a time (a typed query) and 64 at a time (re-tagging a vocabulary).
+
+The two sides alternate, three rounds each, and the best round counts (the least disturbed).
+Needs the training extra to build the models (cached under the bench cache folder).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import bench_log, cache_dir, random_weight_folder
+
+# layout -> (the registry entry of the architecture, what the layout's repo is made from)
+CASES = {
+    "rclip": "vit-b-32-256-datacomp",
+    "immich": "vit-b-32-openai",
+    "transformers.js": "vit-b-32-openai",
+}
+TEXTS = [f"a photo of {w} at {p}" for w in ("a dog", "two cats", "a red car", "my kids", "a cake", "snow",
+                                               "a receipt", "the sea") for p in ("dusk", "home", "noon", "night",
+                                                                                 "the park", "school", "work", "sea")]  # fmt: skip
+
+
+def cpu_flags() -> str:
+    """The CPU features that decide ONNX Runtime's kernels, named beside every figure."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
+    except (OSError, IndexError):
+        return platform.processor() or "unknown CPU"
+    keep = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
+    return ", ".join(f for f in keep if f in flags) or "no AVX2"
+
+
+def layout_folder(layout: str, log) -> Path:
+    """A model folder in ``layout`` with a full-size random-weight model (built once)."""
+    from ..registry import Registry
+    from ..settings import Settings
+
+    key = CASES[layout]
+    spec = Registry.load().get(key)
+    data = cache_dir() / f"layout-{layout}"
+    folder = data / "models" / spec.key
+    if (folder / "model.json").is_file():
+        return folder
+    log(f"  exporting a random-weight {spec.architecture} the way {layout} does (once; needs the training extra)")
+    try:
+        from training import hub_exports as hx
+    except ImportError as e:
+        raise SystemExit(f"this benchmark needs the training extra to build its models: {e}") from e
+    import open_clip
+
+    from ..install import import_folder
+
+    repo = data / "repo"
+    if layout == "transformers.js":
+        from transformers import CLIPConfig, CLIPModel
+
+        hx.export_transformersjs(CLIPModel(CLIPConfig()).eval(), hx.clip_tokenizer_dir(data / "tok"), repo)
+    else:
+        name = spec.source.open_clip_name
+        model = open_clip.create_model(name, pretrained=None).eval()
+        if layout == "rclip":
+            hx.export_rclip(model, repo)
+        else:
+            cfg = open_clip.get_model_config(name)
+            hx.export_immich(model, cfg, hx.clip_tokenizer_dir(data / "tok"), repo)
+    known = spec if layout != "transformers.js" else None
+    reg = Registry({spec.key: spec}) if known else Registry({})
+    got = import_folder(repo, Settings(data_dir=data), reg, key=spec.key if known else None)
+    return data / "models" / got.key
+
+
+def _time_images(model, pixels: np.ndarray, batch: int) -> float:
+    t = time.perf_counter()
+    for i in range(0, len(pixels), batch):
+        model.encode_images(pixels[i : i + batch])
+    return len(pixels) / (time.perf_counter() - t)
+
+
+def _time_texts(model, texts: list[str], batch: int) -> float:
+    model._text_cache.clear()  # time the towers, not the cache of recent queries
+    t = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        model.encode_texts(texts[i : i + batch])
+    return len(texts) / (time.perf_counter() - t)
+
+
+def measure(a, b, n_images: int = 48, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """Best-of-``rounds`` throughput of models ``a`` and ``b``, alternating."""
+    h, w = a.input_size
+    assert (h, w) == b.input_size, "compare like with like"
+    pixels = np.random.default_rng(0).normal(0, 1, (n_images, 3, h, w)).astype(np.float32)
+    a.encode_images(pixels[:1]), b.encode_images(pixels[:1])  # warm up (allocations, caches)
+    best: dict[str, dict[str, float]] = {"a": {}, "b": {}}
+    for _ in range(rounds):
+        for side, m in (("a", a), ("b", b)):
+            r = {"images_per_s@16": _time_images(m, pixels, 16), "texts_per_s@1": _time_texts(m, TEXTS, 1),
+                 "texts_per_s@64": _time_texts(m, TEXTS, 64)}  # fmt: skip
+            for k, v in r.items():
+                best[side][k] = max(best[side].get(k, 0.0), v)
+    return best
+
+
+def run(args, out=None) -> dict:
+    from ..runtime import OnnxModel
+
+    log = bench_log(out)
+    flags = cpu_flags()
+    log(f"adapters: each layout's towers vs photosift's own export of the same architecture (CPU: {flags})")
+    results: dict[str, dict] = {"cpu": flags}
+    own_cache: dict[str, OnnxModel] = {}
+    for layout, key in CASES.items():
+        folder = layout_folder(layout, log)
+        if key not in own_cache:
+            own_cache[key] = OnnxModel(random_weight_folder(key, log), prefer_cpu=True)
+        theirs = OnnxModel(folder, prefer_cpu=True)
+        best = measure(theirs, own_cache[key], n_images=16 if args.quick else 48, rounds=2 if args.quick else 3)
+        row = {k: {"layout": round(best["a"][k], 2), "own": round(best["b"][k], 2),
+                   "ratio": round(best["a"][k] / best["b"][k], 3)} for k in best["a"]}  # fmt: skip
+        results[layout] = {"model": key, **row}
+        log(f"  {layout:16s} {key}:")
+        for k, v in row.items():
+            log(f"    {k:16s} {v['layout']:8.2f} vs own {v['own']:8.2f}  ratio {v['ratio']:.3f}")
+    return results
