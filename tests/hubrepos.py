@@ -119,3 +119,23 @@ def _tok(root: Path, kind: str) -> Path:
         make = {"clip": hx.clip_tokenizer_dir, "gemma": hx.gemma_tokenizer_dir, "xlmr": hx.xlmr_tokenizer_dir}
         make[kind](folder)
     return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.hubrepos NAME OUT``: make hub repo NAME under OUT (for the installer's
+    smoke test, whose frozen app downloads it from a stand-in hub); prints JSON with the repo id,
+    its folder and the registry entry to register it under."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in REPOS:
+        print(f"usage: python -m tests.hubrepos {{{','.join(REPOS)}}} OUT", file=sys.stderr)
+        return 2
+    made = build(args[0], Path(args[1]))
+    print(json.dumps({"repo": made.repo, "folder": str(made.folder), "entry": made.spec.to_json()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

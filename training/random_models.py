@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.clip_bpe import write_clip_tokenizer_json
-from engine.registry import ModelSpec, Source
+from engine.registry import ModelSpec, Source, TokenizerSpec
 
 from .export import export_open_clip
 
@@ -19,10 +19,14 @@ def export_random_weights(spec: ModelSpec, folder: Path, seed: int = 0) -> Model
     import open_clip
     import torch
 
-    if spec.tokenizer.kind != "clip_bpe":
+    name = spec.source.open_clip_name or spec.architecture
+    text_cfg = (open_clip.get_model_config(name) or {}).get("text_cfg", {})
+    if "hf_tokenizer_name" in text_cfg:
         raise ValueError(f"{spec.key}: random-weight export supports CLIP BPE tokenizers only")
+    # open_clip's own tokenizer for the architecture, whatever a ready export ships with it
+    spec = spec.with_(tokenizer=TokenizerSpec("clip_bpe", text_cfg.get("context_length", 77)))
     torch.manual_seed(seed)
-    model = open_clip.create_model(spec.architecture, pretrained=None)
+    model = open_clip.create_model(name, pretrained=None)
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tok = write_clip_tokenizer_json(folder.parent / f"{folder.name}.tokenizer.json")

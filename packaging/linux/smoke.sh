@@ -16,6 +16,9 @@
 #      real models with their download size, a download attempt fails with a clear message
 #      (no network here), and importing a model folder from disk makes a new model "here"
 #      (before the window: `photosift cli models download` fails clearly, without a traceback)
+#   4b. a ready ONNX export in rclip's layout (a tiny random model made by the checkout's dev
+#      venv, which has torch) is downloaded by the installed, torch-free app from a stand-in hub
+#      on 127.0.0.1, switched to, indexed with and searched
 #   5. (when there is a folder of real photos: --real-photos DIR, default ../shared/data/photos
 #      beside the checkout) the command line indexes it: JPEG, HEIC, AVIF, WebP ... decode
 #      inside the bundle
@@ -115,6 +118,41 @@ fi
 grep -q "vit-b-32-256-datacomp" "$T/download.out" && grep -q "models import" "$T/download.out" \
   && ! grep -q "Traceback" "$T/download.out" || fail "unclear download failure: $(tail -c 1500 "$T/download.out")"
 echo "   $(tail -c 300 "$T/download.out")" >&2
+
+step "command line: download a ready ONNX export (rclip's layout) from a stand-in hub, index, search"
+DEVPY=$ROOT/.venv/bin/python
+if ! { [ -x "$DEVPY" ] && "$DEVPY" -c "import torch" 2>/dev/null; }; then
+  fail "making the stand-in hub's model needs the dev venv with torch (bash packaging/dev.sh test sets it up)"
+fi
+PYTHONPATH=$ROOT "$DEVPY" -m tests.hubrepos rclip "$T/hubrepo" > "$T/hubrepo.json" 2> "$T/hubrepo.log" \
+  || fail "could not make the stand-in hub's model: $(tail -c 1500 "$T/hubrepo.log")"
+hub_repo=$("$HOSTPY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["repo"])' "$T/hubrepo.json")
+hub_folder=$("$HOSTPY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["folder"])' "$T/hubrepo.json")
+hub_key=$("$HOSTPY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["entry"]["key"])' "$T/hubrepo.json")
+mkdir -p "$T/hub-library/models/$hub_key"  # known to the app as a registry entry is, not here yet
+"$HOSTPY" -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["entry"], open(sys.argv[2], "w"))' \
+  "$T/hubrepo.json" "$T/hub-library/models/$hub_key/model.json"
+PYTHONPATH=$ROOT "$DEVPY" -m tests.app.fakehub "$hub_repo" "$hub_folder" > "$T/hub.url" 2> "$T/hub.log" &
+HUB_PID=$!
+for _ in $(seq 50); do [ -s "$T/hub.url" ] && break; sleep 0.1; done
+HUB_URL=$(head -n 1 "$T/hub.url")
+[ -n "$HUB_URL" ] || fail "the stand-in hub did not start: $(cat "$T/hub.log")"
+online() {  # run, with the way to the stand-in hub open
+  (cd "$T/work" && env -i HOME="$T/home" PATH="$T/home/.local/bin:/usr/bin:/bin" LANG=C.UTF-8 \
+    TMPDIR="$T" HF_HUB_OFFLINE=0 HF_ENDPOINT="$HUB_URL" QT_QPA_PLATFORM=offscreen "$@")
+}
+online photosift cli --data-dir "$T/hub-library" models download "$hub_key" > "$T/hubdl.out" 2>&1 \
+  || fail "downloading $hub_key from the stand-in hub: $(tail -c 1500 "$T/hubdl.out")"
+kill "$HUB_PID" 2>/dev/null || true
+[ -f "$T/hub-library/models/$hub_key/ViT-B-32-256-datacomp_s34b_b86k/visual.onnx" ] \
+  && [ -f "$T/hub-library/models/$hub_key/tokenizer/bpe_simple_vocab_16e6.txt.gz" ] \
+  || fail "the downloaded model folder does not hold rclip's files"
+QPA=offscreen run photosift cli --data-dir "$T/hub-library" models use "$hub_key" >&2
+QPA=offscreen run photosift cli --data-dir "$T/hub-library" index "$T/photos" --json > "$T/hubindex.json"
+check 'j["files"] == 24 and j["embedded"] == 24 and j["failed"] == 0' "$T/hubindex.json" "index with the downloaded model"
+QPA=offscreen run photosift cli --data-dir "$T/hub-library" search "a red object" -k 24 --json > "$T/hubsearch.json"
+check 'len(j) == 24' "$T/hubsearch.json" "search with the downloaded model"
+echo "   $(tail -n 1 "$T/hubdl.out")" >&2
 
 # A model folder to import from disk (as a user without internet would): the bundled demo's
 # four files under another key and name, so that it shows up as a new model.

@@ -215,3 +215,28 @@ def model_folder_copy(dest: Path, key: str) -> Path:
             shutil.copy2(DEMO / f, dest / f)
     (dest / "model.json").write_text(json.dumps(demo_model_json(key)))
     return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.app.fakehub REPO FOLDER``: serve FOLDER's files as hub repo REPO on
+    127.0.0.1 until killed; prints the endpoint URL first (for HF_ENDPOINT)."""
+    import signal
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m tests.app.fakehub REPO FOLDER", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with FakeHub(args[0], repo_files(Path(args[1]))) as hub:
+        print(hub.url, flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
