@@ -92,7 +92,7 @@ search             SearchParams                         {"hits": [SearchHit]}
 similar            SimilarParams                        {"hits": [SearchHit]}
 failures           {"folder"?: path}                    {"failures": [FailureInfo]}
 photo_info         {"path"} or {"image_id"}             PhotoInfo
-thumbnail          {"path", "size"?: 16..1024}          ThumbnailResult (a cached JPEG file)
+thumbnail          {"path", "size"?: 16..2048}          ThumbnailResult (a cached JPEG file)
 models_list        {}                                   {"models": [ModelInfo]}
 use_model          {"key"}                              {"model": ModelInfo}
 set_max_patches    {"key", "max_patches": int | null}   {"model": ModelInfo}
@@ -120,8 +120,9 @@ tag_export_xmp     TagExportXmpParams                   {"job": id}
 tag_import_xmp     TagImportXmpParams                   {"job": id}
 =================  ===================================  ========================================
 
-Camera RAW files are photos like any other (``thumbnail`` renders them; ``photo_info`` reads
-their metadata). A RAW file with a JPEG (or HEIF) of the same name in the same folder, as
+Camera RAW files are photos like any other: ``thumbnail`` renders them (the app shows a RAW
+through it, at preview size too, since Qt cannot decode RAW files) and ``photo_info`` reads
+their metadata. A RAW file with a JPEG (or HEIF) of the same name in the same folder, as
 cameras write them in "RAW + JPEG" mode, is one photo in ``search``/``similar`` hits and tag
 lists (``tag_photos``, ``tag_counts``): the JPEG, whose ``metadata.twins`` names the RAW.
 Unless the hits are limited to RAW types by ``filters.exts``, or ``raw_jpeg_pairs`` is false in
@@ -211,6 +212,9 @@ import re
 import types
 import typing
 from typing import Any, Literal, NotRequired, TypedDict
+
+# Which files are photos (extensions, lower case, no dot): the app's type filter and drops.
+from .formats import PHOTO_EXTENSIONS, RAW_EXTENSIONS  # noqa: F401 (part of this module's API)
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 4 * 1024 * 1024
