@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, common)  # vocab ..., tag ...
 
-    sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality, tagging")
+    sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality, tagging, raw")
     from .bench import add_arguments
 
     add_arguments(sp)

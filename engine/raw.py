@@ -93,12 +93,18 @@ class RawPhoto:
 
 
 def decode_raw(
-    path: str | os.PathLike[str], *, side: int, max_pixels: int, decode_jpeg: JpegDecoder
+    path: str | os.PathLike[str],
+    *,
+    side: int,
+    max_pixels: int,
+    decode_jpeg: JpegDecoder,
+    use_preview: bool = True,
 ) -> RawPhoto:
     """Decode a camera RAW file into an upright RGB image (see the module docstring).
 
-    ``side``: the shorter side wanted (0: full resolution). Raises :class:`NotRaw` when LibRaw
-    does not recognise the file, :class:`DecodeError` for everything else that fails.
+    ``side``: the shorter side wanted (0: full resolution). ``use_preview=False`` always
+    demosaics (the benchmark compares the two). Raises :class:`NotRaw` when LibRaw does not
+    recognise the file, :class:`DecodeError` for everything else that fails.
     """
     path = os.fspath(path)
     file_size = _check_file(path)
@@ -111,7 +117,7 @@ def decode_raw(
         # A preview stands for the photo; an EXIF-size thumbnail (160 x 120 of a 12 MP sensor,
         # all that is left of some cut-off files) does not, even for a model that small.
         wanted = max(side or upright_short, -(-upright_short // PREVIEW_SHARE))
-        preview = _preview(raw, decode_jpeg, wanted)
+        preview = _preview(raw, decode_jpeg, wanted) if use_preview else None
         if preview is not None:
             return RawPhoto(_orient_preview(preview, orientation, s), meta, "preview")
     half = side > 0 and upright_short // 2 >= side

@@ -323,3 +323,27 @@ def test_non_ascii_raw_path(tmp_path):
     dst.parent.mkdir()
     shutil.copy(src, dst)
     assert decode_photo(dst, target=(64, 64)).camera_model.startswith("Kodak")
+
+
+def test_bench_raw_reports_both_paths_and_the_jpeg(tmp_path):
+    import argparse
+
+    from engine.bench import raw as bench
+
+    scene = _scene(seed=5).resize((960, 640))
+    write_dng(tmp_path / "with_preview.dng", scene, preview=scene)
+    write_dng(tmp_path / "without.dng", scene)
+    args = argparse.Namespace(photos=str(tmp_path), quick=True)
+    res = bench.run(args)
+    rows = {r["file"]: r for r in res["files"]}
+    assert (
+        rows["with_preview.dng"]["source"] == "preview" and "preview_ms" in rows["with_preview.dng"]
+    )
+    assert (
+        rows["without.dng"]["source"] == "demosaic half" and "preview_ms" not in rows["without.dng"]
+    )
+    for r in rows.values():
+        assert (
+            r["demosaic"] == "half" and r["jpeg_ms"] > 0 and (r["width"], r["height"]) == (960, 640)
+        )
+    assert res["preview_over_jpeg"] > 0 and res["demosaic_over_jpeg"] > 0 and res["cpu_flags"]
