@@ -81,7 +81,9 @@ class ResultsModel(QAbstractListModel):
             return os.path.basename(h["path"])
         if role == Qt.ItemDataRole.ToolTipRole:
             off = "" if h.get("online", True) else "\n(offline)"
-            return f"score {h['score']:.3f}\n{h['path']}{off}"
+            twins = (h.get("metadata") or {}).get("twins") or []  # a RAW + JPEG pair's other half
+            also = "".join(f"\nalso {os.path.basename(t)}" for t in twins)
+            return f"score {h['score']:.3f}\n{h['path']}{also}{off}"
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return f"{os.path.basename(h['path'])}, score {h['score']:.2f}"
         if role == Qt.ItemDataRole.DecorationRole:

@@ -29,6 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.protocol import PHOTO_EXTENSIONS, RAW_EXTENSIONS
+
 from . import desktop
 from .engine_bridge import EngineBridge
 from .grid import HitRole, ResultsModel, ResultsView
@@ -44,19 +46,7 @@ from .train_dialog import TrainDialog
 DEBOUNCE_MS = 250
 RESULTS_K = 1000  # the engine's maximum: the grid is virtualised, thousands are fine
 REFRESH_MS = 400  # coalesce bursts of library events into one status + search refresh
-IMAGE_EXTS = {
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".heic",
-    ".heif",
-    ".webp",
-    ".avif",
-    ".tif",
-    ".tiff",
-    ".bmp",
-    ".gif",
-}
+IMAGE_EXTS = {"." + e for e in PHOTO_EXTENSIONS}  # what a drop may hold (the engine decodes it)
 TYPE_FILTERS = (
     ("All types", []),
     ("JPEG", ["jpg", "jpeg"]),
@@ -65,6 +55,15 @@ TYPE_FILTERS = (
     ("WebP", ["webp"]),
     ("AVIF", ["avif"]),
     ("TIFF", ["tif", "tiff"]),
+    ("Camera RAW (all)", sorted(RAW_EXTENSIONS)),
+    ("DNG", ["dng"]),
+    ("Canon RAW (CR3, CR2, CRW)", ["cr3", "cr2", "crw"]),
+    ("Nikon RAW (NEF, NRW)", ["nef", "nrw"]),
+    ("Sony RAW (ARW, SRF, SR2)", ["arw", "srf", "sr2"]),
+    ("Fujifilm RAW (RAF)", ["raf"]),
+    ("Olympus / OM RAW (ORF)", ["orf"]),
+    ("Panasonic / Leica RAW (RW2, RWL)", ["rw2", "rwl"]),
+    ("Pentax RAW (PEF)", ["pef"]),
 )
 NO_DATE = QDate(1800, 1, 1)  # the date edits' minimum, shown as "any"
 

@@ -2,7 +2,10 @@
 
 The image is decoded with QImageReader (autoTransform applies the EXIF orientation) on
 a worker thread, at most at the size it is shown, so a 50-megapixel photo never stalls
-the window. The stored metadata comes with the search hit and shows at once;
+the window. Camera RAW files, which Qt cannot decode (it would show the small TIFF thumbnail
+at the front of a DNG or NEF), and any file QImageReader fails on are rendered by the engine
+(its ``thumbnail`` call at the pane's size, cached on disk) and that JPEG is shown instead.
+The stored metadata comes with the search hit and shows at once;
 ``photo_info`` (tags, keywords, GPS) fills in the rest when the engine answers.
 """
 
@@ -23,7 +26,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.protocol import RAW_EXTENSIONS
+
 PREVIEW_MAX = 1400  # device pixels on the long side; enough for the pane on a 4K screen
+
+
+def is_raw(path: str) -> bool:
+    return os.path.splitext(path)[1][1:].lower() in RAW_EXTENSIONS
 
 
 class _Loaded(QObject):
@@ -81,6 +90,7 @@ class PreviewPane(QWidget):
         self.path: str | None = None
         self._ticket = 0
         self._image: QImage | None = None
+        self._engine_ticket = 0  # the last photo the engine was asked to render
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self._loaded = _Loaded(self)
@@ -96,10 +106,11 @@ class PreviewPane(QWidget):
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.form = form
         self.fields: dict[str, QLabel] = {}
         for key, label in (("taken", "Taken"), ("size", "Size"), ("dims", "Dimensions"),
-                           ("camera", "Camera"), ("folder", "Folder"), ("tags", "Keywords"),
-                           ("score", "Score")):  # fmt: skip
+                           ("camera", "Camera"), ("folder", "Folder"), ("twins", "Also as"),
+                           ("tags", "Keywords"), ("score", "Score")):  # fmt: skip
             v = QLabel(wordWrap=True)
             v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             v.setObjectName(f"field_{key}")
@@ -172,6 +183,7 @@ class PreviewPane(QWidget):
         cam = " ".join(x for x in (m.get("camera_make"), m.get("camera_model")) if x)
         self.fields["camera"].setText(cam or "—")
         self.fields["folder"].setText(os.path.dirname(self.path))
+        self._show_twins(m.get("twins") or [])
         self.fields["tags"].setText("…")
         if self.tags_view is not None:
             self.tags_view.show_tags(self.path, [], loading=True)
@@ -179,7 +191,9 @@ class PreviewPane(QWidget):
         online = hit.get("online", True)
         self.open_btn.setEnabled(online)
         self.reveal_btn.setEnabled(online)
-        if online:
+        if online and is_raw(self.path):
+            self._from_engine(self._ticket, self.path)
+        elif online:
             self._pool.start(_LoadJob(self._ticket, self.path, self._loaded))
         else:
             self.image.setText("This photo's folder is offline.")
@@ -187,6 +201,25 @@ class PreviewPane(QWidget):
         self.bridge.call("photo_info", {"path": self.path},
                          on_result=lambda info: self._on_info(ticket, info),
                          on_error=lambda e: self._on_info(ticket, None), context=self)  # fmt: skip
+
+    def _show_twins(self, twins: list[str]) -> None:
+        """The other half of a RAW + JPEG pair: the engine shows the pair once, as its JPEG."""
+        row = self.fields["twins"]
+        row.setText(", ".join(os.path.basename(t) for t in twins))
+        row.setToolTip("\n".join(twins))
+        self.form.setRowVisible(row, bool(twins))
+
+    def _from_engine(self, ticket: int, path: str) -> None:
+        """Ask the engine to render the photo (a RAW file, or one Qt cannot read) and show that."""
+
+        self._engine_ticket = ticket
+
+        def rendered(result: dict) -> None:
+            if ticket == self._ticket:
+                self._pool.start(_LoadJob(ticket, result["path"], self._loaded))
+
+        self.bridge.call("thumbnail", {"path": path, "size": PREVIEW_MAX}, on_result=rendered,
+                         on_error=lambda e: self._on_loaded(ticket, QImage()), context=self)  # fmt: skip
 
     def _on_info(self, ticket: int, info: dict | None) -> None:
         if ticket != self._ticket:
@@ -212,6 +245,9 @@ class PreviewPane(QWidget):
 
     def _on_loaded(self, ticket: int, image: QImage) -> None:
         if ticket != self._ticket:
+            return
+        if image.isNull() and self._engine_ticket != ticket and self.path:
+            self._from_engine(ticket, self.path)  # a format Qt has no plugin for: the engine has
             return
         if image.isNull():
             self.image.setText("Cannot show this photo.")

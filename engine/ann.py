@@ -197,13 +197,20 @@ class AnnIndex:
     # -- searching ------------------------------------------------------------------------
 
     def search(
-        self, query: np.ndarray, k: int, allowed: set[int] | None = None
+        self,
+        query: np.ndarray,
+        k: int,
+        allowed: set[int] | None = None,
+        excluded: set[int] | None = None,
     ) -> list[tuple[int, float]]:
-        """Top-k (image_id, cosine) for one unit query vector, optionally within `allowed` ids."""
+        """Top-k (image_id, cosine) for one unit query vector, optionally within `allowed` ids
+        and never any of `excluded` (RAW files a JPEG stands for, say)."""
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
+        if excluded and allowed is not None:
+            allowed, excluded = allowed - excluded, None
         with self._lock:
             if self._hnsw is None:
-                return self._exact(q[0], k, allowed)
+                return self._exact(q[0], k, allowed, excluded)
             if allowed is not None and len(allowed) <= self.exact_threshold:
                 ids = np.fromiter(allowed, dtype=np.int64)
                 ids = ids[~np.isin(ids, np.fromiter(self._deleted, dtype=np.int64))]
@@ -221,9 +228,14 @@ class AnnIndex:
             live = len(self)
             if not live:
                 return []
-            k_eff = min(k, live)
+            # Excluded ids that are not in the index only make k_eff smaller than it could be.
+            k_eff = max(1, min(k, live - len(excluded or ())))
             self._hnsw.set_ef(self.ef_for(k_eff, live))
-            flt: Callable[[int], bool] | None = (lambda i: i in allowed) if allowed is not None else None
+            flt: Callable[[int], bool] | None = None
+            if allowed is not None:
+                flt = allowed.__contains__
+            elif excluded:
+                flt = lambda i: i not in excluded  # noqa: E731
             try:
                 labels, dists = self._hnsw.knn_query(q, k=k_eff, filter=flt)
             except RuntimeError:
@@ -231,10 +243,15 @@ class AnnIndex:
                 labels, dists = self._hnsw.knn_query(q, k=max(1, k_eff // 4), filter=flt)
             return [(int(i), float(1.0 - d)) for i, d in zip(labels[0], dists[0], strict=True)]
 
-    def _exact(self, q: np.ndarray, k: int, allowed: set[int] | None) -> list[tuple[int, float]]:
+    def _exact(
+        self, q: np.ndarray, k: int, allowed: set[int] | None, excluded: set[int] | None = None
+    ) -> list[tuple[int, float]]:
         ids, vecs = self._ids, self._vecs
         if allowed is not None:
             mask = np.isin(ids, np.fromiter(allowed, dtype=np.int64))
+            ids, vecs = ids[mask], vecs[mask]
+        if excluded:
+            mask = ~np.isin(ids, np.fromiter(excluded, dtype=np.int64))
             ids, vecs = ids[mask], vecs[mask]
         if not len(ids):
             return []

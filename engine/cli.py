@@ -68,14 +68,17 @@ _HELD = contextlib.ExitStack()  # data-folder locks this command holds until it 
 def _print_hits(hits, as_json: bool) -> None:
     if as_json:
         print(json.dumps([dict(image_id=h.image_id, score=round(h.score, 5), path=h.path,
-                               online=h.online, taken_at=h.info.get("taken_at")) for h in hits],
+                               online=h.online, taken_at=h.info.get("taken_at"),
+                               twins=h.info.get("twins", [])) for h in hits],
                          ensure_ascii=False, indent=1))  # fmt: skip
         return
     if not hits:
         print("no results")
     for n, h in enumerate(hits, 1):
         off = "" if h.online else "  (offline)"
-        print(f"{n:3d}  {h.score:6.3f}  {h.path}{off}")
+        # the RAW of a RAW + JPEG pair (or the JPEG of a RAW shown on its own)
+        twins = "".join(f"  + {Path(t).name}" for t in h.info.get("twins", []))
+        print(f"{n:3d}  {h.score:6.3f}  {h.path}{off}{twins}")
 
 
 def cmd_index(args) -> int:
@@ -436,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, common)  # vocab ..., tag ...
 
-    sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality, tagging")
+    sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality, tagging, raw")
     from .bench import add_arguments
 
     add_arguments(sp)

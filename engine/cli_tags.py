@@ -245,6 +245,9 @@ def _export_xmp(lib, tg, args) -> int:
             + (f", into {len(rep.embedded)} photo files" if args.embed else "")
             + (f"; {len(rep.failed)} failed" if rep.failed else "")
             + ("; stopped (Ctrl-C): every file written so far is complete" if rep.cancelled else "")]  # fmt: skip
+    if rep.raw_not_embedded:
+        text.append(f"  {len(rep.raw_not_embedded)} camera RAW files: keywords went to their XMP "
+                    "sidecars only; photosift never writes into a RAW file")  # fmt: skip
     text += [f"  {p}: {r}" for p, r in rep.failed[:50]]
     _out(args, dict(rep.as_dict(), failures=[dict(path=p, reason=r) for p, r in rep.failed]), text)
     return 0 if not rep.failed else 1

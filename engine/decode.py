@@ -16,6 +16,7 @@ runs in the decode pool, so it is built to be hostile-input safe and cheap per i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import os
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFile
 
+from engine import formats, raw
 from engine.errors import DecodeError
 from engine.photometa import PhotoMeta, extract_meta, orientation_of, safe_exif
 
@@ -45,23 +47,10 @@ __all__ = [
 #: larger than any camera sensor or stitched phone panorama, and its RGB buffer is 600 MB).
 DEFAULT_MAX_PIXELS = 200_000_000
 
-#: Lower-case file extensions (with the dot) that the folder scanner treats as photos.
-#: Decoding itself goes by content, so a mislabelled file still decodes or is refused.
-PHOTO_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        ".jpg", ".jpeg", ".jpe", ".jfif", ".jif",
-        ".png", ".apng",
-        ".gif",
-        ".webp",
-        ".heic", ".heif", ".hif", ".heics", ".heifs",
-        ".avif",
-        ".tif", ".tiff",
-        ".bmp", ".dib",
-        ".mpo",
-        ".jp2", ".j2k", ".jpf", ".jpx",
-        ".qoi",
-    }
-)  # fmt: skip
+#: Lower-case file extensions (with the dot) that the folder scanner treats as photos
+#: (engine.formats lists them). Decoding itself goes by content, so a mislabelled file still
+#: decodes or is refused; camera RAW extensions go to LibRaw (engine.raw).
+PHOTO_EXTENSIONS: frozenset[str] = frozenset("." + e for e in formats.PHOTO_EXTENSIONS)
 
 # Pillow format ids we are willing to parse, most common first (this is also the probe
 # order). Anything else is "not a supported image file", even if Pillow has a plugin.
@@ -139,6 +128,13 @@ def decode_photo(
     ``max_pixels``. ``ValueError`` only for a malformed ``target`` (a caller bug).
     """
     side = _target_side(target)
+    if formats.is_raw(os.fspath(path)):
+        try:
+            got = raw.decode_raw(path, side=side, max_pixels=max_pixels,
+                                 decode_jpeg=functools.partial(_embedded_jpeg, max_pixels=max_pixels))  # fmt: skip
+            return Photo(**_fields(got.meta), image=got.image)
+        except raw.NotRaw:
+            _not_raw_after_all(path)  # a JPEG named .raw decodes below; anything else is refused
     with _open_file(path) as fp:
         im, exif = _open_image(fp, max_pixels)
         try:
@@ -173,18 +169,11 @@ def decode_photo(
                 raise DecodeError(_load_reason(exc, fmt, full_size)) from exc
         finally:
             im.close()
-    return Photo(
-        width=meta.width,
-        height=meta.height,
-        format=meta.format,
-        taken_at=meta.taken_at,
-        camera_make=meta.camera_make,
-        camera_model=meta.camera_model,
-        orientation=meta.orientation,
-        gps=meta.gps,
-        keywords=meta.keywords,
-        image=rgb,
-    )
+    return Photo(**_fields(meta), image=rgb)
+
+
+def _fields(meta: PhotoMeta) -> dict:
+    return {f.name: getattr(meta, f.name) for f in dataclasses.fields(PhotoMeta)}
 
 
 def read_meta(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> PhotoMeta:
@@ -194,6 +183,11 @@ def read_meta(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIX
     :func:`decode_photo` refuses before decoding (missing, not an image, over the pixel
     limit); truncated pixel data is not noticed here.
     """
+    if formats.is_raw(os.fspath(path)):
+        try:
+            return raw.read_raw_meta(path, max_pixels=max_pixels)
+        except raw.NotRaw:
+            _not_raw_after_all(path)
     with _open_file(path) as fp:
         im, exif = _open_image(fp, max_pixels)
         try:
@@ -202,6 +196,41 @@ def read_meta(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIX
             raise DecodeError(_one_line(f"unreadable metadata: {exc}")) from exc
         finally:
             im.close()
+
+
+# ---------------------------------------------------------------------------------------
+# RAW files (engine.raw does the work; these are the Pillow parts it borrows)
+
+
+def _not_raw_after_all(path: str | os.PathLike[str]) -> None:
+    """LibRaw did not recognise a file named like a RAW. An ordinary image under a RAW name
+    (a JPEG saved as .raw) goes on to Pillow; a TIFF-like or unknown file is refused here, since
+    Pillow would only find the small thumbnail at the front of a RAW it cannot read."""
+    with _open_file(path) as fp:
+        sniffed = _sniff(fp)
+    if sniffed is None or not sniffed[1] or sniffed[0] == "TIFF":
+        raise DecodeError("not a RAW file LibRaw can read (unsupported format or camera)")
+
+
+def _embedded_jpeg(data: bytes, side: int, *, max_pixels: int) -> Image.Image:
+    """A JPEG preview embedded in a RAW, as RGB, draft-scaled towards ``side``. Not oriented:
+    the RAW's own orientation applies (engine.raw). Same guards as any photo: pixel limit,
+    truncated data refused."""
+    im, _ = _open_image(io.BytesIO(data), max_pixels)
+    try:
+        fmt, full_size = im.format or "image", im.size
+        try:
+            if side:
+                im.draft("RGB", (side, side))
+            im.load()
+            rgb = _to_rgb(im)
+            return im.copy() if rgb is im else rgb
+        except DecodeError:
+            raise
+        except Exception as exc:
+            raise DecodeError(_load_reason(exc, fmt, full_size)) from exc
+    finally:
+        im.close()
 
 
 # ---------------------------------------------------------------------------------------

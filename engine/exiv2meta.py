@@ -116,6 +116,31 @@ def open_bytes(data: bytes) -> Opened:
     return Opened(image, errors)
 
 
+def open_path(path: str) -> Opened:
+    """Parse a file's metadata where it lies, reading only what exiv2 needs (a 50 MB RAW is not
+    read whole). Raises ``exiv2.Exiv2Error`` for files exiv2 does not recognise."""
+    with _collect_errors() as errors:
+        image = exiv2.ImageFactory.open(path)
+        image.readMetadata()
+    return Opened(image, errors)
+
+
+def exif_text(opened: Opened, key: str) -> str | None:
+    """An EXIF tag as exiv2 prints it (``"Exif.Image.Make"`` -> ``"Canon"``), or None if absent."""
+    exif = opened.image.exifData()
+    pos = exif.findKey(exiv2.ExifKey(key))
+    return None if pos == exif.end() else pos.toString()
+
+
+def exif_numbers(opened: Opened, key: str) -> tuple[float, ...] | None:
+    """An EXIF tag's numeric components (a GPS coordinate's degrees, minutes, seconds), or None."""
+    exif = opened.image.exifData()
+    pos = exif.findKey(exiv2.ExifKey(key))
+    if pos == exif.end():
+        return None
+    return tuple(pos.toFloat(i) for i in range(pos.count()))
+
+
 def new_sidecar() -> Opened:
     """An empty XMP sidecar, in memory."""
     _setup()

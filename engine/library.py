@@ -205,7 +205,8 @@ class Library:
     # -- search ----------------------------------------------------------------------------
 
     def searcher(self) -> Searcher:
-        return Searcher(self.db, self.model(), self.ann(), self.space_id)
+        return Searcher(self.db, self.model(), self.ann(), self.space_id,
+                        pairs=self.settings.raw_jpeg_pairs)  # fmt: skip
 
     def search(self, query: Query | str, **kw) -> list[Hit]:
         if isinstance(query, str):
@@ -218,7 +219,7 @@ class Library:
         """Tags photos with the library's vocabularies under the active model (engine.tagging)."""
         from .tagging import Tagger
 
-        return Tagger(self.db, self.model(), self.space_id)
+        return Tagger(self.db, self.model(), self.space_id, pairs=self.settings.raw_jpeg_pairs)
 
     def _tag_new(self, image_ids, vectors) -> None:
         if self.settings.read_keywords:  # keywords set in other programs come in as confirmed tags

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -247,6 +247,13 @@ def _degrees(value: object) -> float:
     return _rational(value)
 
 
+def gps_position(gps: Mapping) -> tuple[float, float] | None:
+    """(lat, lon) from GPS tags by EXIF tag number (1 latitude ref, 2 latitude, 3 longitude ref,
+    4 longitude; coordinates as numbers or (degrees, minutes, seconds)), or None when missing,
+    malformed or exactly (0, 0). For readers other than Pillow (exiv2 for RAW files)."""
+    return _gps(dict(gps))
+
+
 def _gps(gps: dict) -> tuple[float, float] | None:
     """(lat, lon) from the GPS IFD, or None when missing, malformed or exactly (0, 0)."""
     if not gps:
@@ -298,6 +305,11 @@ def _keywords(image: Image.Image) -> tuple[str, ...]:
                         found.append(v.decode("latin-1"))
     except Exception:
         pass
+    return clean_keywords(found)
+
+
+def clean_keywords(found: Iterable[object]) -> tuple[str, ...]:
+    """Keywords as PhotoMeta holds them: printable, trimmed, each once in order, at most 200."""
     out: list[str] = []
     seen: set[str] = set()
     for k in found:

@@ -92,7 +92,7 @@ search             SearchParams                         {"hits": [SearchHit]}
 similar            SimilarParams                        {"hits": [SearchHit]}
 failures           {"folder"?: path}                    {"failures": [FailureInfo]}
 photo_info         {"path"} or {"image_id"}             PhotoInfo
-thumbnail          {"path", "size"?: 16..1024}          ThumbnailResult (a cached JPEG file)
+thumbnail          {"path", "size"?: 16..2048}          ThumbnailResult (a cached JPEG file)
 models_list        {}                                   {"models": [ModelInfo]}
 use_model          {"key"}                              {"model": ModelInfo}
 set_max_patches    {"key", "max_patches": int | null}   {"model": ModelInfo}
@@ -120,6 +120,14 @@ tag_counts         {"vocab"?}                           {"counts": [TagCount]}
 tag_export_xmp     TagExportXmpParams                   {"job": id}
 tag_import_xmp     TagImportXmpParams                   {"job": id}
 =================  ===================================  ========================================
+
+Camera RAW files are photos like any other: ``thumbnail`` renders them (the app shows a RAW
+through it, at preview size too, since Qt cannot decode RAW files) and ``photo_info`` reads
+their metadata. A RAW file with a JPEG (or HEIF) of the same name in the same folder, as
+cameras write them in "RAW + JPEG" mode, is one photo in ``search``/``similar`` hits and tag
+lists (``tag_photos``, ``tag_counts``): the JPEG, whose ``metadata.twins`` names the RAW.
+Unless the hits are limited to RAW types by ``filters.exts``, or ``raw_jpeg_pairs`` is false in
+the engine's settings.json, which makes them two photos.
 
 Tagging (engine.vocab, engine.tagging): a vocabulary is a named list of labels, each
 with optional synonyms and prompts of its own, plus prompt templates ("a photo of a {}")
@@ -205,6 +213,9 @@ import re
 import types
 import typing
 from typing import Any, Literal, NotRequired, TypedDict
+
+# Which files are photos (extensions, lower case, no dot): the app's type filter and drops.
+from .formats import PHOTO_EXTENSIONS, RAW_EXTENSIONS  # noqa: F401 (part of this module's API)
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -419,6 +430,9 @@ class PhotoMetadata(TypedDict):
     camera_model: str | None
     size: int | None
     other_paths: list[str]
+    # The other half of a RAW + JPEG pair (same folder and name): the RAW files of a JPEG (which
+    # stands for the pair in results and tag lists), or the JPEG of a RAW shown on its own.
+    twins: list[str]
 
 
 class SearchHit(TypedDict):
@@ -505,6 +519,7 @@ class JobReport(TypedDict):
     metrics: NotRequired[dict[str, Any]]  # train: before/after numbers
     # tag_export_xmp: sidecars written (or already up to date), photo files rewritten
     sidecars: NotRequired[int]  # (and `embedded`: photo files rewritten)
+    raw_not_embedded: NotRequired[int]  # camera RAW files: sidecar only, never written into
     # tag_import_xmp (TagImportReport in engine.xmptags)
     with_keywords: NotRequired[int]  # photos that had any keyword
     confirmed: NotRequired[int]  # answers recorded now

@@ -86,8 +86,10 @@ def validate_text(text: str, what: str = "query") -> str:
 class Searcher:
     """Searches one image space with one model (its text tower and the stored vectors)."""
 
-    def __init__(self, db, model, ann, space_id: int):
+    def __init__(self, db, model, ann, space_id: int, *, pairs: bool = True):
         self.db, self.model, self.ann, self.space_id = db, model, ann, space_id
+        # RAW + JPEG of one shot answer as one photo, the JPEG (its RAW in info["twins"]).
+        self.pairs = pairs
 
     def query_vector(self, q: Query) -> np.ndarray:
         text, inline_neg = split_negatives(q.text)
@@ -166,13 +168,15 @@ class Searcher:
             allowed = tagged if allowed is None else allowed & tagged
             if not allowed:
                 return []
+        hidden = self.db.hidden_raw_twins(self.space_id, allowed) if self.pairs else set()
         n = q.k + 16 + q.k // 4
         if browse:  # tags alone: the photos carrying them, by the first tag's score
             from .tagbrowse import browse as browse_tags
 
-            raw = browse_tags(self.db, self.model, self.space_id, q.filters.tags[0], allowed, n)
+            shown = allowed - hidden
+            raw = browse_tags(self.db, self.model, self.space_id, q.filters.tags[0], shown, n)
         else:  # over-fetch a little: the ANN may still hold photos whose files just went away
-            raw = self.ann.search(vec, n, allowed)
+            raw = self.ann.search(vec, n, allowed, excluded=hidden)
         info = self.db.describe_images([i for i, _ in raw])
         hits = [Hit(i, s, info[i]["path"], info[i]["online"], info[i]) for i, s in raw if i in info]
         return hits[: q.k]

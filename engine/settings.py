@@ -38,6 +38,10 @@ class Settings:
     max_patches: dict = field(default_factory=dict)
     # Thumbnails on disk (engine.thumbcache): the least recently used go beyond this.
     thumb_cache_mb: int = 512
+    # A RAW file with a JPEG (or HEIF) of the same name beside it, as cameras write them in
+    # "RAW + JPEG" mode, is one photo in search results and tag lists: the JPEG, the RAW listed
+    # as its twin. False: they are two photos.
+    raw_jpeg_pairs: bool = True
 
     @property
     def db_path(self) -> Path:

@@ -319,8 +319,10 @@ class Tagger:
     (engine.runtime.OnnxModel has them); `db` is this thread's LibraryDB.
     """
 
-    def __init__(self, db, model, space_id: int):
+    def __init__(self, db, model, space_id: int, *, pairs: bool = False):
         self.db, self.model, self.space_id = db, model, space_id
+        # Lists of photos (photos, counts) show a RAW + JPEG pair once, as its JPEG.
+        self.pairs = pairs
         self.model_key = model.spec.key
         self.model_id = S.model_id(db, self.model_key)
         self._scoring: Scoring | None = None
@@ -752,6 +754,8 @@ class Tagger:
         else:
             raise QueryError(f"unknown tag state {state!r}")
         chosen &= live
+        if self.pairs:
+            chosen -= self.db.hidden_raw_twins(self.space_id)
         pos = {int(i): n for n, i in enumerate(ids)}
         score = lambda i: float(probs[pos[i]]) if i in pos else None  # noqa: E731
         ranked = sorted(chosen, key=lambda i: (-(score(i) if score(i) is not None else -1), i))
@@ -790,10 +794,16 @@ class Tagger:
 
     def counts(self, vocab: str | None = None) -> list[dict]:
         self.ensure_current(vocab)
+        hidden = self.db.hidden_raw_twins(self.space_id) if self.pairs else set()
         out = []
         for name in [vocab] if vocab else S.vocab_names(self.db):
             sv = S.load(self.db, name)
             c = S.counts(self.db, self.model_id, [sl.id for sl in sv.labels])
+            if hidden:  # a pair is counted once, as the JPEG the lists show
+                for sl in sv.labels:
+                    c[sl.id]["tagged"] -= len(
+                        S.effective_ids(self.db, self.model_id, sl.id) & hidden
+                    )
             out += [dict(vocab=sv.name, label=sl.label.name, **c[sl.id]) for sl in sv.labels]
         return out
 

@@ -48,6 +48,7 @@ from . import exiv2meta as meta
 from . import jpegsegments
 from .atomicfile import FileChanged, replace_bytes
 from .errors import MetadataError
+from .formats import is_raw
 
 SidecarStyle = Literal["auto", "appended", "replaced"]
 
@@ -90,6 +91,8 @@ def sidecar_path(photo: Path, style: SidecarStyle = "auto") -> Path:
     (either suffix case), else the appended name. A replaced-style ``IMG_1.xmp`` is not taken
     for ``IMG_1.jpg`` when another ``IMG_1.*`` sits beside it: Lightroom writes sidecars for raw
     files only, so that one belongs to ``IMG_1.cr2`` (it is still read, as the same shot's).
+    A camera RAW file takes it whatever sits beside it: ``IMG_1.cr2`` with ``IMG_1.jpg`` and
+    Lightroom's ``IMG_1.xmp`` updates that sidecar.
     """
     photo = Path(photo)
     appended = photo.with_name(photo.name + ".xmp")
@@ -101,7 +104,12 @@ def sidecar_path(photo: Path, style: SidecarStyle = "auto") -> Path:
     if style != "auto":
         raise ValueError(f"unknown sidecar style {style!r} (auto, appended, replaced)")
     existing = existing_sidecars(photo)
-    if existing and existing[0].name.lower() == replaced.name.lower() and _has_twin(photo):
+    if (
+        existing
+        and existing[0].name.lower() == replaced.name.lower()
+        and not is_raw(photo.name)
+        and _has_twin(photo)
+    ):
         existing = existing[1:]
     return existing[0] if existing else appended
 
@@ -276,6 +284,7 @@ def embed_keywords(
 
     Updates the embedded XMP ``dc:subject`` and, when the photo already carries IPTC-IIM data,
     its Keywords too (so the two do not disagree; IPTC is not added to a photo without it).
+    Camera RAW files are refused (:class:`MetadataError`): their keywords live in a sidecar.
     JPEG: only the XMP and IPTC segments change, the image data and all other segments stay byte
     for byte. PNG, WebP, TIFF: exiv2 rewrites the metadata chunks, and the write is refused
     unless the decoded pixels come out identical. HEIF/AVIF, multi-picture JPEG (MPO) and
@@ -283,6 +292,12 @@ def embed_keywords(
     The file is replaced atomically; the content hash changes, as for any edit.
     """
     photo = Path(photo)
+    if is_raw(photo.name):
+        # exiv2 could write into a DNG, CR2 or NEF (they are TIFF inside), but a RAW is the
+        # photographer's negative: photosift never changes one.
+        raise MetadataError(
+            photo, "camera RAW file: keywords go to its XMP sidecar, never into the RAW"
+        )
     add_list, remove_list = _clean_all(photo, add), _clean_all(photo, remove)
     before = _stat(photo)
     original = _read(photo)

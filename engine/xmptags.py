@@ -6,11 +6,13 @@ and into the library's tags.
 Export (:func:`export_tags`)
     Each photo's tags in force (confirmed, plus automatic ones at or above the threshold;
     ``confirmed_only`` for just the confirmed) go into its XMP sidecar as ``dc:subject``, with
-    ``lr:hierarchicalSubject`` ``photosift|<vocabulary>|<label>``. A label the user *rejected*
+    ``lr:hierarchicalSubject`` ``photosift|<vocabulary>|<label>``. The RAW of a RAW + JPEG pair
+    gets the tags of its JPEG, which stands for the pair in photosift. A label the user *rejected*
     for a photo is taken out of its sidecar: that keyword is photosift's (a label of one of its
     vocabularies), so photosift may remove it; every other keyword stays. A label already there
     in another case ("Red" for the label "red") is not added a second time. With ``embed`` the
-    keywords also go into the photo file itself (only then is a photo ever rewritten); that
+    keywords also go into the photo file itself (only then is a photo ever rewritten; never a
+    camera RAW file, whose keywords stay in its sidecar: ``raw_not_embedded``); that
     changes the file's bytes and so its content hash, and the library is updated in the same
     step (:func:`rehash_after_edit`): the photo keeps its id, vector and answers, and the next
     scan finds nothing new. A photo indexed at several paths is not embedded (its copies would
@@ -49,6 +51,7 @@ import numpy as np
 from . import tagstore as S
 from . import xmp
 from .errors import MetadataError, PhotosiftError
+from .formats import is_raw
 from .indexer import Progress
 from .scan import file_hash, normalize_folder
 from .vocab import MAX_LABEL_CHARS, VocabularyError, label_key, make_label, make_vocabulary
@@ -161,6 +164,15 @@ def plan_export(tagger, vocab: str | None = None, *, confirmed_only: bool = Fals
                 plan.vocabulary_of.setdefault(label_name[lid], sv.name)
             for image_id in rej:
                 rejected.setdefault(image_id, []).append(label_name[lid])
+    if getattr(tagger, "pairs", False):
+        # A RAW + JPEG pair is one photo to the user, who sees (and answers on) the JPEG: its
+        # tags are the pair's, and go to the RAW's sidecar too, where Lightroom looks.
+        for raw_id, jpeg_id in db.raw_jpeg_pairs(tagger.space_id):
+            for table in (carried, rejected):
+                if jpeg_id in table:
+                    table[raw_id] = list(table[jpeg_id])
+                else:
+                    table.pop(raw_id, None)
     files = _online_files(db, set(carried) | set(rejected))
     for image_id, paths in files.items():
         for p in paths:
@@ -205,11 +217,14 @@ class TagExportReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     cancelled: bool = False
     dry_run: dict[str, dict[str, list[str]]] | None = None  # path -> {"add", "remove"}
+    # embed: camera RAW files, never written into; their keywords went to their sidecars only
+    raw_not_embedded: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dict(kind="tag_export_xmp", cancelled=self.cancelled, total=self.total,
                     sidecars=len(self.sidecars), embedded=len(self.embedded), failed=len(self.failed),
-                    failures=[dict(path=p, reason=r) for p, r in self.failed[:100]])  # fmt: skip
+                    failures=[dict(path=p, reason=r) for p, r in self.failed[:100]],
+                    raw_not_embedded=len(self.raw_not_embedded))  # fmt: skip
 
 
 def export_tags(
@@ -258,7 +273,9 @@ def export_tags(
         if cancel is not None and cancel():
             report.cancelled = True
             break
-        if path not in sidecar_failed:
+        if is_raw(path.name):
+            report.raw_not_embedded.append(str(path))  # photosift never writes into a RAW
+        elif path not in sidecar_failed:
             try:
                 if _embed_one(lib.db, path, plan, spelled, copies.get(plan.image_of[path], 0)):
                     report.embedded.append(str(path))

@@ -1,5 +1,6 @@
 """The layer rules of DESIGN.md, enforced: engine never imports Qt or app; app never imports
-torch, onnxruntime, open_clip or hnswlib; engine never imports torch (training is the extra)."""
+torch, onnxruntime, open_clip, hnswlib or rawpy (RAW files are decoded by the engine); engine
+never imports torch (training is the extra)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 RULES = {
     "engine": {"PySide6", "PyQt5", "PyQt6", "app", "torch", "open_clip", "torchvision", "timm"},
-    "app": {"torch", "onnxruntime", "open_clip", "hnswlib", "torchvision", "timm"},
+    "app": {"torch", "onnxruntime", "open_clip", "hnswlib", "torchvision", "timm", "rawpy"},
 }
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-BENCHES = ("pipeline", "query", "rescan", "quality", "tagging", "finetune", "naflex", "int8", "adapters")
+BENCHES = (
+    "pipeline", "query", "rescan", "quality", "tagging", "finetune", "naflex", "int8", "adapters", "raw",
+)  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("which", choices=[*BENCHES, "all"], help="which benchmark to run")
-    p.add_argument("--photos", help="folder of photos (default: ../shared/data/photos)")
+    p.add_argument("--photos", help="folder of photos (default: ../shared/data/photos; raw: ../shared/data/raw/real)")
     p.add_argument("--sizes", default="100000,1000000", help="query bench: stored vector counts")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     p.add_argument("--json", action="store_true", help="print results as JSON")

@@ -127,6 +127,40 @@ def test_sidecar_names_follow_digikam_and_lightroom(tmp_path):
     assert xmp.existing_sidecars(photo) == [tmp_path / "IMG_1.xmp"]  # still read
 
 
+def test_a_raw_takes_the_lightroom_sidecar_of_its_shot(tmp_path):
+    """IMG_1.CR2 + IMG_1.JPG (RAW + JPEG) + Lightroom's IMG_1.xmp: that sidecar is the RAW's,
+    so keywords for the RAW go there; the JPEG gets one of its own. With no sidecar yet, the RAW
+    gets IMG_1.CR2.xmp (digiKam, darktable)."""
+    raw, jpeg = tmp_path / "IMG_1.CR2", tmp_path / "IMG_1.JPG"
+    raw.write_bytes(b"raw bytes")
+    jpeg.write_bytes(b"")
+    assert xmp.sidecar_path(raw) == tmp_path / "IMG_1.CR2.xmp"
+    (tmp_path / "IMG_1.xmp").write_text(DARKTABLE_SIDECAR, encoding="utf-8")
+    assert xmp.sidecar_path(raw) == tmp_path / "IMG_1.xmp"
+    assert xmp.sidecar_path(jpeg) == tmp_path / "IMG_1.JPG.xmp"
+    written = xmp.write_sidecar_keywords(raw, ["kite"])
+    assert written == tmp_path / "IMG_1.xmp"
+    root = ET.fromstring((tmp_path / "IMG_1.xmp").read_bytes())
+    assert rdf_items(ET.tostring(root), "dc:subject") == ["holiday", "Lisboa", "kite"]
+    assert raw.read_bytes() == b"raw bytes"
+    # an appended-style sidecar of the RAW, once there, wins (digiKam's and darktable's)
+    (tmp_path / "IMG_1.CR2.xmp").write_text(DARKTABLE_SIDECAR, encoding="utf-8")
+    assert xmp.sidecar_path(raw) == tmp_path / "IMG_1.CR2.xmp"
+
+
+def test_keywords_are_never_embedded_into_a_raw(tmp_path):
+    from tests.rawkit import write_dng
+
+    dng = write_dng(tmp_path / "IMG_2.dng", Image.new("RGB", (64, 48), (200, 30, 30)))
+    before = dng.read_bytes()
+    assert exiv2meta.open_bytes(before).can_write(exiv2meta.exiv2.MetadataId.Xmp)  # exiv2 would
+    with pytest.raises(MetadataError, match="camera RAW file: keywords go to its XMP sidecar"):
+        xmp.embed_keywords(dng, ["kite"])
+    assert dng.read_bytes() == before
+    assert xmp.write_sidecar_keywords(dng, ["kite"]) == tmp_path / "IMG_2.dng.xmp"
+    assert xmp.read_keywords(dng) == ["kite"] and dng.read_bytes() == before
+
+
 # ------------------------------------------------------------------------- sidecar writing
 
 

@@ -316,6 +316,48 @@ def test_embedding_rehashes_the_photo_in_place(tmp_path):
         lib.close()
 
 
+def test_embed_leaves_raw_files_alone_and_gives_them_sidecars(tmp_path, capsys):
+    from PIL import Image
+
+    from engine import cli
+    from tests.rawkit import write_dng
+
+    folder = tmp_path / "photos"
+    photos = copy_photos(folder, ["Apple_iPhone_4.jpg"])
+    dng = write_dng(folder / "IMG_7.dng", Image.new("RGB", (64, 48), (20, 90, 200)))
+    raw_bytes = dng.read_bytes()
+    lib = open_library(tmp_path, read_keywords=False)
+    try:
+        lib.add_folder(folder)
+        assert lib.scan().embedded == 2
+        S.create(lib.db, make_vocabulary("mine", ["sky"]))
+        ids = [lib.db.image_id_for_path(str(p)) for p in (photos["Apple_iPhone_4.jpg"], dng)]
+        lib.tagger().answer("mine", "sky", ids, "confirmed")
+        rep = xmptags.export_tags(lib, confirmed_only=True, embed=True)
+        assert rep.embedded == [str(photos["Apple_iPhone_4.jpg"])] and not rep.failed
+        assert rep.raw_not_embedded == [str(dng)] and rep.as_dict()["raw_not_embedded"] == 1
+        assert dng.read_bytes() == raw_bytes
+        assert xmp.read_keywords(dng) == ["sky"]  # from IMG_7.dng.xmp
+        assert (folder / "IMG_7.dng.xmp").is_file()
+        # RAW + JPEG: the pair is one photo, answered on its JPEG; the RAW's sidecar follows it
+        Image.new("RGB", (64, 48), (200, 200, 20)).save(folder / "IMG_8.jpg")
+        pair_raw = write_dng(folder / "IMG_8.dng", Image.new("RGB", (64, 48), (200, 200, 20)))
+        lib.scan()
+        S.update(lib.db, "mine", add=[make_vocabulary("x", ["lemon"]).labels[0]])
+        lib.tagger().answer("mine", "lemon", [lib.db.image_id_for_path(str(folder / "IMG_8.jpg"))],
+                            "confirmed")  # fmt: skip
+        xmptags.export_tags(lib, confirmed_only=True)
+        assert xmp.read_keywords(pair_raw) == ["lemon"]
+        assert pair_raw.read_bytes() != b"" and not (folder / "IMG_8.xmp").exists()
+    finally:
+        lib.close()
+    code = cli.main(["--data-dir", str(tmp_path / "data"), "--model", DEMO_MODEL,
+                     "tag", "export-xmp", "--embed", "--confirmed-only"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "2 camera RAW files: keywords went to their XMP sidecars only" in out
+    assert dng.read_bytes() == raw_bytes
+
+
 def test_rehash_joins_a_photo_that_already_has_the_new_content(tmp_path):
     photos = copy_photos(tmp_path / "photos", ["Nikon_D1X.jpg", "Canon_IXUS.jpg"])
     lib = open_library(tmp_path, read_keywords=False)

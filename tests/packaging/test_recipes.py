@@ -214,3 +214,8 @@ def test_spec_bundles_exiv2_for_xmp_keywords(monkeypatch):
     a = _one(run_spec(monkeypatch, "linux", "lean"), "Analysis")
     assert "exiv2._stub" in a.kwargs["hiddenimports"]
     assert ("/site/exiv2.libs/libexiv2.so", "exiv2.libs") in a.kwargs["binaries"]
+
+
+def test_spec_bundles_libraw_for_raw_files(monkeypatch):
+    a = _one(run_spec(monkeypatch, "linux", "lean"), "Analysis")
+    assert ("/site/rawpy.libs/librawpy.so", "rawpy.libs") in a.kwargs["binaries"]
