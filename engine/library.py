@@ -98,7 +98,8 @@ class Library:
                     )
                 int8 = self.settings.int8 and (folder / "image.int8.onnx").is_file()
                 budget = (self.settings.max_patches or {}).get(spec.key)  # NaFlex only
-                self._model = OnnxModel(folder, int8=int8, max_patches=budget)
+                # lazy: a search loads the text tower only, a rescan with nothing new neither
+                self._model = OnnxModel(folder, int8=int8, max_patches=budget, lazy=True)
             return self._model
 
     @property

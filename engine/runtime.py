@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
+from .filecheck import FileChecks
 from .layouts import Graph, layout_of
 from .registry import MODEL_FILE, ModelSpec, load_spec
-from .registry import file_sha256 as _sha256
 
 _IDS_DTYPES = {"int32": np.int32, "int64": np.int64}
 _ORT_TYPES = {"int32": "tensor(int32)", "int64": "tensor(int64)"}
@@ -64,7 +64,10 @@ class OnnxModel:
         load_text: bool = True,
         load_image: bool = True,
         max_patches: int | None = None,
+        lazy: bool = False,
     ):
+        """``lazy``: load each tower (and check its files) on first use instead of now, so a
+        text query never loads the image tower, nor a rescan with nothing new either tower."""
         import onnxruntime as ort
 
         self.folder = Path(folder)
@@ -91,35 +94,68 @@ class OnnxModel:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = available_providers(prefer_cpu)
         self.parts = layout_of(self.spec).parts(self.spec)
-        self._image = self._text = None
+        self._opts = opts
+        self._checks = FileChecks(self.folder, self.spec.key, self.spec.source.files)
+        self._image = self._text = self._tokenizer = None
+        self._may_load = {"image": load_image, "text": load_text}
+        self._load_lock = threading.RLock()
         self.image_graph: Graph = self.parts.image
         self.text_graph: Graph = self.parts.text
         # An int8 tower made with other quantiser settings (an older photosift's 8-bit
         # weights saturate on CPUs without VNNI): the fp32 tower instead, until
-        # `photosift models quantize` remakes it.
+        # `photosift models quantize` remakes it. Known once the image tower is loaded.
         self.int8_stale = False
-        if load_image:
-            if int8:  # made by `photosift models quantize`, beside model.json, same names
-                self._image, self.image_graph = self._tower(self.parts.image, opts, "image.int8.onnx")
-                if not _int8_current(self._image):
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        if not lazy:  # load (and check) now: errors surface here, not at the first photo
+            if load_image:
+                self._load_image()
+            if load_text:
+                self._load_text()
+
+    def _load_image(self):
+        with self._load_lock:
+            if self._image is not None:
+                return self._image
+            if not self._may_load["image"]:
+                raise ModelError(f"model {self.spec.key!r} was loaded without its image tower")
+            if self.int8:  # made by `photosift models quantize`, beside model.json, same names
+                sess, graph = self._tower(self.parts.image, self._opts, "image.int8.onnx")
+                if not _int8_current(sess):
                     self.int8, self.int8_stale = False, True
-                    self._image, self.image_graph = self._tower(self.parts.image, opts)
+                    sess, graph = self._tower(self.parts.image, self._opts)
             else:
-                self._image, self.image_graph = self._tower(self.parts.image, opts)
+                sess, graph = self._tower(self.parts.image, self._opts)
             if self.naflex:
                 from . import naflex
 
-                self._naflex_base = naflex.base_of(self._image)
-        if load_text:
-            self._text, self.text_graph = self._tower(self.parts.text, opts)
-            from .tokenizer import Tokenizer
+                self._naflex_base = naflex.base_of(sess)
+            self.image_graph, self._image = graph, sess
+            return sess
 
-            self._verify(self.parts.tokenizer)
-            self.tokenizer = Tokenizer.from_file(
-                self.folder / self.parts.tokenizer, self.spec.tokenizer
-            )
-        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()
+    def _load_text(self):
+        with self._load_lock:
+            if self._text is not None:
+                return self._text
+            if not self._may_load["text"]:
+                raise ModelError(f"model {self.spec.key!r} was loaded without its text tower")
+            sess, graph = self._tower(self.parts.text, self._opts)
+            self.tokenizer  # noqa: B018 -- checked and loaded with its tower
+            self.text_graph, self._text = graph, sess
+            return sess
+
+    @property
+    def tokenizer(self):
+        """The text tower's tokenizer (loaded on first use)."""
+        with self._load_lock:
+            if self._tokenizer is None:
+                from .tokenizer import Tokenizer
+
+                self._checks.check(self.parts.tokenizer)
+                self._tokenizer = Tokenizer.from_file(
+                    self.folder / self.parts.tokenizer, self.spec.tokenizer
+                )
+            return self._tokenizer
 
     def _tower(self, graph: Graph, opts, file: str | None = None) -> tuple[object, Graph]:
         """A session for one tower, and its Graph with the names the file really has (a
@@ -131,7 +167,7 @@ class OnnxModel:
         if not path.is_file():
             raise ModelError(f"model {self.spec.key!r}: {name} is missing from {self.folder}")
         for f in (name, *_data_files(name, self.spec.source.files)):
-            self._verify(f)
+            self._checks.check(f)
         try:
             sess = ort.InferenceSession(
                 os.fspath(path), sess_options=opts, providers=self.providers
@@ -160,24 +196,6 @@ class OnnxModel:
         from dataclasses import replace
 
         return sess, replace(graph, input=inp, output=out)
-
-    def _verify(self, name: str) -> None:
-        """A file model.json lists (size, sha256) must be that file: a damaged or swapped
-        model gives wrong vectors silently, so it is refused here instead."""
-        want = self.spec.source.files.get(name) or {}
-        path = self.folder / name
-        redo = "download or import the model again"
-        size = path.stat().st_size
-        if want.get("size") is not None and size != want["size"]:
-            raise ModelError(
-                f"model {self.spec.key!r}: {name} is {size} bytes, model.json says {want['size']} "
-                f"(damaged, or from another model); {redo}"
-            )
-        if want.get("sha256") and _sha256(path) != want["sha256"]:
-            raise ModelError(
-                f"model {self.spec.key!r}: {name} does not match its checksum in model.json "
-                f"(damaged, or from another model); {redo}"
-            )
 
     def _check_input(self, name: str, shape: list, graph: Graph) -> None:
         """The network's input must be what model.json promises the preprocessing makes."""
@@ -222,22 +240,20 @@ class OnnxModel:
 
     def encode_images(self, pixels, *, normalize: bool = True) -> np.ndarray:
         """float32 [N, 3, H, W] (NaFlex: a list of NaflexImage) -> L2-normalised float32 [N, D]."""
-        if self._image is None:
-            raise ModelError(f"model {self.spec.key!r} was loaded without its image tower")
+        session = self._image or self._load_image()
         if self.naflex:
             from . import naflex
 
-            out = naflex.run(self._image, list(pixels), self._naflex_base)
+            out = naflex.run(session, list(pixels), self._naflex_base)
             return l2_normalize(out) if normalize else out
         if not isinstance(pixels, np.ndarray):
             pixels = np.stack(pixels)
-        out = _run(self._image, self.image_graph, np.ascontiguousarray(pixels, dtype=np.float32))
+        out = _run(session, self.image_graph, np.ascontiguousarray(pixels, dtype=np.float32))
         return l2_normalize(out) if normalize else out
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Texts -> L2-normalised float32 [N, D]. Recent texts are cached."""
-        if self._text is None:
-            raise ModelError(f"model {self.spec.key!r} was loaded without its text tower")
+        session = self._text or self._load_text()
         result: list[np.ndarray | None] = []
         missing: list[int] = []
         with self._cache_lock:
@@ -251,7 +267,7 @@ class OnnxModel:
         if missing:
             tokens = self.tokenizer.encode([texts[i] for i in missing])
             ids = tokens.astype(_IDS_DTYPES[self.text_graph.ids_dtype or "int64"], copy=False)
-            vecs = l2_normalize(_run(self._text, self.text_graph, ids))
+            vecs = l2_normalize(_run(session, self.text_graph, ids))
             with self._cache_lock:
                 for i, v in zip(missing, vecs, strict=True):
                     result[i] = v

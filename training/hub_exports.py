@@ -459,3 +459,27 @@ def _torchscript(
         torch.onnx.export(module, (example,), os.fspath(path), input_names=[in_name],
                           output_names=[out_name], dynamic_axes=axes, opset_version=opset,
                           dynamo=False)  # fmt: skip
+
+
+def export_full_size(layout: str, open_clip_name: str, workdir: Path, seed: int = 0) -> Path:
+    """A full-size random-weight model of ``open_clip_name`` in ``layout``, for benchmarks (it
+    times exactly like the trained model); transformers.js exports transformers' CLIPModel of
+    the same shape (its default config is OpenAI's ViT-B/32). Returns the repo folder."""
+    import open_clip
+    import torch
+
+    workdir = Path(workdir)
+    repo = workdir / "repo"
+    torch.manual_seed(seed)
+    if layout == "transformers.js":
+        from transformers import CLIPConfig, CLIPModel
+
+        export_transformersjs(CLIPModel(CLIPConfig()).eval(), clip_tokenizer_dir(workdir / "tok"), repo)
+        return repo
+    model = open_clip.create_model(open_clip_name, pretrained=None).eval()
+    if layout == "rclip":
+        return export_rclip(model, repo)
+    if layout == "immich":
+        cfg = open_clip.get_model_config(open_clip_name)
+        return export_immich(model, cfg, clip_tokenizer_dir(workdir / "tok"), repo)
+    raise ValueError(f"no full-size export for layout {layout!r}")

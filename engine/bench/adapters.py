@@ -58,26 +58,12 @@ def layout_folder(layout: str, log) -> Path:
         return folder
     log(f"  exporting a random-weight {spec.architecture} the way {layout} does (once; needs the training extra)")
     try:
-        from training import hub_exports as hx
+        from training.hub_exports import export_full_size
     except ImportError as e:
         raise SystemExit(f"this benchmark needs the training extra to build its models: {e}") from e
-    import open_clip
-
     from ..install import import_folder
 
-    repo = data / "repo"
-    if layout == "transformers.js":
-        from transformers import CLIPConfig, CLIPModel
-
-        hx.export_transformersjs(CLIPModel(CLIPConfig()).eval(), hx.clip_tokenizer_dir(data / "tok"), repo)
-    else:
-        name = spec.source.open_clip_name
-        model = open_clip.create_model(name, pretrained=None).eval()
-        if layout == "rclip":
-            hx.export_rclip(model, repo)
-        else:
-            cfg = open_clip.get_model_config(name)
-            hx.export_immich(model, cfg, hx.clip_tokenizer_dir(data / "tok"), repo)
+    repo = export_full_size(layout, spec.source.open_clip_name, data)
     known = spec if layout != "transformers.js" else None
     reg = Registry({spec.key: spec}) if known else Registry({})
     got = import_folder(repo, Settings(data_dir=data), reg, key=spec.key if known else None)
