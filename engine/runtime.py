@@ -92,11 +92,13 @@ class OnnxModel:
         # Idle ORT threads otherwise busy-wait between ops, taking the CPU that the
         # decode workers need to stay ahead of the encoder.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3  # errors only: its warnings are for graph authors, not users
         self.providers = available_providers(prefer_cpu)
         self.parts = layout_of(self.spec).parts(self.spec)
         self._opts = opts
         self._checks = FileChecks(self.folder, self.spec.key, self.spec.source.files)
         self._image = self._text = self._tokenizer = None
+        self.text_cut = False  # the text tower runs each text at its own length (engine.textcut)
         self._may_load = {"image": load_image, "text": load_text}
         self._load_lock = threading.RLock()
         self.image_graph: Graph = self.parts.image
@@ -139,10 +141,44 @@ class OnnxModel:
                 return self._text
             if not self._may_load["text"]:
                 raise ModelError(f"model {self.spec.key!r} was loaded without its text tower")
-            sess, graph = self._tower(self.parts.text, self._opts)
             self.tokenizer  # noqa: B018 -- checked and loaded with its tower
+            sess, graph = self._cut_text_tower()
             self.text_graph, self._text = graph, sess
             return sess
+
+    def _cut_text_tower(self):
+        """The text tower, cut to each text's length where that is proved exact (causal CLIP
+        towers; see engine.textcut), decided once per model and remembered in text.cut.json."""
+        from . import textcut
+
+        self.text_cut = False
+        full_file = self.parts.text.file
+        want = (self.spec.source.files.get(full_file) or {}).get("sha256")
+        decision_path = self.folder / textcut.DECISION
+        if self.spec.family != "clip" or not want:  # SigLIP pools the padding too: never cut
+            return self._tower(self.parts.text, self._opts)
+        decision = textcut.read_decision(decision_path, want)
+        if decision is not None:
+            if not decision.get("graph"):
+                return self._tower(self.parts.text, self._opts)
+            cut = decision["graph"]
+            derived = FileChecks(self.folder, self.spec.key, {cut: decision.get("file") or {}})
+            derived.check(cut)
+            self.text_cut = True
+            return self._tower(self.parts.text, self._opts, cut, checked=cut != full_file)
+        full, graph = self._tower(self.parts.text, self._opts)
+        try:
+            found = textcut.decide(self.folder, full_file, full, graph, self.tokenizer,
+                                   self.spec.tokenizer.context_length, self._opts, self.providers)  # fmt: skip
+        except OSError:  # a folder that cannot be written: no cut, decided again next time
+            return full, graph
+        textcut.write_decision(decision_path, want, found)
+        if not found:
+            return full, graph
+        self.text_cut = True
+        if found["graph"] == full_file:
+            return full, graph
+        return self._tower(self.parts.text, self._opts, found["graph"], checked=True)
 
     @property
     def tokenizer(self):
@@ -157,16 +193,19 @@ class OnnxModel:
                 )
             return self._tokenizer
 
-    def _tower(self, graph: Graph, opts, file: str | None = None) -> tuple[object, Graph]:
+    def _tower(self, graph: Graph, opts, file: str | None = None, *, checked: bool = False
+               ) -> tuple[object, Graph]:  # fmt: skip
         """A session for one tower, and its Graph with the names the file really has (a
-        photosift graph names none: its first input and output)."""
+        photosift graph names none: its first input and output). ``checked``: a derived
+        graph the caller checked (its external data are the original graph's)."""
         import onnxruntime as ort
 
         name = file or graph.file
         path = self.folder / name
         if not path.is_file():
             raise ModelError(f"model {self.spec.key!r}: {name} is missing from {self.folder}")
-        for f in (name, *_data_files(name, self.spec.source.files)):
+        for f in ((*_data_files(graph.file, self.spec.source.files),) if checked else
+                  (name, *_data_files(name, self.spec.source.files))):  # fmt: skip
             self._checks.check(f)
         try:
             sess = ort.InferenceSession(
@@ -265,9 +304,16 @@ class OnnxModel:
                     missing.append(i)
                 result.append(v)
         if missing:
-            tokens = self.tokenizer.encode([texts[i] for i in missing])
+            tokens, lengths = self.tokenizer.encode_with_lengths([texts[i] for i in missing])
             ids = tokens.astype(_IDS_DTYPES[self.text_graph.ids_dtype or "int64"], copy=False)
-            vecs = l2_normalize(_run(session, self.text_graph, ids))
+            if not self.text_cut:
+                out = _run(session, self.text_graph, ids)
+            elif self.text_graph.batch == 1:  # one at a time anyway: each at its own length
+                out = np.concatenate([_run(session, self.text_graph, ids[i : i + 1, :n])
+                                      for i, n in enumerate(lengths)])  # fmt: skip
+            else:  # the padding after the longest text's end cannot change any embedding
+                out = _run(session, self.text_graph, ids[:, : max(lengths)])
+            vecs = l2_normalize(out)
             with self._cache_lock:
                 for i, v in zip(missing, vecs, strict=True):
                     result[i] = v

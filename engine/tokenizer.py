@@ -153,22 +153,29 @@ class Tokenizer:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Token ids int64 [len(texts), context_length]; an empty text gives just the specials."""
+        return self.encode_with_lengths(texts)[0]
+
+    def encode_with_lengths(self, texts: Sequence[str]) -> tuple[np.ndarray, list[int]]:
+        """``encode`` and, per text, how many of its ids are not padding (specials included)."""
         if isinstance(texts, str):  # a bare string would otherwise be split into characters
             texts = [texts]
         cleaned = [self._clean(t) for t in texts]
         n, length = len(cleaned), self.context_length
         if self.spec.kind == "hf":
             if n == 0:
-                return np.zeros((0, length), dtype=np.int64)
-            return np.array([e.ids for e in self._tok.encode_batch(cleaned)], dtype=np.int64)
+                return np.zeros((0, length), dtype=np.int64), []
+            encs = self._tok.encode_batch(cleaned)
+            return np.array([e.ids for e in encs], dtype=np.int64), [sum(e.attention_mask) for e in encs]
         out = np.zeros((n, length), dtype=np.int64)
+        lengths = []
         for i, enc in enumerate(self._tok.encode_batch(cleaned, add_special_tokens=False)):
             ids = [self.sot_id, *enc.ids, self.eot_id]
             if len(ids) > length:
                 ids = ids[:length]
                 ids[-1] = self.eot_id  # the text tower pools at eot: keep it
             out[i, : len(ids)] = ids
-        return out
+            lengths.append(len(ids))
+        return out, lengths
 
 
 def _first_line(e: BaseException) -> str:

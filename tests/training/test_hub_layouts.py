@@ -93,11 +93,47 @@ def test_layout_matches_torch(repos, name, tmp_path):
     else:
         files = made.folder / "textual" if name.startswith("immich") else made.folder
         np.testing.assert_array_equal(ids, _upstream_ids(files, spec, TEXTS))
-    want_img, want_txt = _reference(made.reference, pixels, ids)
+    want_img, want_txt = _reference(made.reference, pixels, ids)  # torch: full padding
     got_img = model.encode_images(pixels)
     got_txt = model.encode_texts(TEXTS)
     assert _cos(got_img, want_img).min() >= MIN_COS
     assert _cos(got_txt, want_txt).min() >= MIN_COS
+    # CLIP's causal towers run each text at its own length (engine.textcut), proved above too
+    causal = name in ("rclip", "immich-clip", "tfjs-clip")
+    assert model.text_cut == causal
+
+
+def test_the_cut_proof_refuses_a_tower_the_padding_changes(repos, tmp_path):
+    """SigLIP pools the last position, padding included: a graph cut to the text's length gives
+    other vectors, and the proof says so (so such a tower keeps its fixed length)."""
+    import onnxruntime as ort
+
+    from engine import textcut
+
+    made = hubrepos.build("immich-siglip2", repos)
+    settings = Settings(data_dir=tmp_path / "data")
+    spec = import_model_folder(made.folder, settings)
+    folder = settings.models_dir / spec.key
+    model = OnnxModel(folder, prefer_cpu=True, load_image=False)
+    assert not model.text_cut
+    assert textcut.cut_graph(folder / "textual/model.onnx", tmp_path / "cut.onnx", 64)  # it rewrites...
+    cut = ort.InferenceSession(str(tmp_path / "cut.onnx"), providers=["CPUExecutionProvider"])
+    assert not textcut.prove(model._text, cut, model.tokenizer, "text", "embedding", np.int32)  # ...but wrong
+
+
+def test_a_changed_cut_graph_is_refused(repos, tmp_path):
+    from engine.errors import ModelError
+
+    made = hubrepos.build("immich-clip", repos)
+    settings = Settings(data_dir=tmp_path / "data")
+    folder = settings.models_dir / import_model_folder(made.folder, settings).key
+    assert OnnxModel(folder, prefer_cpu=True, load_image=False).text_cut
+    cut = folder / "text.cut.onnx"
+    data = bytearray(cut.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cut.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="text.cut.onnx"):
+        OnnxModel(folder, prefer_cpu=True, load_image=False)
 
 
 QUERIES = {  # typed queries, with the punctuation and case people type
