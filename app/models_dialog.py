@@ -374,6 +374,8 @@ class ModelsDialog(QDialog):
             if data.get("total"):
                 self.progress.setRange(0, 1000)
                 self.progress.setValue(int(1000 * data["done"] / data["total"]))
+            else:  # a step with no byte count (making the int8 tower for this CPU): busy
+                self.progress.setRange(0, 0)
             current = f" ({data['current']})" if data.get("current") else ""
             if (
                 job not in self._cancelling

@@ -56,7 +56,9 @@ def _library(args):
     if args.model:
         settings.model = args.model
     if getattr(args, "int8", False):
-        settings.int8 = True
+        settings.precision = "int8"
+    if getattr(args, "fp32", False):
+        settings.precision = "fp32"
     # One writer per library: refused clearly while the app's engine has it open.
     _HELD.enter_context(InstanceLock(settings.data_dir, "command line", wait_s=0.5))
     return Library(settings)
@@ -89,7 +91,7 @@ def cmd_index(args) -> int:
     bar = _Bar(sys.stderr.isatty() or args.progress)
     try:
         rep = lib.scan(folders, progress=bar, cancel=cancel)
-        stale_int8 = lib.settings.int8 and lib.model().int8_stale
+        stale_int8 = lib.settings.precision != "fp32" and lib.model().int8_stale
     finally:
         bar.close()
         signal.signal(signal.SIGINT, old)
@@ -259,7 +261,8 @@ def cmd_models(args) -> int:
             shutil.copytree(folder, dest, dirs_exist_ok=True)
             folder = dest
         quantize_folder(folder)
-        print(f"wrote {folder / 'image.int8.onnx'}; index with --int8 (or set int8 in settings) to use it")
+        print(f"wrote {folder / 'image.int8.onnx'}; it is used where the CPU has VNNI, or with --int8 "
+              f"(\"precision\": \"int8\" in settings.json)")
         return 0
     if args.action == "use":
         reg = full_registry(settings)
@@ -391,7 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
     sp.add_argument("--poll", action="store_true", help="watch by polling (for network shares)")
     sp.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
-    sp.add_argument("--int8", action="store_true", help="use the int8-quantised image tower if the model has one")
+    prec = sp.add_mutually_exclusive_group()
+    prec.add_argument("--int8", action="store_true",
+                      help="use the int8 image tower whenever the model has one (default: where the CPU has VNNI)")
+    prec.add_argument("--fp32", action="store_true", help="use the fp32 image tower (default: int8 where the CPU has VNNI)")
     common(sp)
     sp.set_defaults(func=cmd_index)
 

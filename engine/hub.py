@@ -262,7 +262,12 @@ def fetch_model(
             return _download(spec, src.hf_repo, tuple(names), offline, progress, cancel,
                              before, total)  # fmt: skip
 
-        return install.download(spec, settings, fetch, offline=offline, endpoint=_hub_endpoint())
+        def note(step: str) -> None:  # a step with no byte count: the GUI shows it as busy
+            if progress is not None and step == "int8":
+                progress(DownloadProgress("making the int8 image tower for this CPU", 0, None))
+
+        return install.download(spec, settings, fetch, offline=offline, endpoint=_hub_endpoint(),
+                                note=note)  # fmt: skip
     if src.onnx_repo:
         # checked on the way in; a copy into the models folder records the hashes
         got, _ = _download(spec, src.onnx_repo, MODEL_FOLDER_FILES, offline, progress, cancel)

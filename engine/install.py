@@ -71,12 +71,14 @@ def download(
     *,
     offline: bool,
     endpoint: str | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> Path:
     """Download ``spec`` (a hub layout) and make its model folder; returns the folder.
 
     ``fetch(names, bytes_before, total)`` is engine.hub's verified, resumable fetch into the
     HF cache (``bytes_before`` and ``total`` place its progress within the whole download);
-    it returns name -> cached path and name -> {"sha256", "size"} of what it checked."""
+    it returns name -> cached path and name -> {"sha256", "size"} of what it checked.
+    ``note(step)`` hears of the slow steps after the download (see ``_install``)."""
     layout = layout_of(spec)
     if offline:  # no listing: what the layout always needs, then what its graphs name
         plan: dict[str, int | None] = dict.fromkeys(layout.wanted(spec, None))
@@ -106,7 +108,7 @@ def download(
 
     name, path = next(iter(got.items()))
     provenance = {"repo": spec.source.hf_repo, "revision": snapshot_revision(path, name)}
-    return _install(spec, settings, got, checked, provenance)
+    return _install(spec, settings, got, checked, provenance, note)
 
 
 def _external_data(spec: ModelSpec, layout: Layout, got: dict[str, Path]) -> list[str]:
@@ -119,9 +121,18 @@ def _external_data(spec: ModelSpec, layout: Layout, got: dict[str, Path]) -> lis
     return list(dict.fromkeys(out))
 
 
+def int8_by_default(spec: ModelSpec) -> bool:
+    """Whether installing ``spec`` here also makes its int8 image tower: where the CPU has VNNI
+    and it would be used by default (engine.quantize.use_int8); NaFlex towers stay fp32."""
+    from .cpu import has_vnni
+
+    return has_vnni() and spec.preprocess.resize_mode != "naflex"
+
+
 def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checked: dict[str, dict],
-             provenance: dict | None) -> Path:  # fmt: skip
-    """Make ``<models>/<spec.key>`` from ``files`` (repo path -> file), whole or not at all."""
+             provenance: dict | None, progress: Callable[[str], None] | None = None) -> Path:  # fmt: skip
+    """Make ``<models>/<spec.key>`` from ``files`` (repo path -> file), whole or not at all.
+    ``progress(step)`` hears of the slow steps after the files are in (``"int8"``)."""
     from .hub import check_model_folder
 
     settings.models_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +156,15 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
         )  # fmt: skip
         save_spec(folder_spec, stage / MODEL_FILE)
         check_model_folder(stage)
+        if int8_by_default(spec):  # the tower indexing runs on this CPU (engine.cpu)
+            from .quantize import quantize_folder
+
+            if progress is not None:
+                progress("int8")
+            (made,) = quantize_folder(stage)
+            recorded[made.name] = {"sha256": file_sha256(made), "size": made.stat().st_size}
+            save_spec(folder_spec.with_(source=Source(**{**folder_spec.source.__dict__, "files": recorded})),
+                      stage / MODEL_FILE)  # fmt: skip
         if dest.exists():
             shutil.rmtree(dest)
         stage.replace(dest)

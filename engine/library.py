@@ -17,6 +17,7 @@ from .db import LibraryDB
 from .errors import ModelError, ModelNotAvailable, PhotosiftError, QueryError
 from .hub import fetch_model, full_registry, local_model_folder
 from .indexer import Indexer, IndexReport, Progress
+from .quantize import use_int8
 from .registry import ModelSpec, resources_dir
 from .scan import FileTask, normalize_folder, plan_scan, storable
 from .search import Hit, Query, Searcher
@@ -96,10 +97,11 @@ class Library:
                         f"model {spec.key!r} is not downloaded yet; run `photosift models download "
                         f"{spec.key}` or import it with `photosift models import FOLDER`"
                     )
-                int8 = self.settings.int8 and (folder / "image.int8.onnx").is_file()
+                int8 = use_int8(self.settings.precision, folder)
                 budget = (self.settings.max_patches or {}).get(spec.key)  # NaFlex only
                 # lazy: a search loads the text tower only, a rescan with nothing new neither
-                self._model = OnnxModel(folder, int8=int8, max_patches=budget, lazy=True)
+                self._model = OnnxModel(folder, int8=int8, max_patches=budget, lazy=True,
+                                        check_int8=self.settings.precision == "auto")  # fmt: skip
             return self._model
 
     @property

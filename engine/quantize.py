@@ -194,3 +194,51 @@ def cosine_to_fp32(fp32: Path, int8: Path, inputs: np.ndarray) -> np.ndarray:
     na = np.linalg.norm(a, axis=1)
     nb = np.linalg.norm(b, axis=1)
     return (a * b).sum(1) / np.maximum(na * nb, 1e-30)
+
+
+# -- when the int8 tower is used --------------------------------------------------------------
+
+CHECK_FILE = "image.int8.check.json"
+#: Each of the first photos must embed the same within this cosine in int8 as in fp32.
+MIN_PHOTO_COSINE = 0.999
+
+
+def use_int8(precision: str, folder: Path) -> bool:
+    """Whether to run ``folder``'s int8 image tower: ``precision`` "int8" whenever it has one,
+    "fp32" never, "auto" where the CPU has VNNI (engine.cpu) and the tower has not failed its
+    check against fp32 on this library's first photos (the runtime makes it on first use)."""
+    if precision == "fp32" or not (Path(folder) / "image.int8.onnx").is_file():
+        return False
+    if precision == "int8":
+        return True
+    from .cpu import has_vnni
+
+    return has_vnni() and read_check(folder) is not False
+
+
+def read_check(folder: Path) -> bool | None:
+    """The int8 tower's check against fp32 on real photos: True, False, or None (not made)."""
+    import json
+
+    try:
+        return bool(json.loads((Path(folder) / CHECK_FILE).read_text(encoding="utf-8"))["ok"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_check(folder: Path, cosines: np.ndarray) -> bool:
+    """Record the check (per-photo cosines of int8 against fp32); returns whether it passed.
+    A folder that cannot be written checks again next time."""
+    import json
+
+    ok = bool(len(cosines)) and float(cosines.min()) >= MIN_PHOTO_COSINE
+    record = {"ok": ok, "photos": int(len(cosines)), "min_cosine": round(float(cosines.min()), 6),
+              "threshold": MIN_PHOTO_COSINE}  # fmt: skip
+    path = Path(folder) / CHECK_FILE
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass
+    return ok

@@ -65,14 +65,18 @@ class OnnxModel:
         load_image: bool = True,
         max_patches: int | None = None,
         lazy: bool = False,
+        check_int8: bool = False,
     ):
         """``lazy``: load each tower (and check its files) on first use instead of now, so a
-        text query never loads the image tower, nor a rescan with nothing new either tower."""
+        text query never loads the image tower, nor a rescan with nothing new either tower.
+        ``check_int8``: the first photos an int8 tower embeds are embedded in fp32 too, once per
+        model folder; a tower that gives them other vectors (engine.quantize.MIN_PHOTO_COSINE)
+        is not used (here nor later: the check is recorded), and those photos keep fp32's."""
         import onnxruntime as ort
 
         self.folder = Path(folder)
         self.spec: ModelSpec = load_spec(self.folder / MODEL_FILE)
-        self.int8 = int8
+        self._int8 = int8
         # NaFlex models: the patch budget per photo (the registry default unless overridden).
         self.naflex = self.spec.preprocess.resize_mode == "naflex"
         default = self.spec.preprocess.max_patches
@@ -106,7 +110,9 @@ class OnnxModel:
         # An int8 tower made with other quantiser settings (an older photosift's 8-bit
         # weights saturate on CPUs without VNNI): the fp32 tower instead, until
         # `photosift models quantize` remakes it. Known once the image tower is loaded.
-        self.int8_stale = False
+        self._int8_stale = False
+        self._int8_unchecked = False
+        self._check_int8 = check_int8
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         if not lazy:  # load (and check) now: errors surface here, not at the first photo
@@ -121,11 +127,15 @@ class OnnxModel:
                 return self._image
             if not self._may_load["image"]:
                 raise ModelError(f"model {self.spec.key!r} was loaded without its image tower")
-            if self.int8:  # made by `photosift models quantize`, beside model.json, same names
+            if self._int8:  # made by `photosift models quantize`, beside model.json, same names
                 sess, graph = self._tower(self.parts.image, self._opts, "image.int8.onnx")
                 if not _int8_current(sess):
-                    self.int8, self.int8_stale = False, True
+                    self._int8, self._int8_stale = False, True
                     sess, graph = self._tower(self.parts.image, self._opts)
+                elif self._check_int8:
+                    from .quantize import read_check
+
+                    self._int8_unchecked = read_check(self.folder) is None
             else:
                 sess, graph = self._tower(self.parts.image, self._opts)
             if self.naflex:
@@ -253,6 +263,20 @@ class OnnxModel:
             )
 
     @property
+    def int8(self) -> bool:
+        """Whether the image tower runs in int8 (known once it is loaded: a stale int8 file, or
+        one that fails its check, gives way to fp32)."""
+        if self._int8 and self._image is None and self._may_load["image"]:
+            self._load_image()
+        return self._int8
+
+    @property
+    def int8_stale(self) -> bool:
+        """The int8 tower was made with other quantiser settings, so fp32 runs instead."""
+        _ = self.int8  # loading the image tower finds out
+        return self._int8_stale
+
+    @property
     def key(self) -> str:
         return self.spec.key
 
@@ -287,8 +311,28 @@ class OnnxModel:
             return l2_normalize(out) if normalize else out
         if not isinstance(pixels, np.ndarray):
             pixels = np.stack(pixels)
-        out = _run(session, self.image_graph, np.ascontiguousarray(pixels, dtype=np.float32))
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        out = _run(session, self.image_graph, pixels)
+        if self._int8_unchecked:
+            out = self._check_int8_on(pixels, out)
         return l2_normalize(out) if normalize else out
+
+    def _check_int8_on(self, pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The int8 tower's check against fp32 on these (the first) photos; on failure, fp32 from
+        here on, these photos included."""
+        from .quantize import write_check
+
+        with self._load_lock:
+            if not self._int8_unchecked:
+                return out
+            fp32, graph = self._tower(self.parts.image, self._opts)
+            want = _run(fp32, graph, pixels)
+            cos = (l2_normalize(out) * l2_normalize(want)).sum(1)
+            self._int8_unchecked = False
+            if write_check(self.folder, cos):
+                return out
+            self._image, self.image_graph, self._int8 = fp32, graph, False
+            return want
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Texts -> L2-normalised float32 [N, D]. Recent texts are cached."""

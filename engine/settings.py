@@ -23,11 +23,17 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
+PRECISIONS = ("auto", "int8", "fp32")
+
+
 @dataclass
 class Settings:
     data_dir: Path
     model: str | None = None  # active model key; None: best available (demo as last resort)
-    int8: bool = False  # use the int8 image tower when the model folder has one
+    # The image tower's precision: "auto" (int8 where the CPU has VNNI, the model folder has
+    # an int8 tower and it passed its check against fp32 on the first photos; else fp32),
+    # "int8" (whenever there is one) or "fp32".
+    precision: str = "auto"
     batch_size: int = 16
     workers: int | None = None
     exact_threshold: int = 20_000
@@ -71,6 +77,10 @@ class Settings:
         for k, v in saved.items():
             if k in cls.__dataclass_fields__ and k != "data_dir":
                 setattr(s, k, v)
+        if saved.get("int8") is True and "precision" not in saved:  # before "precision"
+            s.precision = "int8"
+        if s.precision not in PRECISIONS:
+            s.precision = "auto"
         return s
 
     def save(self) -> None:

@@ -16,7 +16,6 @@ Needs the training extra to build the models (cached under the bench cache folde
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
@@ -33,16 +32,6 @@ CASES = {
 TEXTS = [f"a photo of {w} at {p}" for w in ("a dog", "two cats", "a red car", "my kids", "a cake", "snow",
                                                "a receipt", "the sea") for p in ("dusk", "home", "noon", "night",
                                                                                  "the park", "school", "work", "sea")]  # fmt: skip
-
-
-def cpu_flags() -> str:
-    """The CPU features that decide ONNX Runtime's kernels, named beside every figure."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split())
-    except (OSError, IndexError):
-        return platform.processor() or "unknown CPU"
-    keep = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
-    return ", ".join(f for f in keep if f in flags) or "no AVX2"
 
 
 def layout_folder(layout: str, log) -> Path:
@@ -105,7 +94,9 @@ def run(args, out=None) -> dict:
     from ..runtime import OnnxModel
 
     log = bench_log(out)
-    flags = cpu_flags()
+    from ..cpu import describe
+
+    flags = describe()
     log(f"adapters: each layout's towers vs photosift's own export of the same architecture (CPU: {flags})")
     results: dict[str, dict] = {"cpu": flags}
     own_cache: dict[str, OnnxModel] = {}

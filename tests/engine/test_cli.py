@@ -76,7 +76,7 @@ def test_models_quantize_then_index_int8(tmp_path):
     from engine.library import Library
     from engine.settings import Settings
 
-    lib = Library(Settings(data_dir=data, int8=True), model_key=MODEL_KEY)
+    lib = Library(Settings(data_dir=data, precision="int8"), model_key=MODEL_KEY)
     assert lib.model().int8 and lib.model().folder == data / "models" / MODEL_KEY
     assert not lib.model().int8_stale
     lib.close()
@@ -93,14 +93,14 @@ def test_an_int8_tower_made_with_other_settings_is_not_used(tmp_path):
     run("--data-dir", str(data), "models", "quantize", MODEL_KEY)
     folder = data / "models" / MODEL_KEY
     quantize_int8(folder / "image.onnx", folder / "image.int8.onnx", reduce_range=False)
-    lib = Library(Settings(data_dir=data, int8=True), model_key=MODEL_KEY)
+    lib = Library(Settings(data_dir=data, precision="int8"), model_key=MODEL_KEY)
     assert not lib.model().int8 and lib.model().int8_stale
     lib.close()
     make_photos(tmp_path / "photos", 2)
     p = run("index", str(tmp_path / "photos"), "--int8", data=data)
     assert f"photosift models quantize {MODEL_KEY}" in p.stderr
     run("--data-dir", str(data), "models", "quantize", MODEL_KEY)  # made again: used again
-    lib = Library(Settings(data_dir=data, int8=True), model_key=MODEL_KEY)
+    lib = Library(Settings(data_dir=data, precision="int8"), model_key=MODEL_KEY)
     assert lib.model().int8 and not lib.model().int8_stale
     lib.close()
 
