@@ -39,9 +39,10 @@ class FileChecks:
         except (OSError, ValueError):
             self._known = {}
 
-    def check(self, name: str) -> None:
-        """Raise ModelError unless ``name`` is the file model.json records (size, sha256)."""
-        want = self.files.get(name) or {}
+    def check(self, name: str, want: dict | None = None) -> None:
+        """Raise ModelError unless ``name`` is the file model.json records (size, sha256), or
+        ``want`` where given (a file photosift derived, recorded where it was made)."""
+        want = want if want is not None else self.files.get(name) or {}
         path = self.folder / name
         redo = "download or import the model again"
         st = path.stat()

@@ -32,8 +32,10 @@ time) does not speed up, so the whole tower gains 1.5-1.8x there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,16 +100,17 @@ def quantize_int8(
         exclude = list(exclude_nodes)
         if exclude_last_matmul:
             exclude += _last_matmul(src, op_types)
-        quantize_dynamic(
-            model_input=os.fspath(src),
-            model_output=os.fspath(tmp),
-            op_types_to_quantize=list(op_types),
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            # Activations uint8, weights int8: the combination the x86 VNNI kernels take.
-            weight_type=types[weight_type],
-            nodes_to_exclude=exclude,
-        )
+        with _readable_by_onnx(src, dst.parent) as graph:
+            quantize_dynamic(
+                model_input=os.fspath(graph),
+                model_output=os.fspath(tmp),
+                op_types_to_quantize=list(op_types),
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                # Activations uint8, weights int8: the combination the x86 VNNI kernels take.
+                weight_type=types[weight_type],
+                nodes_to_exclude=exclude,
+            )
         settings = current_settings(
             per_channel=per_channel, op_types=op_types, exclude_nodes=exclude_nodes,
             exclude_last_matmul=exclude_last_matmul, reduce_range=reduce_range,
@@ -125,6 +128,29 @@ def quantize_int8(
             raise
         raise ModelError(f"{src}: int8 quantisation failed ({e})") from e
     return dst
+
+
+@contextlib.contextmanager
+def _readable_by_onnx(graph: Path, scratch: Path):
+    """``graph`` as the onnx package will read it. onnx refuses external-data files with more
+    than one hard link (a guard against hard-link attacks), and a model folder hard-links its
+    big files to the Hugging Face cache's; such a graph is read from a private copy instead,
+    removed afterwards."""
+    from .layouts import external_data_of
+
+    refs = external_data_of(graph)
+    if not any((graph.parent / r).stat().st_nlink > 1 for r in refs):
+        yield graph
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=".quantize-", dir=scratch))
+    try:
+        shutil.copyfile(graph, tmp / graph.name)
+        for r in refs:
+            (tmp / r).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(graph.parent / r, tmp / r)
+        yield tmp / graph.name
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def current_settings(**options) -> str:

@@ -103,6 +103,8 @@ class OnnxModel:
         self._checks = FileChecks(self.folder, self.spec.key, self.spec.source.files)
         self._image = self._text = self._tokenizer = None
         self.text_cut = False  # the text tower runs each text at its own length (engine.textcut)
+        self._threads = threads
+        self._pool = None  # threads running a fixed-batch image graph's photos side by side
         self._may_load = {"image": load_image, "text": load_text}
         self._load_lock = threading.RLock()
         self.image_graph: Graph = self.parts.image
@@ -127,23 +129,44 @@ class OnnxModel:
                 return self._image
             if not self._may_load["image"]:
                 raise ModelError(f"model {self.spec.key!r} was loaded without its image tower")
+            opts = self._image_opts()
             if self._int8:  # made by `photosift models quantize`, beside model.json, same names
-                sess, graph = self._tower(self.parts.image, self._opts, "image.int8.onnx")
+                sess, graph = self._tower(self.parts.image, opts, "image.int8.onnx")
                 if not _int8_current(sess):
                     self._int8, self._int8_stale = False, True
-                    sess, graph = self._tower(self.parts.image, self._opts)
+                    sess, graph = self._tower(self.parts.image, opts)
                 elif self._check_int8:
                     from .quantize import read_check
 
                     self._int8_unchecked = read_check(self.folder) is None
             else:
-                sess, graph = self._tower(self.parts.image, self._opts)
+                sess, graph = self._tower(self.parts.image, opts)
             if self.naflex:
                 from . import naflex
 
                 self._naflex_base = naflex.base_of(sess)
             self.image_graph, self._image = graph, sess
             return sess
+
+    def _image_opts(self):
+        """Session options for the image tower. A graph fixed to batch 1 (Immich's) leaves a
+        core's worth of work per photo too small to share between cores: such a tower runs one
+        thread per photo, as many photos at once as there are cores (measured in
+        `photosift bench adapters`); others share all cores within each batch."""
+        if self.parts.image.batch is None or self._threads:
+            return self._opts
+        from concurrent.futures import ThreadPoolExecutor
+
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = 1
+        opts.log_severity_level = 3
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if (cores or 1) > 1:
+            self._pool = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="photosift-tower")
+        return opts
 
     def _load_text(self):
         with self._load_lock:
@@ -172,8 +195,8 @@ class OnnxModel:
             if not decision.get("graph"):
                 return self._tower(self.parts.text, self._opts)
             cut = decision["graph"]
-            derived = FileChecks(self.folder, self.spec.key, {cut: decision.get("file") or {}})
-            derived.check(cut)
+            self._checks.check(full_file)  # what it was derived from must still be intact
+            self._checks.check(cut, decision.get("file") or {})
             self.text_cut = True
             return self._tower(self.parts.text, self._opts, cut, checked=cut != full_file)
         full, graph = self._tower(self.parts.text, self._opts)
@@ -312,7 +335,7 @@ class OnnxModel:
         if not isinstance(pixels, np.ndarray):
             pixels = np.stack(pixels)
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-        out = _run(session, self.image_graph, pixels)
+        out = _run(session, self.image_graph, pixels, self._pool)
         if self._int8_unchecked:
             out = self._check_int8_on(pixels, out)
         return l2_normalize(out) if normalize else out
@@ -325,8 +348,8 @@ class OnnxModel:
         with self._load_lock:
             if not self._int8_unchecked:
                 return out
-            fp32, graph = self._tower(self.parts.image, self._opts)
-            want = _run(fp32, graph, pixels)
+            fp32, graph = self._tower(self.parts.image, self._image_opts())
+            want = _run(fp32, graph, pixels, self._pool)
             cos = (l2_normalize(out) * l2_normalize(want)).sum(1)
             self._int8_unchecked = False
             if write_check(self.folder, cos):
@@ -386,14 +409,19 @@ def _data_files(graph: str, listed) -> list[str]:
     return data
 
 
-def _run(session, graph: Graph, x: np.ndarray) -> np.ndarray:
-    """One tower's embeddings of a batch; a graph fixed to batch b (Immich's: 1) runs b at a time."""
+def _run(session, graph: Graph, x: np.ndarray, pool=None) -> np.ndarray:
+    """One tower's embeddings of a batch; a graph fixed to batch b (Immich's: 1) runs b at a
+    time, on ``pool``'s threads at once where there is one (see OnnxModel._image_opts)."""
     if graph.batch is None or len(x) == graph.batch:
         return session.run([graph.output], {graph.input: x})[0]
     if len(x) % graph.batch:
         raise ModelError(f"{graph.file} takes batches of {graph.batch}, not {len(x)}")
-    return np.concatenate([session.run([graph.output], {graph.input: x[i : i + graph.batch]})[0]
-                           for i in range(0, len(x), graph.batch)])  # fmt: skip
+
+    def one(i: int) -> np.ndarray:
+        return session.run([graph.output], {graph.input: x[i : i + graph.batch]})[0]
+
+    starts = range(0, len(x), graph.batch)
+    return np.concatenate(list(pool.map(one, starts)) if pool is not None else [one(i) for i in starts])
 
 
 def _int8_current(session) -> bool:

@@ -17,7 +17,7 @@ pytest.importorskip("open_clip")
 
 from engine.errors import ModelError, ModelNotAvailable  # noqa: E402
 from engine.hub import fetch_model, local_model_folder  # noqa: E402
-from engine.install import download_plan  # noqa: E402
+from engine.install import download_plan, int8_by_default  # noqa: E402
 from engine.library import Library  # noqa: E402
 from engine.runtime import OnnxModel  # noqa: E402
 from engine.settings import Settings  # noqa: E402
@@ -62,8 +62,14 @@ def test_download_fetches_what_the_layout_needs_and_runs(repos, name, tmp_path, 
     assert set(plan) == _needed(made)
     total = sum(len(served[f]) for f in fetched)
     assert sum(plan.values()) == total  # the size shown before the download is what comes down
-    assert [e.done for e in events] == sorted(e.done for e in events)
-    assert events[-1].done == events[-1].total == total
+    counted = [e for e in events if e.total is not None]  # bytes; the rest name a step
+    assert [e.done for e in counted] == sorted(e.done for e in counted)
+    assert counted[-1].done == counted[-1].total == total
+    # Where the CPU has VNNI, the install makes the int8 image tower indexing will run, and
+    # says so while it does; it is recorded for the runtime's checks like the rest.
+    made_int8 = int8_by_default(made.spec)
+    assert any("int8" in e.file for e in events if e.total is None) == made_int8
+    assert (folder / "image.int8.onnx").is_file() == made_int8
     assert folder == settings.models_dir / made.spec.key
     assert local_model_folder(made.spec, settings) == folder
     # Every file as the repo holds it, and recorded for the runtime's checks.
