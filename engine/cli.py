@@ -47,7 +47,7 @@ class _Bar:
             sys.stderr.write("\n")
 
 
-def _library(args):
+def _library(args, *, one_shot: bool = False):
     from .instance import InstanceLock
     from .library import Library
     from .settings import Settings
@@ -61,7 +61,7 @@ def _library(args):
         settings.precision = "fp32"
     # One writer per library: refused clearly while the app's engine has it open.
     _HELD.enter_context(InstanceLock(settings.data_dir, "command line", wait_s=0.5))
-    return Library(settings)
+    return Library(settings, one_shot=one_shot)
 
 
 _HELD = contextlib.ExitStack()  # data-folder locks this command holds until it ends
@@ -141,7 +141,7 @@ def cmd_search(args) -> int:
         text, like = args.text or "", [args.photo]
     else:
         text, like = args.text, args.like or []
-    lib = _library(args)
+    lib = _library(args, one_shot=True)  # one query: load fast, run once
     try:
         from .cli_tags import search_tags
 

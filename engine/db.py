@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 from .errors import DatabaseError, DiskFull, SchemaTooNew
 from .formats import PAIR_EXTENSIONS, RAW_EXTENSIONS
@@ -233,7 +232,6 @@ class LibraryDB:
         except sqlite3.Error as e:
             raise DatabaseError(f"cannot open the library database {self.path}: {e}") from e
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         # The schema is checked before anything is written (even the journal mode): a database
         # from a newer photosift, or not ours at all, is left byte for byte as it was.
         self._check_schema(readonly)
@@ -267,7 +265,7 @@ class LibraryDB:
             return
         if readonly:
             raise DatabaseError(f"{self.path} needs upgrading; open it read-write once")
-        if version == 0 and self.db.table_names():
+        if version == 0 and self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone():
             raise DatabaseError(f"{self.path} is not a photosift database; it was left untouched")
         with self.transaction():
             if version == 0:

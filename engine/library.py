@@ -52,8 +52,10 @@ def _here_not_bundled(spec: ModelSpec, settings: Settings) -> bool:
 
 
 class Library:
-    def __init__(self, settings: Settings, *, model_key: str | None = None):
+    def __init__(self, settings: Settings, *, model_key: str | None = None, one_shot: bool = False):
+        """``one_shot``: a command that runs the model once (engine.runtime.OnnxModel)."""
         self.settings = settings
+        self._one_shot = one_shot
         self._lock = threading.RLock()
         self._local = threading.local()
         self._all_dbs: list[LibraryDB] = []
@@ -101,7 +103,8 @@ class Library:
                 budget = (self.settings.max_patches or {}).get(spec.key)  # NaFlex only
                 # lazy: a search loads the text tower only, a rescan with nothing new neither
                 self._model = OnnxModel(folder, int8=int8, max_patches=budget, lazy=True,
-                                        check_int8=self.settings.precision == "auto")  # fmt: skip
+                                        check_int8=self.settings.precision == "auto",
+                                        one_shot=self._one_shot)  # fmt: skip
             return self._model
 
     @property

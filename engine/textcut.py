@@ -24,11 +24,14 @@ tower whose output the padding changes does: those keep their fixed length.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 CUT_FILE = "text.cut.onnx"  # the derived graph, beside model.json
+DATA_SUFFIX = ".data"  # its weights: text.cut.onnx.data
 DECISION = "text.cut.json"  # what was decided, for which text graph (its sha256)
 MAX_ABS_DIFF = 1e-4
 MIN_COSINE = 0.99999
@@ -59,10 +62,8 @@ def write_decision(path: Path, source_sha256: str, found: dict | None) -> None:
 def decide(folder: Path, full_file: str, full, graph, tokenizer, ctx: int, opts, providers) -> dict | None:
     """Find the text tower to run cut, and prove it: the original graph when its length axis
     is already free (transformers.js), else a derived ``text.cut.onnx``; None when neither
-    holds. Returns {"graph": file, "file": {"sha256", "size"}}."""
+    holds. Returns {"graph": file, "file": {"sha256", "size"}, "data": {name: {...}}}."""
     import onnxruntime as ort
-
-    from .registry import file_sha256
 
     dtype = np.int32 if "int32" in full.get_inputs()[0].type else np.int64
     length = full.get_inputs()[0].shape[1]
@@ -72,11 +73,12 @@ def decide(folder: Path, full_file: str, full, graph, tokenizer, ctx: int, opts,
         return None
     folder = Path(folder)
     dst = folder / CUT_FILE
-    # the derived graph sits beside model.json: its external data (if any) must resolve
-    if "/" in full_file and any(True for _ in _external_refs(folder / full_file)):
+    data = folder / (CUT_FILE + DATA_SUFFIX)
+    if _external_refs(folder / full_file):  # a tower too big for one file: left as it is
         return None
     if not cut_graph(folder / full_file, dst, ctx):
         dst.unlink(missing_ok=True)
+        data.unlink(missing_ok=True)
         return None
     try:
         cut = ort.InferenceSession(os.fspath(dst), sess_options=opts, providers=providers)
@@ -85,8 +87,15 @@ def decide(folder: Path, full_file: str, full, graph, tokenizer, ctx: int, opts,
         ok = False
     if not ok:
         dst.unlink(missing_ok=True)
+        data.unlink(missing_ok=True)
         return None
-    return {"graph": CUT_FILE, "file": {"sha256": file_sha256(dst), "size": dst.stat().st_size}}
+    return {"graph": CUT_FILE, "file": _stamp(dst), "data": {data.name: _stamp(data)}}
+
+
+def _stamp(path: Path) -> dict:
+    from .registry import file_sha256
+
+    return {"sha256": file_sha256(path), "size": path.stat().st_size}
 
 
 def _external_refs(graph: Path):
@@ -101,7 +110,7 @@ def cut_graph(src: Path, dst: Path, ctx: int) -> bool:
     import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(os.fspath(src), load_external_data=False)
+    model = onnx.load(os.fspath(src))
     g = model.graph
     ids = g.input[0]
     dims = ids.type.tensor_type.shape.dim
@@ -170,9 +179,19 @@ def cut_graph(src: Path, dst: Path, ctx: int) -> bool:
     del g.node[:]
     g.node.extend(nodes)
     del g.value_info[:]  # shapes recorded for the fixed length no longer hold
-    tmp = Path(dst).with_name(Path(dst).name + ".tmp")
-    onnx.save(model, os.fspath(tmp))
-    tmp.replace(dst)
+    # Weights in a file of their own beside the graph: ONNX Runtime maps such a file instead of
+    # copying it into its own memory (measured on the ViT-B/32 text tower: 0.22 s to load
+    # against 0.49 s, peak RSS 229 MB against 417 MB, the same speed once loaded).
+    dst = Path(dst)
+    stage = Path(tempfile.mkdtemp(prefix=".cut-", dir=dst.parent))
+    try:
+        onnx.save_model(model, os.fspath(stage / dst.name), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=dst.name + DATA_SUFFIX,
+                        size_threshold=1024)  # fmt: skip
+        (stage / (dst.name + DATA_SUFFIX)).replace(dst.with_name(dst.name + DATA_SUFFIX))
+        (stage / dst.name).replace(dst)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return True
 
 
