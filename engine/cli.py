@@ -91,7 +91,8 @@ def cmd_index(args) -> int:
     bar = _Bar(sys.stderr.isatty() or args.progress)
     try:
         rep = lib.scan(folders, progress=bar, cancel=cancel)
-        stale_int8 = lib.settings.precision != "fp32" and lib.model().int8_stale
+        # (known only once the image tower ran: a rescan with nothing new never loads it)
+        stale_int8 = bool(rep.embedded) and lib.settings.precision != "fp32" and lib.model().int8_stale
     finally:
         bar.close()
         signal.signal(signal.SIGINT, old)
