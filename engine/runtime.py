@@ -175,6 +175,10 @@ class OnnxModel:
             self._pool = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="photosift-tower")
         return opts
 
+    def load_text(self) -> None:
+        """Load the text tower now (a lazy model loads it at the first text otherwise)."""
+        self._text or self._load_text()
+
     def _load_text(self):
         with self._load_lock:
             if self._text is not None:

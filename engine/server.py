@@ -336,19 +336,20 @@ class Engine(TagMethods, TrainMethods):
                     library_error=self.lib_error)  # fmt: skip
 
     def _after_hello(self) -> None:
+        self._warm_up()  # first: the window's first search waits for it; watches can wait
         try:
             self._start_watching()
         except Exception:
             log.exception("could not start watching the folders")
         finally:
             self._watching.set()
-        self._warm_up()
 
     def _warm_up(self) -> None:
-        """Load the model and the ANN cache now, so the first search does not wait for them."""
+        """Load the text tower and the ANN cache now, so the first search does not wait for
+        them (the image tower loads when a photo needs embedding)."""
         try:
             lib = self.library()
-            lib.model()
+            lib.model().load_text()
             lib.ann()
         except Exception as e:
             log.info("model not loaded yet: %s", e)

@@ -6,6 +6,7 @@ import argparse
 
 BENCHES = (
     "pipeline", "query", "rescan", "quality", "tagging", "finetune", "naflex", "int8", "adapters", "raw",
+    "first-result",
 )  # fmt: skip
 
 
@@ -39,7 +40,7 @@ def main(args) -> int:
     which = BENCHES if args.which == "all" else (args.which,)
     results = {}
     for name in which:
-        mod = __import__(f"engine.bench.{name}", fromlist=["run"])
+        mod = __import__(f"engine.bench.{name.replace('-', '')}", fromlist=["run"])
         results[name] = mod.run(args, out=sys.stdout if not args.json else None)
     if args.json:
         print(json.dumps(results, indent=1))

@@ -6,6 +6,7 @@ tokenizer gives."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,20 @@ def test_canonicalize_is_open_clips():
     texts = [t for qs in QUERIES.values() for t in qs] + ["A_B  c--d!", "Ça, c'est l'été.", "  MIXED case\t"]
     theirs = get_clean_fn("canonicalize")
     assert [CLEANERS["canonicalize"](t) for t in texts] == [theirs(t) for t in texts]
+
+
+def test_a_batch_one_graph_runs_photos_side_by_side_with_the_same_vectors(repos, tmp_path):
+    """Immich's image graphs take one photo at a time; the runtime runs several on threads at
+    once (one core each), which must give each photo exactly the vector a lone run gives."""
+    import onnxruntime as ort
+
+    made = hubrepos.build("immich-clip", repos)
+    settings = Settings(data_dir=tmp_path / "data")
+    folder = settings.models_dir / import_model_folder(made.folder, settings).key
+    model = OnnxModel(folder, prefer_cpu=True, load_text=False)
+    pixels = _pixels(7, model.input_size[0])
+    got = model.encode_images(pixels, normalize=False)
+    assert model._pool is not None or (os.cpu_count() or 1) == 1
+    lone = ort.InferenceSession(str(folder / "visual/model.onnx"), providers=["CPUExecutionProvider"])
+    want = np.concatenate([lone.run(["embedding"], {"image": pixels[i : i + 1]})[0] for i in range(7)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
