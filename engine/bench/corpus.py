@@ -4,9 +4,9 @@ The shared test data holds only ~160 real JPEGs; a library-scale measurement nee
 (the issue that asked for the rclip comparison measured 1,160 photos of 0.004-24 MP). This
 writes N files from them, each with content of its own, keeping the real size spread:
 
-* every other source photo appears once as itself, byte for byte (camera EXIF, orientation
-  and all: the full-size end of the spread);
-* every other file is a variant of a source: a random crop keeping 60-100 % of each side,
+* three source photos in four appear once as themselves, byte for byte (camera EXIF,
+  orientation and all: the real spread, up to the 24 MP panorama);
+* every other file is a variant of a source: a random crop keeping 70-100 % of each side,
   a mirror flip half the time, scaled so its long side is one step of ``LADDER`` (64 px to
   2048 px, or the crop as it is), re-encoded at one of five qualities, every sixth one
   progressive.
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-VERSION = 1
+VERSION = 2
 SEED = 1160
 # Long side of a variant; None keeps the crop's own size (about half the variants stay large).
 LADDER = (None, 64, None, 160, None, 400, None, 1024, 2048, None)
@@ -82,7 +82,7 @@ def _variant(src: Path, i: int, rnd: int) -> tuple[Image.Image, str]:
     with Image.open(src) as im:
         im = ImageOps.exif_transpose(im).convert("RGB")  # upright pixels; the variant has no EXIF
     w, h = im.size
-    fw, fh = rng.uniform(0.6, 1.0, 2)
+    fw, fh = rng.uniform(0.7, 1.0, 2)
     cw, ch = max(8, int(w * fw)), max(8, int(h * fh))
     x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
     im = im.crop((x0, y0, x0 + cw, y0 + ch))
@@ -140,7 +140,7 @@ def build_corpus(sources: list[Path], n: int, out: Path, log=lambda s: None) -> 
     for i in range(n):
         rnd, j = divmod(i, len(sources))
         src = sources[j]
-        data = src.read_bytes() if rnd == 0 and j % 2 == 0 else b""
+        data = src.read_bytes() if rnd == 0 and j % 4 != 3 else b""
         if data and unique(data):
             with Image.open(io.BytesIO(data)) as probe:  # upright size, without decoding
                 orientation = probe.getexif().get(0x0112, 1)
@@ -169,7 +169,8 @@ def build_corpus(sources: list[Path], n: int, out: Path, log=lambda s: None) -> 
                           bytes=len(data), sha256=sha))  # fmt: skip
     mp = sorted(f["width"] * f["height"] / 1e6 for f in files)
     m = dict(version=VERSION, n=n, sources=fp, files=files,
-             mp_min=round(mp[0], 4), mp_median=round(mp[len(mp) // 2], 3), mp_max=round(mp[-1], 2),
+             mp_min=round(mp[0], 4), mp_p25=round(mp[len(mp) // 4], 3), mp_median=round(mp[len(mp) // 2], 3),
+             mp_p75=round(mp[3 * len(mp) // 4], 3), mp_max=round(mp[-1], 2),
              total_mb=round(sum(f["bytes"] for f in files) / 1e6, 1))  # fmt: skip
     (tmp / "manifest.json").write_text(json.dumps(m, indent=1))
     tmp.replace(out)
@@ -179,5 +180,5 @@ def build_corpus(sources: list[Path], n: int, out: Path, log=lambda s: None) -> 
 def corpus_stats(m: dict) -> str:
     """One line saying what the corpus is."""
     full = sum(1 for f in m["files"] if f["op"].startswith("original"))
-    return (f"{m['n']} JPEGs, {m['mp_min']}-{m['mp_max']} MP (median {m['mp_median']}), "
-            f"{m['total_mb']} MB, {full} of them real photos as they are")  # fmt: skip
+    return (f"{m['n']} JPEGs of {m['mp_min']}-{m['mp_max']} MP (quartiles {m['mp_p25']} / {m['mp_median']} / "
+            f"{m['mp_p75']}), {m['total_mb']} MB, {full} of them real photos as they are")  # fmt: skip
