@@ -1,5 +1,5 @@
-"""The rclip bench's corpus builder (engine.bench.corpus): no rclip, no model, no timing;
-generated source JPEGs, so the shared data is not needed either."""
+"""The rclip bench's corpus builder (engine.bench.corpus) and its Python finder: no rclip, no
+model, no timing; generated source JPEGs, so the shared data is not needed either."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from engine.bench.corpus import build_corpus, rclip_hash, source_jpegs
@@ -81,3 +82,14 @@ def test_corpus_is_reused_and_rebuilt_when_asked_for_another_size(tmp_path):
     m = build_corpus(src, 9, out)
     assert len(list((out / "photos").rglob("*.jpg"))) == 9 == m["n"]
 
+
+def test_no_python_for_rclip_says_what_to_do(tmp_path, monkeypatch):
+    from engine.bench.rclip import SetupError, find_python
+
+    monkeypatch.setenv("PATH", os.fspath(tmp_path))  # no python3.12 / python3.13 here
+    monkeypatch.setenv("PYENV_ROOT", os.fspath(tmp_path / "no-pyenv"))
+    monkeypatch.delenv("PHOTOSIFT_RCLIP_PYTHON", raising=False)
+    with pytest.raises(SetupError, match=r"needs Python 3\.12 or 3\.13 .*--rclip-python"):
+        find_python()
+    with pytest.raises(SetupError, match="not a working Python 3.12"):
+        find_python(os.fspath(tmp_path / "nope"))
