@@ -1,25 +1,32 @@
 """`photosift bench rclip`: photosift side by side with rclip 4.0.8, the tool our users would
 otherwise use, on the same photos, the same model graphs and the same machine, in one run.
 
-What is measured (every figure is a whole process, exec to exit, timed from this process):
+What is measured (every figure is a whole process, exec to exit):
 
-1. cold index of the corpus into a fresh library (a fresh rclip data dir / photosift data dir,
+1. cold index of the corpus into a fresh library (a fresh rclip data dir / photosift data dir;
    the model files kept), default settings, 4 runs each alternating rclip, photosift, rclip, ...:
-   median wall seconds and photos/s, and the median CPU seconds (user + sys) the process used;
+   median wall seconds, photos/s, and photos per CPU-second (user + sys of the process, which
+   a shared machine distorts far less than wall time);
 2. ``search "a dog on the grass"`` once the index exists (rclip with ``--no-indexing``; without
    it every rclip search re-scans first), median of 5 alternating;
 3. re-index with nothing changed, median of 5 alternating;
-4. peak RSS of one query process: ``ru_maxrss`` from ``os.wait4`` on that child (the kernel's
-   high-water mark of the process's resident set, as ``/usr/bin/time -v`` reports it), median
-   over the 5 search runs;
-5. equal quality: both tools' top 10 for a few queries over the same photos (mean overlap), and
-   the cosine between the two tools' stored vectors of the same file. The graphs are the same,
-   so any difference comes from decoding and preprocessing.
+4. peak RSS of one query process (and of an index process): ``ru_maxrss`` of that process from
+   ``os.wait4``, the kernel's high-water mark of its resident set, as ``/usr/bin/time -v``
+   reports it; median over the runs. A small launcher starts each command, since a forked
+   process inherits its parent's high-water mark and the bench's own is large;
+5. equal quality: both tools' top 10 for a few queries over the same photos (mean overlap, and
+   which files are in one top 10 only) and the cosine between the two libraries' vectors of the
+   same file. Where photosift's default image tower is int8 (CPUs with VNNI), this is done for
+   the default and again for a ``--fp32`` library, whose graphs are rclip's: what differs there
+   is decoding and preprocessing alone.
 
 Ratios are photosift / rclip of the figure in the row (photos/s above 1: photosift faster;
 seconds and MiB below 1: photosift faster / smaller), and hold only within one run: the CPU
-flags and load average are printed beside them. The page cache is warmed (model and photo
-files read once) before timing, so no side pays for the first read from disk.
+flags and load average are printed beside them. Before timing, the model and photo files are
+read once (no side pays for the first read from disk) and each tool indexes one photo and
+searches once, untimed: the first start after an install is slower, and photosift does its
+once-per-model work there (the int8 tower's check against fp32, the derived text graph, the
+model file check), as a user's first library would.
 
 How each side runs:
 
@@ -30,11 +37,13 @@ How each side runs:
   the CLI's own parsed defaults: exactly what ``rclip QUERY`` does before its query
   (rclip/main.py ``main``). Searches run the ``rclip`` console script itself.
 * The model is a full-size random-weight ViT-B-32-256 (it times exactly like the trained one)
-  exported by training.hub_exports.export_rclip into rclip's repo layout, which rclip finds under
-  ``RCLIP_DATADIR`` as its downloader leaves it (rclip/model_download.py: the towers under
-  ``ViT-B-32-256-datacomp_s34b_b86k/``, ``tokenizer/``, four licence files at the root; all of
-  them present means no download), with ``HF_HUB_OFFLINE=1``. photosift imports the very same
-  folder (``models import REPO --as vit-b-32-256-datacomp``, ``models use ...``).
+  exported in rclip's repo layout (training.hub_exports: rclip's scripts/convert_model.py).
+  rclip finds it under ``RCLIP_DATADIR`` as its downloader leaves it (rclip/model_download.py:
+  the towers under ``ViT-B-32-256-datacomp_s34b_b86k/``, ``tokenizer/``, four licence files at
+  the root; all of them present means no download), with ``HF_HUB_OFFLINE=1``; each fresh data
+  dir hard-links those files. photosift imports the very same folder (``models import REPO --as
+  vit-b-32-256-datacomp``, ``models use``) into a template data dir, remade whenever the engine's
+  code changes; each fresh library shares its models folder.
 * photosift runs as ``python -m engine.cli`` from this source tree with this interpreter.
 
 Needs the training extra once (to export the model) and pip's access to PyPI once (to install
@@ -52,7 +61,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,46 +196,57 @@ def _rclip_ok(venv: Path) -> bool:
 
 
 def rclip_repo(root: Path, log) -> Path:
-    """rclip-models' layout holding a full-size random-weight ViT-B-32-256 (exported once)."""
-    repo = root / "repo"
-    done = repo / "photosift-bench.json"
-    if done.is_file():
+    """rclip-models' layout holding a full-size random-weight ViT-B-32-256 (exported once, the
+    way rclip's scripts/convert_model.py does it: training.hub_exports.export_rclip)."""
+    repo, stamp = root / "repo", root / "repo.json"
+    if stamp.is_file() and repo.is_dir():
         return repo
     log(
         "  exporting a random-weight ViT-B-32-256 in rclip's layout (once; needs the training extra)"
     )
-    try:
-        import open_clip
-        import torch
+    work = root / "repo.part"
+    shutil.rmtree(work, ignore_errors=True)
+    stamp.unlink(missing_ok=True)
+    try:  # torch and open_clip: the training extra, kept out of engine's own imports
+        from training.hub_exports import export_full_size
 
-        from training.hub_exports import export_rclip
+        made = export_full_size("rclip", "ViT-B-32-256", work, seed=0)
     except ImportError as e:
         raise SystemExit(f"rclip bench: building its model needs the training extra: {e}") from e
-    tmp = root / "repo.part"
-    shutil.rmtree(tmp, ignore_errors=True)
-    torch.manual_seed(0)
-    model = open_clip.create_model("ViT-B-32-256", pretrained=None).eval()
-    export_rclip(model, tmp)
-    (tmp / "photosift-bench.json").write_text(json.dumps(dict(made_by="training.hub_exports.export_rclip",
-                                                              architecture="ViT-B-32-256", seed=0)))  # fmt: skip
     shutil.rmtree(repo, ignore_errors=True)
-    tmp.replace(repo)
-    shutil.rmtree(root / "photosift-template", ignore_errors=True)  # it imported the old one
+    made.replace(repo)
+    shutil.rmtree(work, ignore_errors=True)
+    stamp.write_text(json.dumps(dict(made_by="training.hub_exports.export_full_size", layout="rclip",
+                                     architecture="ViT-B-32-256", seed=0, made_at=time.time())))  # fmt: skip
     return repo
 
 
+def _engine_fingerprint() -> str:
+    """The engine's source (benches aside): a template made by other engine code is made again."""
+    import hashlib
+
+    import engine
+
+    h = hashlib.sha256()
+    top = Path(engine.__file__).resolve().parent
+    for f in sorted(top.rglob("*.py")):
+        if "bench" not in f.relative_to(top).parts:
+            h.update(f.relative_to(top).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def photosift_template(root: Path, repo: Path, log) -> Path:
-    """A photosift data dir with the repo imported and in use, as a user would do it."""
-    tpl = root / "photosift-template"
-    if (tpl / "settings.json").is_file() and json.loads((tpl / "settings.json").read_text()).get(
-        "model"
-    ) == MODEL_KEY:
+    """A photosift data dir with the repo imported and in use, as a user would do it
+    (``models import REPO --as KEY``, ``models use KEY``); made again when the repo or the
+    engine's code changes, since what the import leaves is part of what is measured."""
+    tpl, stamp = root / "photosift-template", root / "photosift-template.json"
+    want = dict(repo=json.loads((root / "repo.json").read_text()), engine=_engine_fingerprint())
+    if stamp.is_file() and tpl.is_dir() and json.loads(stamp.read_text()) == want:
         return tpl
-    log(
-        f"  importing it into a photosift data dir: models import --as {MODEL_KEY}, models use (once)"
-    )
+    log(f"  importing it into a photosift data dir: models import --as {MODEL_KEY}, models use")
     tmp = root / "photosift-template.part"
     shutil.rmtree(tmp, ignore_errors=True)
+    stamp.unlink(missing_ok=True)
     for cmd in (["models", "import", str(repo), "--as", MODEL_KEY], ["models", "use", MODEL_KEY]):
         r = subprocess.run(
             _photosift_cmd(tmp, *cmd), env=_photosift_env(), capture_output=True, text=True
@@ -238,7 +257,22 @@ def photosift_template(root: Path, repo: Path, log) -> Path:
             )
     shutil.rmtree(tpl, ignore_errors=True)
     tmp.replace(tpl)
+    stamp.write_text(json.dumps(want))
     return tpl
+
+
+def photosift_tower(template: Path) -> dict:
+    """Which image tower photosift's defaults run here (engine.quantize.use_int8), and its
+    check against fp32 once it has been made."""
+    from ..quantize import CHECK_FILE, use_int8
+    from ..settings import Settings
+
+    folder = template / "models" / MODEL_KEY
+    precision = Settings.load(template).precision
+    got = dict(precision_setting=precision, tower="int8" if use_int8(precision, folder) else "fp32")
+    if (folder / CHECK_FILE).is_file():
+        got["int8_check"] = json.loads((folder / CHECK_FILE).read_text())
+    return got
 
 
 # -- running the two tools ------------------------------------------------------------------
@@ -253,28 +287,48 @@ class Run:
     stderr: str
 
 
+# Each measured command is started by this small launcher, not by the bench itself: on Linux a
+# process's ru_maxrss starts from the RSS of the process it was forked from (the high-water mark
+# survives fork and exec), and the bench holds hundreds of MiB (torch, once it has exported the
+# model). The launcher's few MiB are the floor instead; it times exec to exit and writes its
+# child's rusage from os.wait4 to the file it is given.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[2:])
+_, status, ru = os.wait4(p.pid, 0)
+wall = time.perf_counter() - t
+p.returncode = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    json.dump(dict(rc=p.returncode, wall_s=wall, cpu_s=ru.ru_utime + ru.ru_stime, maxrss=ru.ru_maxrss), f)
+"""
+
+
 def run_child(
     cmd: list[str], *, env: dict, cwd: Path | None = None, timeout: float = CHILD_TIMEOUT_S
 ) -> Run:
-    """Run ``cmd`` to its end: wall time from exec to exit, and its own rusage from ``os.wait4``."""
-    with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
-        t = time.perf_counter()
-        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=so, stderr=se)
-        killer = threading.Timer(timeout, p.kill)
-        killer.start()
-        try:
-            _, status, ru = os.wait4(p.pid, 0)
-        finally:
-            killer.cancel()
-        wall = time.perf_counter() - t
-        p.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for it again
-        so.seek(0), se.seek(0)
-        out, err = so.read().decode(errors="replace"), se.read().decode(errors="replace")
-    if p.returncode != 0:
+    """Run ``cmd`` to its end through LAUNCHER: wall time from exec to exit, and the process's
+    own CPU time and peak RSS (``ru_maxrss`` from ``os.wait4``)."""
+    with tempfile.TemporaryDirectory() as d:
+        so, se, rep = (Path(d) / x for x in ("stdout", "stderr", "rusage.json"))
+        with open(so, "wb") as o, open(se, "wb") as e:
+            p = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(rep), *cmd], cwd=cwd, env=env,
+                                 stdin=subprocess.DEVNULL, stdout=o, stderr=e, start_new_session=True)  # fmt: skip
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)  # the launcher and the command it started
+                p.wait()
+                raise SystemExit(
+                    f"rclip bench: `{' '.join(cmd[:6])} ...` ran over {timeout:.0f} s"
+                ) from None
+        out, err = so.read_text(errors="replace"), se.read_text(errors="replace")
+        r = json.loads(rep.read_text()) if rep.is_file() else {"rc": p.returncode}
+    if p.returncode != 0 or r["rc"] != 0:
         tail = "\n".join(err.strip().splitlines()[-15:])
-        raise SystemExit(f"rclip bench: `{' '.join(cmd[:6])} ...` exited {p.returncode}:\n{tail}")
-    maxrss = ru.ru_maxrss / 1024 if sys.platform.startswith("linux") else ru.ru_maxrss / 2**20
-    return Run(wall, ru.ru_utime + ru.ru_stime, maxrss, out, err)
+        raise SystemExit(f"rclip bench: `{' '.join(cmd[:6])} ...` exited {r['rc']}:\n{tail}")
+    maxrss = r["maxrss"] / 1024 if sys.platform.startswith("linux") else r["maxrss"] / 2**20
+    return Run(r["wall_s"], r["cpu_s"], maxrss, out, err)
 
 
 def _base_env() -> dict:
@@ -299,7 +353,11 @@ def _photosift_env() -> dict:
     import engine
 
     env = _base_env()
-    env["PYTHONPATH"] = str(Path(engine.__file__).resolve().parents[1])  # this tree's engine
+    # this tree's engine first; the bench's own PYTHONPATH after it (rclip's side gets none)
+    rest = os.environ.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(
+        x for x in (str(Path(engine.__file__).resolve().parents[1]), rest) if x
+    )
     return env
 
 
@@ -307,8 +365,9 @@ def _photosift_cmd(data: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "engine.cli", "--data-dir", str(data), *args]
 
 
-def _fresh(template: Path, dest: Path) -> Path:
-    """A copy of ``template`` whose files are hard links (the model files are kept, not copied)."""
+def _fresh_rclip(repo: Path, dest: Path) -> Path:
+    """An rclip data dir as its downloader leaves it, with no index yet: hard links to the
+    repo's files (the model files are kept, not copied)."""
     shutil.rmtree(dest, ignore_errors=True)
 
     def link(src, dst):
@@ -317,7 +376,18 @@ def _fresh(template: Path, dest: Path) -> Path:
         except OSError:
             shutil.copy2(src, dst)
 
-    shutil.copytree(template, dest, copy_function=link)
+    shutil.copytree(repo, dest, copy_function=link)
+    return dest
+
+
+def _fresh_photosift(template: Path, dest: Path) -> Path:
+    """A photosift data dir with no library yet, sharing the template's models folder: what a
+    model leaves in its folder once (the int8 check, the derived text graph, the file check)
+    is kept like the model files, as it is for a user whose next library uses the same model."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    (dest / "models").symlink_to(template / "models", target_is_directory=True)
+    shutil.copy2(template / "settings.json", dest / "settings.json")
     return dest
 
 
@@ -328,9 +398,8 @@ class Rclip:
         self.venv, self.repo, self.photos, self.work = venv, repo, photos, work
         self.data: Path | None = None
 
-    def fresh(self, n: int) -> None:
-        self.data = _fresh(self.repo, self.work / f"rclip-data-{n}")
-        (self.data / "photosift-bench.json").unlink()
+    def fresh(self, n: int | str) -> None:
+        self.data = _fresh_rclip(self.repo, self.work / f"rclip-data-{n}")
 
     def index(self) -> tuple[Run, int]:
         r = run_child([str(self.venv / "bin" / "python"), "-c", RCLIP_INDEX], env=_rclip_env(self.venv, self.data),
@@ -357,17 +426,16 @@ class Rclip:
 class Photosift:
     name = "photosift"
 
-    def __init__(self, template: Path, photos: Path, work: Path):
-        self.template, self.photos, self.work = template, photos, work
+    def __init__(self, template: Path, photos: Path, work: Path, *options: str):
+        self.template, self.photos, self.work, self.options = template, photos, work, options
         self.data: Path | None = None
 
-    def fresh(self, n: int) -> None:
-        self.data = _fresh(self.template, self.work / f"photosift-data-{n}")
+    def fresh(self, n: int | str) -> None:
+        self.data = _fresh_photosift(self.template, self.work / f"photosift-data-{n}")
 
     def index(self) -> tuple[Run, int]:
-        r = run_child(
-            _photosift_cmd(self.data, "index", str(self.photos), "--json"), env=_photosift_env()
-        )
+        r = run_child(_photosift_cmd(self.data, "index", str(self.photos), "--json", *self.options),
+                      env=_photosift_env())  # fmt: skip
         rep = json.loads(r.stdout)
         return r, rep["embedded"] + rep["reused"] + rep["unchanged"]
 
@@ -449,10 +517,13 @@ def run(args, out=None) -> dict:
     work = root / "runs"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    tools = [Rclip(venv, repo, photos, work), Photosift(template, photos, work)]
+    rc, ps = Rclip(venv, repo, photos, work), Photosift(template, photos, work)
+    tools = (rc, ps)
     _warm(repo, template / "models", photos)
     # One untimed run of each on one photo: the first start of an interpreter, its libraries and
-    # ONNX Runtime after an install is slower, and neither side should pay for that.
+    # ONNX Runtime after an install is slower, and photosift does its once-per-model work (the
+    # int8 tower's check against fp32, the derived text graph, the model file check) there, as
+    # a user's first library did; neither side should pay for that in every run.
     one = work / "warm-up" / "photos"
     one.mkdir(parents=True)
     first = photos / manifest["files"][0]["path"]
@@ -462,134 +533,151 @@ def run(args, out=None) -> dict:
         t.index()
         t.search(QUERY)
     shutil.rmtree(one.parent)
+    tower = photosift_tower(template)
+    log(f"  photosift's image tower by default here: {tower['tower']} ({tower})")
 
     res: dict = {"cpu": flags, "cores": os.cpu_count(), "load_start": load0, "photos": n,
                  "corpus": {k: manifest[k] for k in ("mp_min", "mp_p25", "mp_median", "mp_p75", "mp_max", "total_mb")},
-                 "versions": versions, "rclip_venv": str(venv)}  # fmt: skip
-    side = {t.name: {} for t in tools}
+                 "versions": versions, "rclip_venv": str(venv), "photosift_tower": tower}  # fmt: skip
+    side: dict[str, dict] = {t.name: {} for t in tools}
+
+    def record(t, what: str, run_: Run, count: int | None = None) -> None:
+        s = side[t.name].setdefault(what, {"wall_s": [], "cpu_s": [], "maxrss_mib": []})
+        s["wall_s"].append(round(run_.wall_s, 3)), s["cpu_s"].append(round(run_.cpu_s, 3))
+        s["maxrss_mib"].append(round(run_.maxrss_mib, 1))
+        if count is not None:
+            s.setdefault("indexed", []).append(count)
+        log(f"    {t.name:12s} {len(s['wall_s'])}: {run_.wall_s:7.2f} s wall, {run_.cpu_s:7.2f} s CPU, "
+            f"peak RSS {run_.maxrss_mib:4.0f} MiB" + (f", {count} photos" if count is not None else "")
+            + f" (load {_load()})")  # fmt: skip
 
     # 1. cold index, fresh library each run, alternating
-    log(f"  cold index, {COLD_RUNS} runs each, alternating (load {_load()})")
+    log(f"  cold index, {COLD_RUNS} runs each, alternating")
     for r in range(COLD_RUNS):
         for t in tools:
             t.fresh(r)
             run_, count = t.index()
-            s = side[t.name].setdefault(
-                "cold", {"wall_s": [], "cpu_s": [], "indexed": [], "maxrss_mib": []}
-            )
-            s["wall_s"].append(round(run_.wall_s, 2)), s["cpu_s"].append(round(run_.cpu_s, 2))
-            s["indexed"].append(count), s["maxrss_mib"].append(round(run_.maxrss_mib, 1))
-            log(f"    {t.name:12s} run {r + 1}: {run_.wall_s:7.2f} s wall, {run_.cpu_s:7.2f} s CPU, "
-                f"{count} photos indexed, peak RSS {run_.maxrss_mib:.0f} MiB (load {_load()})")  # fmt: skip
+            record(t, "cold", run_, count)
             if count != n:  # a photo one side cannot read: photos/s counts what was indexed
                 log(f"    note: {t.name} indexed {count} of the {n} photos")
             if r < COLD_RUNS - 1:
                 shutil.rmtree(t.data)  # the last run's library serves the rest
-    # 2. + 4. search as a whole process, peak RSS of it
-    log(f"  search {QUERY!r}, whole process, {SEARCH_RUNS} runs each, alternating (load {_load()})")
-    top: dict[str, dict[str, list[str]]] = {t.name: {} for t in tools}
-    for r in range(SEARCH_RUNS):
+    # 2. + 4. search as a whole process, and its peak RSS
+    log(f"  search {QUERY!r}, whole process, {SEARCH_RUNS} runs each, alternating")
+    for _ in range(SEARCH_RUNS):
         for t in tools:
-            run_, hits = t.search(QUERY)
-            top[t.name][QUERY] = hits
-            s = side[t.name].setdefault("search", {"wall_s": [], "cpu_s": [], "maxrss_mib": []})
-            s["wall_s"].append(round(run_.wall_s, 3)), s["cpu_s"].append(round(run_.cpu_s, 3))
-            s["maxrss_mib"].append(round(run_.maxrss_mib, 1))
-            log(f"    {t.name:12s} run {r + 1}: {run_.wall_s:6.2f} s wall, {run_.cpu_s:6.2f} s CPU, "
-                f"peak RSS {run_.maxrss_mib:.0f} MiB")  # fmt: skip
+            record(t, "search", t.search(QUERY)[0])
     # 3. re-index, nothing changed
-    log(f"  re-index with nothing changed, {REINDEX_RUNS} runs each, alternating (load {_load()})")
-    for r in range(REINDEX_RUNS):
+    log(f"  re-index with nothing changed, {REINDEX_RUNS} runs each, alternating")
+    for _ in range(REINDEX_RUNS):
         for t in tools:
-            run_, count = t.index()
-            s = side[t.name].setdefault("reindex", {"wall_s": [], "cpu_s": []})
-            s["wall_s"].append(round(run_.wall_s, 3)), s["cpu_s"].append(round(run_.cpu_s, 3))
-            log(
-                f"    {t.name:12s} run {r + 1}: {run_.wall_s:6.2f} s wall, {run_.cpu_s:6.2f} s CPU, {count} photos"
-            )
-    # 5. quality: top-10 overlap per query, and the same file's vector in both libraries
-    for q in QUALITY_QUERIES[1:]:
-        for t in tools:
-            top[t.name][q] = t.search(q)[1]
-    a, b = (top[t.name] for t in tools)
-    overlap = {
-        q: len(set(a[q]) & set(b[q])) / max(1, min(len(a[q]), len(b[q]), 10))
-        for q in QUALITY_QUERIES
-    }
-    va, vb = (t.vectors() for t in tools)
-    common = sorted(set(va) & set(vb))
-    cos = np.array(
-        [float(va[p] @ vb[p] / (np.linalg.norm(va[p]) * np.linalg.norm(vb[p]))) for p in common]
-    )
+            record(t, "reindex", *t.index())
+    # 5. quality: photosift's defaults against rclip, and (when its default tower is int8) its
+    # fp32 tower too: the very graphs rclip runs, so what differs is decoding and preprocessing
     ops = {f["path"]: f["op"] for f in manifest["files"]}
-    worst = []
-    for i in np.argsort(cos)[:5]:
-        rel = Path(common[i]).relative_to(photos).as_posix()
-        worst.append(dict(path=rel, cosine=round(float(cos[i]), 4), made_by=ops.get(rel, "?")))
+    log("  agreement with rclip: top 10 of each query, and each file's vector")
+    quality = {"default": agreement(rc, ps, photos, ops)}
+    if tower["tower"] != "fp32":
+        ps32 = Photosift(template, photos, work, "--fp32")
+        ps32.fresh("fp32")
+        run_, count = ps32.index()
+        log(
+            f"    photosift --fp32 library for it: {count} photos in {run_.wall_s:.1f} s (one run, not compared)"
+        )
+        quality["fp32"] = agreement(rc, ps32, photos, ops)
+        quality["fp32"]["index_s"] = round(run_.wall_s, 2)
     load1 = _load()
 
     for t in tools:
         s = side[t.name]
         c = s["cold"]
-        c["median_s"] = _med(c["wall_s"])
+        for what in ("cold", "search", "reindex"):
+            s[what]["median_s"] = _med(s[what]["wall_s"])
+            s[what]["maxrss_median_mib"] = _med(s[what]["maxrss_mib"])
         c["photos_per_s"] = round(_med(c["indexed"]) / c["median_s"], 2)
         c["photos_per_cpu_s"] = round(_med(c["indexed"]) / _med(c["cpu_s"]), 3)
-        for k in ("search", "reindex"):
-            s[k]["median_s"] = _med(s[k]["wall_s"])
-        s["search"]["maxrss_median_mib"] = _med(s["search"]["maxrss_mib"])
-    R, P = (side[t.name] for t in tools)
+    R, P = side[rc.name], side[ps.name]
 
     def ratio(x: float, y: float) -> float:
         return round(y / x, 3) if x else float("nan")
 
-    rows = [
-        (f"cold index, median of {COLD_RUNS} (s)", R["cold"]["median_s"], P["cold"]["median_s"]),
-        ("cold index, photos/s", R["cold"]["photos_per_s"], P["cold"]["photos_per_s"]),
-        ("cold index, photos per CPU-second", R["cold"]["photos_per_cpu_s"], P["cold"]["photos_per_cpu_s"]),
-        (f"search {QUERY!r}, whole process, median of {SEARCH_RUNS} (s)", R["search"]["median_s"],
+    rows = [  # (key in the results, label in the table, rclip's figure, photosift's)
+        ("cold_index_s", f"cold index, median of {COLD_RUNS} (s)", R["cold"]["median_s"], P["cold"]["median_s"]),
+        ("cold_photos_per_s", "cold index, photos/s", R["cold"]["photos_per_s"], P["cold"]["photos_per_s"]),
+        ("cold_photos_per_cpu_s", "cold index, photos per CPU-second", R["cold"]["photos_per_cpu_s"],
+         P["cold"]["photos_per_cpu_s"]),
+        ("search_s", f"search {QUERY!r}, whole process, median of {SEARCH_RUNS} (s)", R["search"]["median_s"],
          P["search"]["median_s"]),
-        (f"re-index, nothing changed, median of {REINDEX_RUNS} (s)", R["reindex"]["median_s"],
+        ("reindex_s", f"re-index, nothing changed, median of {REINDEX_RUNS} (s)", R["reindex"]["median_s"],
          P["reindex"]["median_s"]),
-        ("peak RSS of a query process (MiB, ru_maxrss)", R["search"]["maxrss_median_mib"],
+        ("query_maxrss_mib", "peak RSS of a query process (MiB, ru_maxrss)", R["search"]["maxrss_median_mib"],
          P["search"]["maxrss_median_mib"]),
+        ("index_maxrss_mib", "peak RSS of a cold index process (MiB, ru_maxrss)", R["cold"]["maxrss_median_mib"],
+         P["cold"]["maxrss_median_mib"]),
     ]  # fmt: skip
-    res.update(rclip=R, photosift=P, load_end=load1,
-               ratios={label: ratio(x, y) for label, x, y in rows},
-               quality=dict(top10_overlap=overlap, top10_overlap_mean=round(float(np.mean(list(overlap.values()))), 3),
-                            vector_cosine_mean=round(float(cos.mean()), 5) if len(cos) else None,
-                            vector_cosine_min=round(float(cos.min()), 5) if len(cos) else None,
-                            vectors_compared=len(common), lowest_cosine=worst))  # fmt: skip
+    res.update(rclip=R, photosift=P, load_end=load1, ratios={key: ratio(x, y) for key, _, x, y in rows},
+               quality=quality)  # fmt: skip
     if out:
-        q = res["quality"]
         print(
             f"\nCPU: {flags}; {os.cpu_count()} cores; load average {load0} at start, {load1} at end",
             file=out,
         )
-        print(
-            f"corpus: {corpus_stats(manifest)}; "
-            + ", ".join(f"{k} {v}" for k, v in versions.items()),
-            file=out,
-        )
+        print(f"corpus: {corpus_stats(manifest)}", file=out)
+        print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), file=out)
         print("ratio = photosift / rclip (photos/s: above 1 is photosift faster; seconds, MiB: below 1 is "
               "photosift faster / smaller)\n", file=out)  # fmt: skip
         print(f"| | rclip {RCLIP_VERSION} | photosift | ratio |", file=out)
         print("|---|---:|---:|---:|", file=out)
-        for label, x, y in rows:
+        print(f"| image tower (default settings) | fp32 | {tower['tower']} | |", file=out)
+        for _, label, x, y in rows:
             print(f"| {label} | {x:.2f} | {y:.2f} | {ratio(x, y):.3f} |", file=out)
-        print(f"| photos indexed (cold, per run) | {R['cold']['indexed'][-1]} | {P['cold']['indexed'][-1]} | |",
+        print(f"| photos indexed (cold, last run) | {R['cold']['indexed'][-1]} | {P['cold']['indexed'][-1]} | |",
               file=out)  # fmt: skip
-        print(
-            f"| top-10 overlap, mean of {len(overlap)} queries | {q['top10_overlap_mean']:.2f} | | |",
-            file=out,
-        )
-        print(f"| same file's vector, cosine rclip vs photosift (mean / min of {q['vectors_compared']}) | "
-              f"{q['vector_cosine_mean']} / {q['vector_cosine_min']} | | |", file=out)  # fmt: skip
-        print(
-            "\ntop-10 overlap per query: "
-            + ", ".join(f"{k!r} {v:.1f}" for k, v in overlap.items()),
-            file=out,
-        )
-        print("lowest vector cosines (what the corpus did to the file):", file=out)
-        for w in worst:
-            print(f"  {w['cosine']:.4f}  {w['path']}  ({w['made_by']})", file=out)
+        for k, q in quality.items():
+            how = (
+                f"photosift {tower['tower']} (default)"
+                if k == "default"
+                else "photosift --fp32, rclip's graphs"
+            )
+            print(f"| top-10 overlap with rclip, mean of {len(q['top10_overlap'])} queries ({how}) | | "
+                  f"{q['top10_overlap_mean']:.2f} | |", file=out)  # fmt: skip
+            print(f"| same file's vector, cosine to rclip's, mean / min of {q['vectors_compared']} ({how}) | | "
+                  f"{q['vector_cosine_mean']} / {q['vector_cosine_min']} | |", file=out)  # fmt: skip
+        for k, q in quality.items():
+            print(f"\n{'photosift default' if k == 'default' else 'photosift --fp32'} against rclip: top-10 overlap "
+                  + ", ".join(f"{x!r} {v:.1f}" for x, v in q["top10_overlap"].items()), file=out)  # fmt: skip
+            one = {p: m for d in q["top10_only_one"].values() for p, m in d.items()}
+            if one:
+                print(
+                    "  in one top 10 only: "
+                    + ", ".join(f"{p} ({m})" for p, m in sorted(one.items())),
+                    file=out,
+                )
+            print("  lowest vector cosines (what the corpus did to the file):", file=out)
+            for w in q["lowest_cosine"]:
+                print(f"    {w['cosine']:.4f}  {w['path']}  ({w['made_by']})", file=out)
     return res
+
+
+def agreement(rc: Rclip, ps: Photosift, photos: Path, ops: dict[str, str]) -> dict:
+    """How far two libraries of the same photos agree: the top 10 of each of QUALITY_QUERIES
+    (the share of rclip's that photosift returns too) and each file's vector (cosine)."""
+    overlap, differ = {}, {}
+    for q in QUALITY_QUERIES:
+        a, b = rc.search(q)[1], ps.search(q)[1]
+        overlap[q] = len(set(a) & set(b)) / max(1, min(len(a), len(b), 10))
+        rel = [Path(p).relative_to(photos).as_posix() for p in set(a) ^ set(b)]
+        differ[q] = {p: ops.get(p, "?") for p in sorted(rel)}  # in one top 10 only
+    va, vb = rc.vectors(), ps.vectors()
+    common = sorted(set(va) & set(vb))
+    cos = np.array(
+        [float(va[p] @ vb[p] / (np.linalg.norm(va[p]) * np.linalg.norm(vb[p]))) for p in common]
+    )
+    worst = []
+    for i in np.argsort(cos)[:5]:
+        rel = Path(common[i]).relative_to(photos).as_posix()
+        worst.append(dict(path=rel, cosine=round(float(cos[i]), 4), made_by=ops.get(rel, "?")))
+    return dict(top10_overlap=overlap, top10_only_one=differ, top10_overlap_mean=round(float(np.mean(list(overlap.values()))), 3),
+                vector_cosine_mean=round(float(cos.mean()), 5) if len(cos) else None,
+                vector_cosine_min=round(float(cos.min()), 5) if len(cos) else None,
+                vectors_compared=len(common), lowest_cosine=worst)  # fmt: skip
