@@ -110,10 +110,11 @@ def _python_version(exe: str) -> tuple[int, int] | None:
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
-    if r.returncode != 0:
+    try:
+        major, minor = r.stdout.split() if r.returncode == 0 else ("", "")
+        return int(major), int(minor)
+    except ValueError:  # not a Python, or a pyenv shim with no such version behind it
         return None
-    major, minor = r.stdout.split()
-    return int(major), int(minor)
 
 
 def find_python(explicit: str | None = None) -> str:
