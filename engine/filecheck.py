@@ -5,8 +5,8 @@ differs from what ``model.json`` records (``source.files[name]``: size, sha256).
 the slow part (the ViT-B/32 towers are 600 MB: about half a second at every start), so a file
 whose hash matched is remembered with its size, modification time and inode in
 ``.photosift-checked.json`` beside model.json, and hashed again only when one of those
-changes: a rewrite, a replacement or a copy over it. A folder that cannot be written (a
-bundled model inside the app) is hashed each time; its files are small.
+changes: a rewrite, a replacement or a copy over it. A model that ships with the app (its
+folder is the app's, read-only once installed) is hashed each time; its files are small.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ class FileChecks:
         self._save()
 
     def _save(self) -> None:
+        from .registry import resources_dir
+
+        if resources_dir().resolve() in self.folder.resolve().parents:
+            return  # a model that ships with the app: its folder is the app's, not ours to write
         tmp = self._path.with_name(f"{CHECKED_FILE}.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(self._known), encoding="utf-8")
