@@ -197,7 +197,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .hub import full_registry, import_model_folder, local_model_folder
+    from .models.hub import full_registry, import_model_folder, local_model_folder
     from .settings import Settings
 
     settings = Settings.load(args.data_dir)
@@ -223,7 +223,7 @@ def cmd_models(args) -> int:
     if args.action == "download":
         if not args.key:
             raise SystemExit("models download needs a model key (see `photosift models list`)")
-        from .hub import DownloadProgress, fetch_model
+        from .models.hub import DownloadProgress, fetch_model
 
         tty = sys.stderr.isatty()
 
@@ -250,8 +250,8 @@ def cmd_models(args) -> int:
             raise SystemExit("models quantize needs a model key")
         import shutil
 
-        from .quantize import quantize_folder
-        from .registry import resources_dir
+        from .models.quantize import quantize_folder
+        from .models.registry import resources_dir
 
         spec = full_registry(settings).get(args.key)
         folder = local_model_folder(spec, settings)
@@ -311,7 +311,7 @@ def print_train_report(res: dict) -> None:
 def cmd_train(args) -> int:
     """Fine-tune the text side on a vocabulary's confirmed tags or a folder per label."""
     from .finetune import TrainRequest, accept, discard, train
-    from .hub import local_model_folder
+    from .models.hub import local_model_folder
 
     lib = _library(args)
     try:

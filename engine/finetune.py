@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Cancelled, ModelError, PhotosiftError, TrainingDataError
-from .registry import MODEL_FILE, ModelSpec, load_spec
+from .models.registry import MODEL_FILE, ModelSpec, load_spec
 from .settings import Settings
 
 CHILD_MODULE = "training.finetune_job"

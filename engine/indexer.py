@@ -94,7 +94,7 @@ class Indexer:
     """Indexes FileTasks into one image space with one model.
 
     `model` needs ``input_size``, ``preprocess(image)`` and ``encode_images(pixels)``
-    (engine.runtime.OnnxModel has them).
+    (engine.models.runtime.OnnxModel has them).
     """
 
     def __init__(

@@ -15,10 +15,10 @@ from pathlib import Path
 from .ann import AnnIndex
 from .db import LibraryDB
 from .errors import ModelError, ModelNotAvailable, PhotosiftError, QueryError
-from .hub import fetch_model, full_registry, local_model_folder
 from .indexer import Indexer, IndexReport, Progress
-from .quantize import use_int8
-from .registry import ModelSpec, resources_dir
+from .models.hub import fetch_model, full_registry, local_model_folder
+from .models.quantize import use_int8
+from .models.registry import ModelSpec, resources_dir
 from .scan import FileTask, normalize_folder, plan_scan, storable
 from .search import Hit, Query, Searcher
 from .settings import Settings
@@ -53,7 +53,7 @@ def _here_not_bundled(spec: ModelSpec, settings: Settings) -> bool:
 
 class Library:
     def __init__(self, settings: Settings, *, model_key: str | None = None, one_shot: bool = False):
-        """``one_shot``: a command that runs the model once (engine.runtime.OnnxModel)."""
+        """``one_shot``: a command that runs the model once (engine.models.runtime.OnnxModel)."""
         self.settings = settings
         self._one_shot = one_shot
         self._lock = threading.RLock()
@@ -90,7 +90,7 @@ class Library:
         """The loaded model (loading it, and its ANN cache, on first use)."""
         with self._lock:
             if self._model is None:
-                from .runtime import OnnxModel
+                from .models.runtime import OnnxModel
 
                 spec = self.spec
                 folder = local_model_folder(spec, self.settings)

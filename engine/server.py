@@ -784,7 +784,7 @@ class Engine(TagMethods, TrainMethods):
     # -- models ----------------------------------------------------------------------------
 
     def _model_info(self, spec, active: bool | None = None) -> dict:
-        from .hub import local_model_folder
+        from .models.hub import local_model_folder
 
         d = dict(key=spec.key, name=spec.name, family=spec.family, embed_dim=spec.embed_dim,
                  size_mb=spec.size_mb, license=spec.license,
@@ -793,7 +793,7 @@ class Engine(TagMethods, TrainMethods):
             d["active"] = active
         d["recommended"] = spec.recommended
         if spec.preprocess.resize_mode == "naflex":  # the app offers the patch budget
-            from .naflex import BUDGETS
+            from .models.naflex import BUDGETS
 
             budget = (self.settings.max_patches or {}).get(spec.key)
             d["max_patches"] = budget or spec.preprocess.max_patches
@@ -801,7 +801,7 @@ class Engine(TagMethods, TrainMethods):
         return d
 
     def m_models_list(self) -> dict:
-        from .hub import full_registry
+        from .models.hub import full_registry
 
         try:
             current = self.lib.spec.key if self.lib is not None else self.settings.model
@@ -810,7 +810,7 @@ class Engine(TagMethods, TrainMethods):
         return dict(models=[self._model_info(s, s.key == current) for s in full_registry(self.settings)])
 
     def m_use_model(self, key: str) -> dict:
-        from .hub import full_registry, local_model_folder
+        from .models.hub import full_registry, local_model_folder
 
         spec = full_registry(self.settings).get(key)
         if local_model_folder(spec, self.settings) is None:
@@ -871,8 +871,8 @@ class Engine(TagMethods, TrainMethods):
         """A NaFlex model's patch budget per photo (null: the registry's). Another budget is
         another image space: for the active model the library is re-embedded in the
         background, with the previous vectors answering searches meanwhile (as use_model)."""
-        from .hub import full_registry
-        from .naflex import BUDGETS
+        from .models.hub import full_registry
+        from .models.naflex import BUDGETS
 
         spec = full_registry(self.settings).get(key)
         if spec.preprocess.resize_mode != "naflex":
@@ -894,8 +894,8 @@ class Engine(TagMethods, TrainMethods):
         """What a download of ``key`` costs: the bytes of the files its layout needs, from the
         hub's listing of the repo (one request), or the registry's estimate where the model
         comes some other way."""
-        from .hub import full_registry
-        from .install import download_plan
+        from .models.hub import full_registry
+        from .models.install import download_plan
 
         spec = full_registry(self.settings).get(key)
         if spec.source.layout == "photosift" or not spec.source.hf_repo:
@@ -904,7 +904,7 @@ class Engine(TagMethods, TrainMethods):
         return dict(bytes=sum(s or 0 for s in plan.values()), files=len(plan), exact=True)
 
     def m_download_model(self, key: str, use: bool = False) -> dict:
-        from .hub import full_registry, import_model_folder, local_model_folder
+        from .models.hub import full_registry, import_model_folder, local_model_folder
 
         full_registry(self.settings).get(key)  # unknown key: an error reply now, not a failed job
 
@@ -960,7 +960,7 @@ class Engine(TagMethods, TrainMethods):
         return box["result"]
 
     def m_import_model(self, folder: str, key: str | None = None) -> dict:
-        from .hub import import_model_folder
+        from .models.hub import import_model_folder
 
         spec = import_model_folder(Path(folder), self.settings, key=key)
         return dict(model=self._model_info(spec, False))

@@ -23,7 +23,7 @@ class TrainMethods:
     def m_train_start(self, vocab: str | None = None, folders: str | None = None, base: str | None = None,
                       tune: str | None = None, seed: int | None = None, max_steps: int | None = None) -> dict:  # fmt: skip
         from .finetune import TrainRequest, train
-        from .hub import full_registry, local_model_folder
+        from .models.hub import full_registry, local_model_folder
 
         if bool(vocab) == bool(folders):
             raise QueryError("train_start needs either 'vocab' or 'folders'")

@@ -316,7 +316,7 @@ class Tagger:
     """Tags a library's photos with its vocabularies, under one model.
 
     `model` needs ``spec`` (family, key, logit_scale, logit_bias) and ``encode_texts``
-    (engine.runtime.OnnxModel has them); `db` is this thread's LibraryDB.
+    (engine.models.runtime.OnnxModel has them); `db` is this thread's LibraryDB.
     """
 
     def __init__(self, db, model, space_id: int, *, pairs: bool = False):

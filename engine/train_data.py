@@ -21,7 +21,7 @@ import numpy as np
 
 from .db import LibraryDB
 from .errors import QueryError, TrainingDataError
-from .registry import ModelSpec, resources_dir
+from .models.registry import ModelSpec, resources_dir
 
 # How a bare label name becomes prompt texts when nobody wrote any.
 FOLDER_TEMPLATES = ("{}", "a photo of {}")

@@ -474,7 +474,7 @@ def write_file(vocab: Vocabulary, path: Path, fmt: str | None = None) -> Path:
 
 
 def starters_dir() -> Path:
-    from .registry import resources_dir
+    from .models.registry import resources_dir
 
     return resources_dir() / "vocabularies"
 

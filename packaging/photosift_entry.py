@@ -150,7 +150,7 @@ def _selftest(argv: list[str]) -> int:
 def _selftest_train(argv: list[str]) -> int:
     """``selftest-train WORKDIR``: what the training extra is in the bundle for. A tiny random
     open_clip ViT-B-32-256 laid out as on the hub goes through the same conversion a downloaded
-    open_clip model does (engine.hub.convert_open_clip: torch -> ONNX), and the result must run
+    open_clip model does (engine.models.hub.convert_open_clip: torch -> ONNX), and the result must run
     in ONNX Runtime. Prints a JSON report; exit 0 when the converted folder works."""
     import json
 
@@ -160,7 +160,7 @@ def _selftest_train(argv: list[str]) -> int:
     work = Path(argv[0])
     import torch
 
-    from engine.hub import check_model_folder, convert_open_clip
+    from engine.models.hub import check_model_folder, convert_open_clip
     from engine.settings import Settings
     from training.tiny import build_tiny, save_open_clip_dir
 

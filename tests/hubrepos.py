@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.registry import ModelSpec, Source
+from engine.models.registry import ModelSpec, Source
 
 REPOS = {  # name -> (hub repo, layout)
     "rclip": ("yurijmikhalevich/rclip-models", "rclip"),
@@ -94,7 +94,7 @@ def _build(name: str, root: Path) -> HubRepo:
         hx.export_transformersjs(model, _tok(root, "gemma"), folder, external_data=True)
     else:
         raise ValueError(f"unknown hub repo {name!r}")
-    from engine.layouts import LAYOUTS
+    from engine.models.layouts import LAYOUTS
 
     described = LAYOUTS[layout].describe(folder, key=f"tiny-{name}", known=None)
     spec = described.with_(name=f"tiny {name}", source=Source(layout=layout, hf_repo=repo))

@@ -1,6 +1,6 @@
 """A fine-tuned model as a model folder: a candidate until the user accepts it.
 
-The folder is a model folder like any other (``engine.registry``): model.json,
+The folder is a model folder like any other (``engine.models.registry``): model.json,
 text.onnx (the fine-tuned text tower, exported and checked against torch),
 tokenizer.json (the base's) and image.onnx, which is the base's own file, hard-linked
 (no gigabytes copied; a copy only where the file system cannot link). Its spec keeps
@@ -21,8 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from engine.registry import MODEL_FILE, ModelSpec, Source, save_spec
-from engine.registry import file_sha256 as _sha256
+from engine.models.registry import MODEL_FILE, ModelSpec, Source, save_spec
+from engine.models.registry import file_sha256 as _sha256
 
 from .dataset import TrainingSet
 from .export import export_text_tower

@@ -226,7 +226,7 @@ def _zero_shot(test: list[world.Scene], img: np.ndarray, encode_texts: Encoder) 
 def _folder_model(folder: Path):
     """An exported model folder through the engine's ONNX runtime: (model, PIL images ->
     unit vectors, its SigLIP (scale, bias) or None)."""
-    from engine.runtime import OnnxModel
+    from engine.models.runtime import OnnxModel
 
     m = OnnxModel(Path(folder), prefer_cpu=True)
     logit = None

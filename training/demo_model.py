@@ -1,7 +1,7 @@
 """Turn a trained demo model into the bundled model folder and its registry entry.
 
 The folder (``resources/demo/``) is a model folder like any other (model.json,
-image.onnx, text.onnx, tokenizer.json: see ``engine.registry``) and also an
+image.onnx, text.onnx, tokenizer.json: see ``engine.models.registry``) and also an
 open_clip ``local-dir:`` checkpoint (open_clip_config.json +
 open_clip_model.safetensors), so later training (text-side fine-tuning, a NaFlex
 variant) can start from it with ``training.pretrain.load_checkpoint``.
@@ -13,8 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
-from engine.registry import MODEL_FILE, ModelSpec, Source, load_spec, save_spec
-from engine.registry import file_sha256 as _sha256
+from engine.models.registry import MODEL_FILE, ModelSpec, Source, load_spec, save_spec
+from engine.models.registry import file_sha256 as _sha256
 
 from . import world
 

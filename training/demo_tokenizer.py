@@ -135,7 +135,7 @@ def save_tokenizer(tok: Tokenizer, path: Path) -> None:
 def encode(tok: Tokenizer, texts: list[str]) -> np.ndarray:
     """Token ids int64 [N, context_length] straight from a ``tokenizers`` object.
 
-    Training goes through ``engine.tokenizer`` (what the app runs) when it is
+    Training goes through ``engine.models.tokenizer`` (what the app runs) when it is
     available; this is the reference it must agree with.
     """
     return np.array([e.ids for e in tok.encode_batch(texts)], dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Export an open_clip model to a photosift model folder (see ``engine.registry``).
+"""Export an open_clip model to a photosift model folder (see ``engine.models.registry``).
 
 What the export does, in order:
 
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ModelError
-from engine.registry import MODEL_FILE, ModelSpec, save_spec
+from engine.models.registry import MODEL_FILE, ModelSpec, save_spec
 
 DEFAULT_OPSET = 18
 MIN_COSINE = 0.9999
@@ -283,7 +283,7 @@ def _export(
 ) -> ModelSpec:
     import torch
 
-    from engine.tokenizer import Tokenizer
+    from engine.models.tokenizer import Tokenizer
 
     ref_image, ref_text = _towers(model)
     image_tower, text_tower = _towers(fused)
@@ -438,7 +438,7 @@ def export_text_tower(
     """
     import torch
 
-    from engine.tokenizer import Tokenizer
+    from engine.models.tokenizer import Tokenizer
 
     opset = opset or DEFAULT_OPSET
     path = Path(path)

@@ -5,19 +5,19 @@ The published NaFlex checkpoints (``google/siglip2-base-patch16-naflex``,
 weights: ``config.json`` + ``model.safetensors`` + ``preprocessor_config.json``
 + tokenizer files. open_clip has no NaFlex tower, so this exporter works from
 transformers' model, which is also the parity reference (its image processor
-and vision embeddings are what :mod:`engine.naflex` reproduces).
+and vision embeddings are what :mod:`engine.models.naflex` reproduces).
 
 Image graph (``image.onnx``), all axes but the last dynamic::
 
-    patches      float32 [B, S, 3 * patch**2]   engine.naflex.preprocess, padded
+    patches      float32 [B, S, 3 * patch**2]   engine.models.naflex.preprocess, padded
     mask         int64   [B, S]                 1 for a real patch, 0 for padding
-    pos_weights  float32 [B, S, G]              engine.naflex.position_weights, padded
+    pos_weights  float32 [B, S, G]              engine.models.naflex.position_weights, padded
     -> embeddings float32 [B, D]
 
 It is transformers' vision tower with one change: the per-image position
 embedding resize (a Python loop over ``F.interpolate`` calls, untraceable with
 a batch of mixed grids) becomes ``pos_weights @ table``, the same linear map
-(see :mod:`engine.naflex`). The sequence length is free, so a batch is padded
+(see :mod:`engine.models.naflex`). The sequence length is free, so a batch is padded
 only to its longest photo, not always to the budget.
 
 Text graph (``text.onnx``): tokens int64 [B, 64] -> embeddings [B, D], the
@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from engine import naflex
 from engine.errors import ModelError
-from engine.registry import MODEL_FILE, ModelSpec, save_spec
+from engine.models import naflex
+from engine.models.registry import MODEL_FILE, ModelSpec, save_spec
 
 from .export import DEFAULT_OPSET, MIN_COSINE, PARITY_TEXTS, _run_onnx, check_parity, staged_folder
 
@@ -58,7 +58,7 @@ from .export import DEFAULT_OPSET, MIN_COSINE, PARITY_TEXTS, _run_onnx, check_pa
 # largest activation in the network ([B, S, 3072] for B/16).
 NAFLEX_OPSET = 20
 
-# No grid one patch wide at either parity budget: see engine.naflex on torch's result there.
+# No grid one patch wide at either parity budget: see engine.models.naflex on torch's result there.
 PARITY_SIZES = ((96, 96), (60, 160), (160, 60), (40, 200), (300, 60), (23, 17))
 IMAGE_INPUTS = ("patches", "mask", "pos_weights")
 
@@ -208,8 +208,8 @@ def export_siglip2_naflex(
     """
     import torch
 
-    from engine.runtime import OnnxModel
-    from engine.tokenizer import Tokenizer
+    from engine.models.runtime import OnnxModel
+    from engine.models.tokenizer import Tokenizer
 
     opset = opset or NAFLEX_OPSET
     out_dir = Path(out_dir)
@@ -364,7 +364,7 @@ def export_random_image_tower(kind: str, folder: Path, seed: int = 0) -> ModelSp
     """
     import torch
 
-    from engine.registry import Registry
+    from engine.models.registry import Registry
 
     from .export import _export_tower, _towers
 

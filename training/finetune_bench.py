@@ -82,9 +82,9 @@ def planted_data(n: int, n_labels: int, dim: int, seed: int = 0):
 def timing(n: int = 1000, n_labels: int = 20, tunes=("full", "last:2", "lora:8"),
            steps: int = 20, full_run: str | None = "last:2", threads: int | None = None) -> dict:  # fmt: skip
     """Seconds per step for each way of tuning, and one complete early-stopped run."""
-    from engine.clip_bpe import write_clip_tokenizer_json
-    from engine.registry import TokenizerSpec
-    from engine.tokenizer import Tokenizer
+    from engine.models.clip_bpe import write_clip_tokenizer_json
+    from engine.models.registry import TokenizerSpec
+    from engine.models.tokenizer import Tokenizer
 
     from .finetune import FinetuneSettings, finetune
 

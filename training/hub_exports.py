@@ -1,6 +1,6 @@
 """Tiny random models laid out exactly as the hub's publishers lay out theirs.
 
-photosift runs three publishers' ready ONNX exports (engine.layouts). No hub is reachable
+photosift runs three publishers' ready ONNX exports (engine.models.layouts). No hub is reachable
 from the machines this is built on, so tests and benchmarks make models in those layouts
 themselves, each by re-implementing its publisher's exporter from the published code:
 
@@ -64,7 +64,7 @@ def clip_tokenizer_dir(out: Path) -> Path:
 
     from transformers import CLIPTokenizer
 
-    from engine.clip_bpe import N_MERGES, bytes_to_unicode, open_clip_bpe_path
+    from engine.models.clip_bpe import N_MERGES, bytes_to_unicode, open_clip_bpe_path
 
     with gzip.open(open_clip_bpe_path()) as f:
         lines = f.read().decode("utf-8").split("\n")[1 : N_MERGES + 1]
@@ -140,7 +140,7 @@ def export_rclip(model: Any, out: Path, *, subfolder: str = RCLIP_SUBDIR) -> Pat
 
     import torch
 
-    from engine.clip_bpe import open_clip_bpe_path
+    from engine.models.clip_bpe import open_clip_bpe_path
 
     out = Path(out)
     model_dir = out / subfolder

@@ -50,8 +50,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from engine import naflex
-from engine.registry import MODEL_FILE, ModelSpec, Preprocess, Source, load_spec, save_spec
+from engine.models import naflex
+from engine.models.registry import MODEL_FILE, ModelSpec, Preprocess, Source, load_spec, save_spec
 
 from . import world
 from .optim import adamw, warmup_cosine
@@ -89,7 +89,7 @@ class Settings:
     @classmethod
     def smoke(cls) -> Settings:
         """Tiny everything: seconds, for tests. (36 patches: no parity photo gets a grid one
-        patch wide at half the budget, where torch's resize differs; see engine.naflex.)"""
+        patch wide at half the budget, where torch's resize differs; see engine.models.naflex.)"""
         return cls(width=128, layers=1, heads=2, max_patches=36, n_train=64, short_side=(32, 48),
                    steps=6, batch_size=16, warmup=0, threads=1)  # fmt: skip
 
@@ -116,7 +116,7 @@ def base_grid(s: Settings) -> int:
 
 
 def teacher_folder() -> Path:
-    from engine.registry import resources_dir
+    from engine.models.registry import resources_dir
 
     return resources_dir() / TEACHER
 
@@ -149,7 +149,7 @@ def training_scene(index: int, s: Settings) -> tuple[world.Scene, tuple[int, int
 
 def render_training_set(s: Settings, log: Callable[[str], None] = lambda m: None):
     """The scenes, their NaFlex patch sequences (float16) and the teacher's unit vectors."""
-    from engine.runtime import OnnxModel
+    from engine.models.runtime import OnnxModel
 
     teacher = OnnxModel(teacher_folder(), prefer_cpu=True, load_text=False)
     p = preprocess(s)
@@ -209,7 +209,7 @@ def train(s: Settings, log: Callable[[str], None] = lambda m: None):
     import torch
     import torch.nn.functional as F
 
-    from engine.runtime import OnnxModel
+    from engine.models.runtime import OnnxModel
 
     torch.set_num_threads(s.threads)
     t0 = time.time()
@@ -326,7 +326,7 @@ def export(model, s: Settings, out: Path, *, command: str, timings: dict,
     """
     import torch
 
-    from engine.runtime import OnnxModel
+    from engine.models.runtime import OnnxModel
 
     from .export import check_parity, staged_folder
     from .export_naflex import IMAGE_INPUTS, NAFLEX_OPSET, _export, _image_tower, parity_photos
@@ -373,7 +373,7 @@ def export(model, s: Settings, out: Path, *, command: str, timings: dict,
 
 def finalize(out: Path, registry: Path | None = None, metrics: dict | None = None) -> ModelSpec:
     """Record file hashes and sizes (and metrics) in model.json; copy it as the registry entry."""
-    from engine.registry import file_sha256
+    from engine.models.registry import file_sha256
 
     spec = load_spec(out / MODEL_FILE)
     files = {

@@ -119,9 +119,9 @@ def evaluate_demo(n: int = 240, seed: int = 0) -> dict:
     The demo model cannot take NaFlex input (its attention pooling has a fixed 3 x 3
     grid), so this isolates what a centre crop loses, on a model that knows colours.
     """
-    from engine.hub import local_model_folder
-    from engine.registry import Registry
-    from engine.runtime import OnnxModel
+    from engine.models.hub import local_model_folder
+    from engine.models.registry import Registry
+    from engine.models.runtime import OnnxModel
     from engine.settings import Settings
 
     spec = Registry.load().get("photosift-demo")
@@ -207,7 +207,7 @@ def evaluate_folder(folder: Path, *, n: int = 200, seed: int = 0, shapes=EDGE_SH
     import tempfile
 
     from engine.library import Library
-    from engine.registry import MODEL_FILE, load_spec
+    from engine.models.registry import MODEL_FILE, load_spec
     from engine.search import Filters, Query
     from engine.settings import Settings
 

@@ -13,9 +13,9 @@ Every caption carries its meaning, so the loss knows which other images in the
 batch a caption also describes ("a red object" fits many): those pairs are
 positives, not false negatives.
 
-Images go through ``engine.preprocess`` with the demo's own ``Preprocess``: the
+Images go through ``engine.models.preprocess`` with the demo's own ``Preprocess``: the
 model is trained on exactly what the app feeds it at run time. Texts go through
-``engine.tokenizer`` for the same reason.
+``engine.models.tokenizer`` for the same reason.
 
     python -m training.pretrain --out resources/demo            # the shipped model
     python -m training.pretrain --loss clip --out demo-clip # the softmax variant
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.registry import Preprocess, TokenizerSpec
+from engine.models.registry import Preprocess, TokenizerSpec
 
 from . import demo_tokenizer, world
 from .optim import adamw, warmup_cosine
@@ -237,14 +237,14 @@ def init_model(s: Settings, vocab_size: int):
 
 def image_preprocessor(p: Preprocess) -> Callable:
     """The run-time preprocessing (PIL image -> float32 [3, H, W])."""
-    from engine.preprocess import preprocess
+    from engine.models.preprocess import preprocess
 
     return lambda image: preprocess(image, p)
 
 
 def text_tokenizer(tokenizer_json: Path, spec: TokenizerSpec) -> Callable[[list[str]], np.ndarray]:
     """The run-time tokenizer (texts -> int64 [N, context_length])."""
-    from engine.tokenizer import Tokenizer
+    from engine.models.tokenizer import Tokenizer
 
     return Tokenizer.from_file(tokenizer_json, spec).encode
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.clip_bpe import write_clip_tokenizer_json
-from engine.registry import ModelSpec, Source, TokenizerSpec
+from engine.models.clip_bpe import write_clip_tokenizer_json
+from engine.models.registry import ModelSpec, Source, TokenizerSpec
 
 from .export import export_open_clip
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.registry import ModelSpec, Preprocess, Source, TokenizerSpec
+from engine.models.registry import ModelSpec, Preprocess, Source, TokenizerSpec
 
 FAMILIES = ("vit-b-32-256", "mobileclip2-s0", "vit-b-16-siglip2-256")
 
@@ -187,7 +187,7 @@ def build_tiny(family: str, workdir: Path, seed: int = 0) -> TinyModel:
         vocab = Tokenizer.from_file(str(tok_path)).get_vocab_size()
     else:
         if not tok_path.is_file():
-            from engine.clip_bpe import write_clip_tokenizer_json
+            from engine.models.clip_bpe import write_clip_tokenizer_json
 
             write_clip_tokenizer_json(tok_path)
         vocab = 49408

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.registry import ModelSpec, Preprocess, Source, TokenizerSpec
+from engine.models.registry import ModelSpec, Preprocess, Source, TokenizerSpec
 
 from .tiny import write_tiny_gemma_tokenizer, write_tiny_hf_tokenizer_repo
 

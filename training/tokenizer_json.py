@@ -1,7 +1,7 @@
 """Turn an open_clip tokenizer into the tokenizer.json a model folder carries.
 
-The engine tokenises from tokenizer.json alone (``engine.tokenizer``): for kind
-``clip_bpe`` it re-creates open_clip's SimpleTokenizer (see ``engine.clip_bpe``); for
+The engine tokenises from tokenizer.json alone (``engine.models.tokenizer``): for kind
+``clip_bpe`` it re-creates open_clip's SimpleTokenizer (see ``engine.models.clip_bpe``); for
 kind ``hf`` the tokenizer.json must already behave like open_clip's
 ``HFTokenizer``. Two things transformers and open_clip add on top of a hub
 tokenizer.json are therefore baked in here:
@@ -70,7 +70,7 @@ def open_clip_tokenizer_json(oc_tokenizer: Any, path: Path, clean: str | None = 
     """Write the tokenizer.json equivalent of an open_clip tokenizer object.
 
     ``oc_tokenizer`` is what ``open_clip.get_tokenizer(name)`` returns: a
-    ``SimpleTokenizer`` (written with ``engine.clip_bpe``) or an ``HFTokenizer``
+    ``SimpleTokenizer`` (written with ``engine.models.clip_bpe``) or an ``HFTokenizer``
     (its transformers backend, as configured, plus ``clean`` baked in; ``clean``
     defaults to the mode the open_clip tokenizer was built with when it can be
     told, else "whitespace").
@@ -80,7 +80,7 @@ def open_clip_tokenizer_json(oc_tokenizer: Any, path: Path, clean: str | None = 
     tmp = path.with_name(path.name + ".tmp")
     hf = getattr(oc_tokenizer, "tokenizer", None)
     if hf is None:  # SimpleTokenizer
-        from engine.clip_bpe import build_clip_tokenizer
+        from engine.models.clip_bpe import build_clip_tokenizer
 
         build_clip_tokenizer().save(str(tmp))
         tmp.replace(path)

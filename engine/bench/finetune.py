@@ -104,7 +104,7 @@ def heldout_scores(
     folder: Path, gallery: np.ndarray, label_truth: np.ndarray, queries, q_truth
 ) -> dict:
     """Per-label AP and general-query mAP on the held-out gallery through an ONNX text tower."""
-    from ..runtime import OnnxModel
+    from ..models.runtime import OnnxModel
     from ..train_data import FOLDER_TEMPLATES as templates
 
     m = OnnxModel(folder, prefer_cpu=True, load_image=False)
@@ -127,8 +127,8 @@ def quality(out, quick: bool = False, tunes=TUNES) -> dict:
     from training import world
 
     from ..finetune import TrainRequest, accept, discard, train
-    from ..hub import full_registry, local_model_folder
     from ..library import DEMO_MODEL, Library
+    from ..models.hub import full_registry, local_model_folder
     from ..settings import Settings
 
     n_train, n_held = (300, 200) if quick else (1000, 500)

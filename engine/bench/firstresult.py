@@ -110,7 +110,7 @@ def measure(data: Path, runs: int = 3) -> dict:
 
 
 def run(args, out=None) -> dict:
-    from ..cpu import describe
+    from ..models.cpu import describe
 
     log = bench_log(out)
     n = 2_000 if args.quick else 100_000

@@ -82,7 +82,7 @@ def _interleaved(models: dict, inputs: dict, batch: int) -> dict[str, float]:
 
 
 def run(args, out=None) -> dict:
-    from ..runtime import OnnxModel
+    from ..models.runtime import OnnxModel
     from .common import bench_log, photos_folder
     from .pipeline import _photos, pipeline
 

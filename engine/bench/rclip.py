@@ -67,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cpu import describe as cpu_flags
+from ..models.cpu import describe as cpu_flags
 from .common import bench_log, cache_dir
 
 RCLIP_VERSION = "4.0.8"
@@ -263,9 +263,9 @@ def photosift_template(root: Path, repo: Path, log) -> Path:
 
 
 def photosift_tower(template: Path) -> dict:
-    """Which image tower photosift's defaults run here (engine.quantize.use_int8), and its
+    """Which image tower photosift's defaults run here (engine.models.quantize.use_int8), and its
     check against fp32 once it has been made."""
-    from ..quantize import CHECK_FILE, use_int8
+    from ..models.quantize import CHECK_FILE, use_int8
     from ..settings import Settings
 
     folder = template / "models" / MODEL_KEY
@@ -487,7 +487,7 @@ def _med(xs: list[float]) -> float:
 
 
 def run(args, out=None) -> dict:
-    from ..registry import resources_dir
+    from ..models.registry import resources_dir
     from .corpus import build_corpus, corpus_stats, source_jpegs
 
     log = bench_log(out)

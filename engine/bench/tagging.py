@@ -97,7 +97,7 @@ class _StoredOnlyModel:
     """A model whose text side is never needed: label vectors are already stored."""
 
     def __init__(self, dim: int):
-        from ..registry import Registry
+        from ..models.registry import Registry
 
         # SigLIP-B/16's own scale and bias (exp(t) about 112, b about -16.5): realistic score spreads.
         self.spec = (

@@ -14,7 +14,7 @@ way transformers' ``CLIPConverter`` does it:
   merges, then the two special tokens: 49,408 in all);
 * post-processor: ``<start_of_text> $A <end_of_text>``.
 
-The runtime (``engine.tokenizer``) still does open_clip's Python-side cleaning
+The runtime (``engine.models.tokenizer``) still does open_clip's Python-side cleaning
 (ftfy, HTML unescape) and the truncation that keeps the end token last.
 """
 

@@ -3,7 +3,7 @@
 The int8 image tower is photosift's default only where the CPU multiplies 8-bit integers
 natively (VNNI: AVX-512 VNNI, or AVX-VNNI on newer desktop chips): measured 2.3-2.7x the fp32
 tower there, against 1.7x on AVX2 alone (and 8-bit weights would saturate AVX2's kernel; see
-engine.quantize). Linux reports the flags in /proc/cpuinfo; elsewhere numpy's own CPU
+engine.models.quantize). Linux reports the flags in /proc/cpuinfo; elsewhere numpy's own CPU
 detection is asked, which knows AVX-512 VNNI but not AVX-VNNI (those CPUs then keep fp32 by
 default, and `"int8": true` in settings.json turns it on).
 """

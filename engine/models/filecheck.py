@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 from .registry import file_sha256
 
 CHECKED_FILE = ".photosift-checked.json"

@@ -3,11 +3,11 @@
 Downloads go into the standard HF cache, through huggingface_hub (offline mode, the cache
 layout, retrying a transfer that breaks off). It keeps no partial files between attempts
 (huggingface/huggingface_hub#4228), so a file not in the cache yet is fetched by
-engine.hubresume, with huggingface_hub's own pieces, into a partial file that the next
-attempt resumes. Each file is checked against its registry or hub hash (engine.hubverify),
+engine.models.hubresume, with huggingface_hub's own pieces, into a partial file that the next
+attempt resumes. Each file is checked against its registry or hub hash (engine.models.hubverify),
 a new one before it enters the cache. A registry entry's source says what the repo holds:
 a ready ONNX export in its publisher's layout (rclip's, Immich's, transformers.js's; fetched
-and installed by engine.install, no torch needed), a photosift model folder, or, for models
+and installed by engine.models.install, no torch needed), a photosift model folder, or, for models
 nobody has exported, open_clip or transformers weights, converted to ONNX once with the
 training extra.
 """
@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Cancelled, ModelError, ModelNotAvailable
+from ..errors import Cancelled, ModelError, ModelNotAvailable
+from ..settings import Settings
 from .registry import MODEL_FILE, ModelSpec, Registry, load_spec, resources_dir, save_spec
 from .registry import file_sha256 as _sha256
-from .settings import Settings
 
 MODEL_FOLDER_FILES = ("model.json", "image.onnx", "text.onnx", "tokenizer.json")
 OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_model.safetensors")
@@ -64,7 +64,7 @@ def _hub_endpoint() -> str | None:
 
 def local_model_folder(spec: ModelSpec, settings: Settings) -> Path | None:
     """A runnable folder for `spec` that is already on this machine, or None: a model.json
-    and the files its layout needs (engine.layouts)."""
+    and the files its layout needs (engine.models.layouts)."""
     from .layouts import layout_of
 
     # The user's own copy wins over the bundled one (it may carry an int8 tower).
@@ -138,9 +138,9 @@ def _tqdm_for(callback: Callable[[DownloadProgress], None] | None, cancel: threa
 def _download(spec: ModelSpec, repo: str, files: tuple[str, ...], offline: bool, progress,
               cancel, before: int = 0, total: int | None = None,
               ) -> tuple[dict[str, Path], dict[str, dict]]:  # fmt: skip
-    """Get each file of ``repo`` into the HF cache and check it (engine.hubverify).
+    """Get each file of ``repo`` into the HF cache and check it (engine.models.hubverify).
 
-    Online, a file not in the cache yet is fetched by engine.hubresume (resumed where an
+    Online, a file not in the cache yet is fetched by engine.models.hubresume (resumed where an
     earlier attempt stopped, checked before it enters the cache); files already there are
     checked after. Returns name -> path in the cache, and name -> {"sha256", "size"} of the
     files checked (offline, only registry pins can be). With ``total`` (the bytes of the
@@ -194,7 +194,7 @@ def _within(progress, before: int, total: int, p: DownloadProgress) -> None:
 
 
 def _checker(spec: ModelSpec, repo: str, name: str) -> Callable[[str], Callable[[Path], dict]]:
-    """For engine.hubresume: given the file's ETag, the check of the finished download
+    """For engine.models.hubresume: given the file's ETag, the check of the finished download
     against the registry's pin, else the hash the ETag publishes."""
     from .hubverify import Expected, check_file, expected_from_etag
 
@@ -211,7 +211,7 @@ def _checker(spec: ModelSpec, repo: str, name: str) -> Callable[[str], Callable[
 
 
 def _verify(spec: ModelSpec, repo: str, got: dict[str, Path], offline: bool) -> dict[str, dict]:
-    """Check downloaded files against the registry's sha256 or the hub's (see engine.hubverify)."""
+    """Check downloaded files against the registry's sha256 or the hub's (see engine.models.hubverify)."""
     from .hubverify import verify_downloads
 
     pins = {name: (spec.source.files.get(name) or {}).get("sha256") for name in got}
@@ -344,7 +344,7 @@ def import_model_folder(src: Path, settings: Settings, *, key: str | None = None
     """Check a model folder (files, schema, both towers run) and copy it into the models dir.
 
     A folder laid out like a hub repo (Immich's, transformers.js's, rclip's) is recognised
-    and imported as it is (engine.install); ``key`` says which registry entry it is, where
+    and imported as it is (engine.models.install); ``key`` says which registry entry it is, where
     its name does not."""
     src = Path(src).expanduser()
     if not src.is_dir():

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import Cancelled, ChecksumMismatch, ModelError
+from ..errors import Cancelled, ChecksumMismatch, ModelError
 
 PARTIAL_SUFFIX = ".photosift.incomplete"
 

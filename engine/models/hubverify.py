@@ -11,7 +11,7 @@ on the way, by a proxy or on disk, would pass. Each file is therefore checked ag
    in LFS (every weights file: the hub refuses files over 10 MB in plain git) and its
    git blob id (git-sha1) for a small file kept in git (configs, tokenizers).
 
-A new download is checked before it enters the cache (engine.hubresume calls
+A new download is checked before it enters the cache (engine.models.hubresume calls
 ``check_file`` on the finished partial file); files already in the cache are checked by
 ``verify_downloads``. Offline, only registry pins can be checked: a file already in the
 cache was checked when it arrived (a file that failed was deleted then).
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import ChecksumMismatch, ModelError, ModelNotAvailable
+from ..errors import ChecksumMismatch, ModelError, ModelNotAvailable
 from .registry import file_sha256
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -1,6 +1,6 @@
 """Putting a model in a hub layout onto this machine: download it, or import a folder of it.
 
-A model in a hub layout (rclip's, Immich's, transformers.js's; see engine.layouts) lives in
+A model in a hub layout (rclip's, Immich's, transformers.js's; see engine.models.layouts) lives in
 the user's models folder as its publisher laid it out, with photosift's ``model.json``
 beside the files::
 
@@ -12,7 +12,7 @@ beside the files::
 layout needs: its graphs, tokenizer and configs, and the external-data files a big graph
 keeps beside it, and nothing else (no CoreML, ArmNN or RKNN files, no fp16 or int8
 variants); their sizes add up to what the download costs, shown before it starts. Each file
-comes into the Hugging Face cache through engine.hub's resumable, verified fetch; once the
+comes into the Hugging Face cache through engine.models.hub's resumable, verified fetch; once the
 graphs are here, the external-data files they name are checked against the listing, so a
 repo that lost one fails with the file's name instead of a model that cannot load. The
 folder is then made from the cached files (hard links where the file system allows, else
@@ -35,10 +35,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from .errors import ModelError, ModelNotAvailable
+from ..errors import ModelError, ModelNotAvailable
+from ..settings import Settings
 from .layouts import LAYOUTS, Layout, external_data_of, layout_of, recognise
 from .registry import MODEL_FILE, ModelSpec, Registry, Source, file_sha256, load_spec, save_spec
-from .settings import Settings
 
 
 def download_plan(spec: ModelSpec, *, endpoint: str | None = None) -> dict[str, int | None]:
@@ -75,7 +75,7 @@ def download(
 ) -> Path:
     """Download ``spec`` (a hub layout) and make its model folder; returns the folder.
 
-    ``fetch(names, bytes_before, total)`` is engine.hub's verified, resumable fetch into the
+    ``fetch(names, bytes_before, total)`` is engine.models.hub's verified, resumable fetch into the
     HF cache (``bytes_before`` and ``total`` place its progress within the whole download);
     it returns name -> cached path and name -> {"sha256", "size"} of what it checked.
     ``note(step)`` hears of the slow steps after the download (see ``_install``)."""
@@ -123,7 +123,7 @@ def _external_data(spec: ModelSpec, layout: Layout, got: dict[str, Path]) -> lis
 
 def int8_by_default(spec: ModelSpec) -> bool:
     """Whether installing ``spec`` here also makes its int8 image tower: where the CPU has VNNI
-    and it would be used by default (engine.quantize.use_int8); NaFlex towers stay fp32."""
+    and it would be used by default (engine.models.quantize.use_int8); NaFlex towers stay fp32."""
     from .cpu import has_vnni
 
     return has_vnni() and spec.preprocess.resize_mode != "naflex"
@@ -156,7 +156,7 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
         )  # fmt: skip
         save_spec(folder_spec, stage / MODEL_FILE)
         check_model_folder(stage)
-        if int8_by_default(spec):  # the tower indexing runs on this CPU (engine.cpu)
+        if int8_by_default(spec):  # the tower indexing runs on this CPU (engine.models.cpu)
             from .quantize import quantize_folder
 
             if progress is not None:

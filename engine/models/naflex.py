@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import ModelError
+from ..errors import ModelError
 from .registry import Preprocess
 
 #: Patch budgets offered for NaFlex models: the published default and the two larger

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import ModelError
+from ..errors import ModelError
 from .registry import Preprocess
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
@@ -67,7 +67,7 @@ def _center_crop(img: Image.Image, th: int, tw: int) -> Image.Image:
 def resize_crop(image: Image.Image, p: Preprocess) -> Image.Image:
     """The resized (and for ``shortest`` centre-cropped) RGB image, still a PIL image."""
     if p.resize_mode not in ("shortest", "squash"):
-        raise ModelError(f"resize mode {p.resize_mode!r} is not handled by engine.preprocess")
+        raise ModelError(f"resize mode {p.resize_mode!r} is not handled by engine.models.preprocess")
     if image.mode != "RGB":
         image = image.convert("RGB")
     size = resized_size(image.width, image.height, p)

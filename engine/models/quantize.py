@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 
 INT8_NAMES = {"image.onnx": "image.int8.onnx", "text.onnx": "text.int8.onnx"}
 # Ops worth quantising in CLIP-style towers: all the FLOPs of a ViT are in these.
@@ -231,7 +231,7 @@ MIN_PHOTO_COSINE = 0.999
 
 def use_int8(precision: str, folder: Path) -> bool:
     """Whether to run ``folder``'s int8 image tower: ``precision`` "int8" whenever it has one,
-    "fp32" never, "auto" where the CPU has VNNI (engine.cpu) and the tower has not failed its
+    "fp32" never, "auto" where the CPU has VNNI (engine.models.cpu) and the tower has not failed its
     check against fp32 on this library's first photos (the runtime makes it on first use)."""
     if precision == "fp32" or not (Path(folder) / "image.int8.onnx").is_file():
         return False

@@ -6,7 +6,7 @@ files), which is what the runtime actually loads: a registry entry says where a
 model comes from, a model folder is a model that is here.
 
 ``source.layout`` says how the files are laid out, and so which adapter of
-``engine.layouts`` maps them onto the runtime: ``photosift`` (photosift's own
+``engine.models.layouts`` maps them onto the runtime: ``photosift`` (photosift's own
 export, below), or a ready ONNX export in the layout its publisher uses
 (``rclip``, ``immich``, ``transformers.js``), kept as it comes. A photosift
 model folder holds::
@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from ..errors import ModelError
 
 RESIZE_MODES = ("shortest", "squash", "naflex")
 INTERPOLATIONS = ("bicubic", "bilinear")
@@ -78,7 +78,7 @@ class Source:
     onnx_repo: str | None = None  # a hub repo holding a ready photosift model folder
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {sha256, size}
     bundled: str | None = None  # path under resources/ for models shipped with the app
-    layout: str = "photosift"  # how the files are laid out (LAYOUTS; see engine.layouts)
+    layout: str = "photosift"  # how the files are laid out (LAYOUTS; see engine.models.layouts)
     subfolder: str | None = None  # the folder of the repo the layout reads (rclip: the model's)
 
 
@@ -108,7 +108,7 @@ class ModelSpec:
     tag_threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # metrics, data fingerprint, dates ...
     # The real model to offer a new user first (a registry entry's mark; model folders in the
-    # user's models folder never carry it, see engine.hub.local_models).
+    # user's models folder never carry it, see engine.models.hub.local_models).
     recommended: bool = False
 
     @property

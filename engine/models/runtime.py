@@ -1,6 +1,6 @@
 """Run a model folder with ONNX Runtime: images and texts in, unit vectors out.
 
-The folder's layout (``model.json``'s ``source.layout``, see engine.layouts) says which
+The folder's layout (``model.json``'s ``source.layout``, see engine.models.layouts) says which
 graphs to load, what their inputs and outputs are called, the dtype of token ids and the
 batch size a graph is fixed to; each is checked against the graph itself when it loads, so
 a file from another export is refused with its name instead of giving wrong vectors.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 from .filecheck import FileChecks
 from .layouts import Graph, layout_of
 from .registry import MODEL_FILE, ModelSpec, load_spec
@@ -48,7 +48,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 class OnnxModel:
-    """A loaded model folder (see engine.registry for the layout).
+    """A loaded model folder (see engine.models.registry for the layout).
 
     Thread-safety: ``encode_*`` may be called from several threads; ONNX Runtime
     sessions are thread-safe for ``run``.
@@ -71,7 +71,7 @@ class OnnxModel:
         """``lazy``: load each tower (and check its files) on first use instead of now, so a
         text query never loads the image tower, nor a rescan with nothing new either tower.
         ``check_int8``: the first photos an int8 tower embeds are embedded in fp32 too, once per
-        model folder; a tower that gives them other vectors (engine.quantize.MIN_PHOTO_COSINE)
+        model folder; a tower that gives them other vectors (engine.models.quantize.MIN_PHOTO_COSINE)
         is not used (here nor later: the check is recorded), and those photos keep fp32's.
         ``one_shot``: a process that runs a tower once or twice (a command-line search): weights
         are used where they lie instead of repacked for the matrix kernels first (measured on
@@ -108,7 +108,7 @@ class OnnxModel:
         self._opts = opts
         self._checks = FileChecks(self.folder, self.spec.key, self.spec.source.files)
         self._image = self._text = self._tokenizer = None
-        self.text_cut = False  # the text tower runs each text at its own length (engine.textcut)
+        self.text_cut = False  # the text tower runs each text at its own length (engine.models.textcut)
         self._threads = threads
         self._pool = None  # threads running a fixed-batch image graph's photos side by side
         self._may_load = {"image": load_image, "text": load_text}
@@ -208,7 +208,7 @@ class OnnxModel:
 
     def _cut_text_tower(self):
         """The text tower, cut to each text's length where that is proved exact (causal CLIP
-        towers; see engine.textcut), decided once per model and remembered in text.cut.json."""
+        towers; see engine.models.textcut), decided once per model and remembered in text.cut.json."""
         from . import textcut
 
         self.text_cut = False
@@ -344,7 +344,7 @@ class OnnxModel:
 
     def preprocess(self, image):
         """Decoded upright RGB PIL image -> float32 [3, H, W] network input
-        (for NaFlex models an ``engine.naflex.NaflexImage`` patch sequence)."""
+        (for NaFlex models an ``engine.models.naflex.NaflexImage`` patch sequence)."""
         if self.naflex:
             from . import naflex
 

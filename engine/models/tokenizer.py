@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 from .registry import TokenizerSpec
 
 # Names the start/end tokens go by in open_clip's and in transformers' CLIP vocabularies.

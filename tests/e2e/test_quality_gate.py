@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import engine.decode
-import engine.preprocess
+import engine.models.preprocess
 from engine.bench.quality import WorldSpec, evaluate_library, write_world
 from engine.library import DEMO_MODEL, Library
 from engine.settings import Settings
@@ -71,9 +71,9 @@ def test_quality_gate_passes_on_the_real_pipeline(tmp_path, world_files):
 
 
 def _swap_channels(monkeypatch):
-    real = engine.preprocess.preprocess
+    real = engine.models.preprocess.preprocess
     monkeypatch.setattr(
-        engine.preprocess, "preprocess", lambda im, p: np.ascontiguousarray(real(im, p)[::-1])
+        engine.models.preprocess, "preprocess", lambda im, p: np.ascontiguousarray(real(im, p)[::-1])
     )
 
 
@@ -82,9 +82,9 @@ def _no_exif_transpose(monkeypatch):
 
 
 def _wrong_normalisation(monkeypatch):
-    real = engine.preprocess.preprocess
+    real = engine.models.preprocess.preprocess
     monkeypatch.setattr(
-        engine.preprocess, "preprocess",
+        engine.models.preprocess, "preprocess",
         lambda im, p: real(im, dataclasses.replace(p, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))),
     )  # fmt: skip
 

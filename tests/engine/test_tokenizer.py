@@ -1,4 +1,4 @@
-"""engine.tokenizer (tokenizer.json, no torch) against open_clip's own tokenizers."""
+"""engine.models.tokenizer (tokenizer.json, no torch) against open_clip's own tokenizers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from engine.errors import ModelError
-from engine.registry import TokenizerSpec
-from engine.tokenizer import Tokenizer
+from engine.models.registry import TokenizerSpec
+from engine.models.tokenizer import Tokenizer
 
 open_clip = pytest.importorskip("open_clip", reason="open_clip is the reference tokenizer")
 
@@ -46,7 +46,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def clip_json(tmp_path_factory):
-    from engine.clip_bpe import write_clip_tokenizer_json
+    from engine.models.clip_bpe import write_clip_tokenizer_json
 
     return write_clip_tokenizer_json(tmp_path_factory.mktemp("tok") / "tokenizer.json")
 

@@ -105,7 +105,7 @@ def _label_tree(root, n=14, seed=0):
 
 def test_folder_per_label_import_reads_stored_vectors_only(tmp_path, monkeypatch):
     from engine import decode
-    from engine.hub import full_registry
+    from engine.models.hub import full_registry
     from engine.train_data import from_folders
 
     root = tmp_path / "labels"
@@ -155,7 +155,7 @@ def test_vocab_import_uses_confirmed_and_rejected_tags_and_leaves_the_rest_unkno
     import types
 
     from engine.db import LibraryDB, NewPhoto
-    from engine.hub import full_registry
+    from engine.models.hub import full_registry
     from engine.train_data import from_vocab
 
     spec = full_registry(Settings(data_dir=tmp_path)).get(DEMO_MODEL)

@@ -98,7 +98,7 @@ def test_engine_mode_keeps_the_bundle_library_path(entry, calls, monkeypatch):
 
 def test_frozen_resources_dir_is_inside_the_bundle(monkeypatch, tmp_path):
     """The spec puts resources/ at the bundle root (sys._MEIPASS); the engine looks there."""
-    from engine.registry import resources_dir
+    from engine.models.registry import resources_dir
 
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
     assert resources_dir() == tmp_path / "resources"

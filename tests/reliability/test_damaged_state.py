@@ -26,8 +26,8 @@ from engine import db as dbmod
 from engine import protocol as P
 from engine.client import EngineError
 from engine.errors import DatabaseError, DiskFull
-from engine.hub import full_registry
 from engine.library import Library
+from engine.models.hub import full_registry
 from engine.scan import file_hash
 from engine.search import Query
 from engine.settings import Settings

@@ -3,7 +3,7 @@ than the SigLIP family default would."""
 
 from __future__ import annotations
 
-from engine.registry import load_spec, resources_dir
+from engine.models.registry import load_spec, resources_dir
 from training import demo_eval, world
 
 DEMO = resources_dir() / "demo"

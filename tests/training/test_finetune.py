@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
 from engine.errors import Cancelled  # noqa: E402
-from engine.registry import load_spec, resources_dir  # noqa: E402
-from engine.tokenizer import Tokenizer  # noqa: E402
+from engine.models.registry import load_spec, resources_dir  # noqa: E402
+from engine.models.tokenizer import Tokenizer  # noqa: E402
 from training import world  # noqa: E402
 from training.dataset import GeneralCheck, TrainingSet  # noqa: E402
 from training.finetune import FinetuneSettings, TextSide, finetune  # noqa: E402
@@ -31,7 +31,7 @@ LABELS = {  # words the demo model never read, for things its image tower does s
 @pytest.fixture(scope="module")
 def demo_world():
     """Stored-vector stand-ins: 260 world scenes through the demo model's ONNX image tower."""
-    from engine.runtime import OnnxModel
+    from engine.models.runtime import OnnxModel
 
     om = OnnxModel(DEMO, prefer_cpu=True, load_text=False)
     scenes = world.scenes("test", 260, seed=11)
@@ -148,7 +148,7 @@ def _sha(p: Path) -> str:
 
 
 def test_candidate_folder_runs_in_the_engine_and_matches_torch(demo_world, tokenize, tmp_path):
-    from engine.runtime import OnnxModel
+    from engine.models.runtime import OnnxModel
     from training.candidate import write_candidate
 
     base = load_spec(DEMO / "model.json")

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from engine.hub import local_model_folder
-from engine.registry import Registry, resources_dir
-from engine.runtime import OnnxModel
+from engine.models.hub import local_model_folder
+from engine.models.registry import Registry, resources_dir
+from engine.models.runtime import OnnxModel
 from engine.settings import Settings
 from training.naflex_demo import BUNDLED, KEY
 from training.naflex_edges import EDGE_SHAPES, evaluate_folder

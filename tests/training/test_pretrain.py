@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine.registry import load_spec
-from engine.tokenizer import Tokenizer
+from engine.models.registry import load_spec
+from engine.models.tokenizer import Tokenizer
 from training import demo_tokenizer, world
 
 open_clip = pytest.importorskip("open_clip")
@@ -99,7 +99,7 @@ def test_training_is_deterministic_from_seed(tokenizer_json):
 
 
 def test_training_images_go_through_the_runtime_preprocessing():
-    from engine.preprocess import preprocess
+    from engine.models.preprocess import preprocess
 
     s = pretrain.Settings.smoke()
     scenes, pixels = pretrain.render_training_set(replace(s, n_train=3))
@@ -110,7 +110,7 @@ def test_training_images_go_through_the_runtime_preprocessing():
 
 
 def test_cli_smoke_writes_a_model_folder_the_engine_loads(tmp_path):
-    from engine.runtime import OnnxModel
+    from engine.models.runtime import OnnxModel
 
     out, reg = tmp_path / "demo", tmp_path / "models" / "demo.json"
     assert (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelError
+from ...errors import ModelError
 from ..registry import ModelSpec
 from .base import Graph, Layout, Parts, external_data_of
 from .immich import ImmichLayout

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import ModelError
+from ...errors import ModelError
 from ..registry import ModelSpec, Preprocess, Source, TokenizerSpec
 
 

@@ -1,7 +1,7 @@
 """photosift's own model folder: what `training.export` writes (and the bundled demo models).
 
 ``image.onnx`` takes ``pixels`` float32 [N, 3, H, W] (NaFlex towers: patch sequences, see
-engine.naflex) and ``text.onnx`` takes ``tokens`` int64 [N, L]; each gives un-normalised
+engine.models.naflex) and ``text.onnx`` takes ``tokens`` int64 [N, L]; each gives un-normalised
 embeddings ``embeddings`` [N, D], with a free batch axis. The runtime takes the first
 input and output of each, as it always has, so older exports keep working.
 """

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelError
+from ...errors import ModelError
 from ..registry import ModelSpec
 from .base import Graph, Layout, Parts
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from ..errors import ModelError
+from ...errors import ModelError
 from ..registry import ModelSpec, Preprocess, Source, TokenizerSpec
 from .base import Graph, Layout, Parts, field, pad_token_of, read_json, unknown_spec
 
