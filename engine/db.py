@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DatabaseError, DiskFull, SchemaTooNew
-from .formats import PAIR_EXTENSIONS, RAW_EXTENSIONS
+from .photos.formats import PAIR_EXTENSIONS, RAW_EXTENSIONS
 
 SCHEMA_VERSION = 4
 

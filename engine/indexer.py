@@ -126,7 +126,7 @@ class Indexer:
             with lock:
                 if h in known:
                     return _Known(task, h)
-            from .decode import decode_photo
+            from .photos.decode import decode_photo
 
             kw = {"max_pixels": self.max_pixels} if self.max_pixels else {}
             photo = decode_photo(task.path, target=self.model.input_size, **kw)

@@ -215,7 +215,7 @@ import typing
 from typing import Any, Literal, NotRequired, TypedDict
 
 # Which files are photos (extensions, lower case, no dot): the app's type filter and drops.
-from .formats import PHOTO_EXTENSIONS, RAW_EXTENSIONS  # noqa: F401 (part of this module's API)
+from .photos.formats import PHOTO_EXTENSIONS, RAW_EXTENSIONS  # noqa: F401 (part of this module's API)
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 4 * 1024 * 1024

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def photo_extensions() -> frozenset[str]:
-    from .decode import PHOTO_EXTENSIONS
+    from .photos.decode import PHOTO_EXTENSIONS
 
     return frozenset(e.lower().lstrip(".") for e in PHOTO_EXTENSIONS)
 

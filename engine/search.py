@@ -137,7 +137,7 @@ class Searcher:
         return vec
 
     def _embed_file(self, path: str) -> np.ndarray:
-        from .decode import decode_photo
+        from .photos.decode import decode_photo
 
         if not Path(path).is_file():
             raise QueryError(f"example photo {path} does not exist")

@@ -710,7 +710,7 @@ class Engine(TagMethods, TrainMethods):
         return self._hits(q)
 
     def m_photo_info(self, path: str | None = None, image_id: int | None = None) -> dict:
-        from .decode import read_meta
+        from .photos.decode import read_meta
 
         db = self.library().db
         if (path is None) == (image_id is None):
@@ -742,7 +742,7 @@ class Engine(TagMethods, TrainMethods):
     def m_thumbnail(self, path: str, size: int = 256) -> dict:
         from PIL import Image
 
-        from .decode import decode_photo
+        from .photos.decode import decode_photo
 
         if not THUMB_SIZES[0] <= size <= THUMB_SIZES[1]:
             raise QueryError(f"thumbnail size must be between {THUMB_SIZES[0]} and {THUMB_SIZES[1]}")

@@ -44,11 +44,11 @@ from typing import Literal
 import exiv2
 from PIL import Image
 
-from . import exiv2meta as meta
 from . import jpegsegments
 from .atomicfile import FileChanged, replace_bytes
 from .errors import MetadataError
-from .formats import is_raw
+from .photos import exiv2meta as meta
+from .photos.formats import is_raw
 
 SidecarStyle = Literal["auto", "appended", "replaced"]
 
@@ -70,7 +70,7 @@ EMPTY_SIDECAR = (
 
 
 def _exiv2_locked(fn):
-    """Run ``fn`` holding the exiv2 lock (see :data:`engine.exiv2meta.LOCK`)."""
+    """Run ``fn`` holding the exiv2 lock (see :data:`engine.photos.exiv2meta.LOCK`)."""
 
     @functools.wraps(fn)
     def locked(*args, **kwargs):

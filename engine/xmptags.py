@@ -51,8 +51,8 @@ import numpy as np
 from . import tagstore as S
 from . import xmp
 from .errors import MetadataError, PhotosiftError
-from .formats import is_raw
 from .indexer import Progress
+from .photos.formats import is_raw
 from .scan import file_hash, normalize_folder
 from .vocab import MAX_LABEL_CHARS, VocabularyError, label_key, make_label, make_vocabulary
 

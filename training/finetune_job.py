@@ -127,7 +127,7 @@ def run(args, out) -> int:
     spec = write_candidate(model, base, folder, data, result, cand, key=args.key)
     # Evidence for "no photo was decoded": this process never even loaded the decoder.
     _emit(out, dict(event="done", key=spec.key, name=spec.name, candidate=str(cand),
-                    metrics=result.metrics, decoder_loaded="engine.decode" in sys.modules))  # fmt: skip
+                    metrics=result.metrics, decoder_loaded="engine.photos.decode" in sys.modules))  # fmt: skip
     return 0
 
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..decode import decode_photo
 from ..errors import DecodeError
+from ..photos.decode import decode_photo
 
 
 def _folder(kind: str, log) -> Path:

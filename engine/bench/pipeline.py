@@ -36,9 +36,9 @@ import numpy as np
 
 from ..ann import AnnIndex
 from ..db import LibraryDB
-from ..decode import decode_photo
 from ..errors import DecodeError
 from ..indexer import Indexer
+from ..photos.decode import decode_photo
 from ..scan import FileTask, file_hash, photo_extensions, walk_photos
 
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFile
 
-from engine import formats, raw
 from engine.errors import DecodeError
-from engine.photometa import PhotoMeta, extract_meta, orientation_of, safe_exif
+from engine.photos import formats, raw
+from engine.photos.photometa import PhotoMeta, extract_meta, orientation_of, safe_exif
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -48,8 +48,8 @@ __all__ = [
 DEFAULT_MAX_PIXELS = 200_000_000
 
 #: Lower-case file extensions (with the dot) that the folder scanner treats as photos
-#: (engine.formats lists them). Decoding itself goes by content, so a mislabelled file still
-#: decodes or is refused; camera RAW extensions go to LibRaw (engine.raw).
+#: (engine.photos.formats lists them). Decoding itself goes by content, so a mislabelled file still
+#: decodes or is refused; camera RAW extensions go to LibRaw (engine.photos.raw).
 PHOTO_EXTENSIONS: frozenset[str] = frozenset("." + e for e in formats.PHOTO_EXTENSIONS)
 
 # Pillow format ids we are willing to parse, most common first (this is also the probe
@@ -199,7 +199,7 @@ def read_meta(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIX
 
 
 # ---------------------------------------------------------------------------------------
-# RAW files (engine.raw does the work; these are the Pillow parts it borrows)
+# RAW files (engine.photos.raw does the work; these are the Pillow parts it borrows)
 
 
 def _not_raw_after_all(path: str | os.PathLike[str]) -> None:
@@ -214,7 +214,7 @@ def _not_raw_after_all(path: str | os.PathLike[str]) -> None:
 
 def _embedded_jpeg(data: bytes, side: int, *, max_pixels: int) -> Image.Image:
     """A JPEG preview embedded in a RAW, as RGB, draft-scaled towards ``side``. Not oriented:
-    the RAW's own orientation applies (engine.raw). Same guards as any photo: pixel limit,
+    the RAW's own orientation applies (engine.photos.raw). Same guards as any photo: pixel limit,
     truncated data refused."""
     im, _ = _open_image(io.BytesIO(data), max_pixels)
     try:

@@ -1,7 +1,7 @@
 """Which files are photos: the file types photosift reads, by extension (standard library only).
 
 The scanner and the watcher look only at these extensions; decoding then goes by content
-(engine.decode) or through LibRaw for camera RAW files (engine.raw). The app reads these lists
+(engine.photos.decode) or through LibRaw for camera RAW files (engine.photos.raw). The app reads these lists
 through engine.protocol for its type filter, so both sides agree without the app importing
 any decoder.
 """
@@ -9,7 +9,7 @@ any decoder.
 from __future__ import annotations
 
 #: Formats read through Pillow (+ pillow-heif): everything a photo library may hold that the
-#: allow-list in engine.decode parses. PNM/PBM/PGM/PPM/PFM are the netpbm family rclip reads too.
+#: allow-list in engine.photos.decode parses. PNM/PBM/PGM/PPM/PFM are the netpbm family rclip reads too.
 PILLOW_EXTENSIONS: frozenset[str] = frozenset(
     {
         "jpg", "jpeg", "jpe", "jfif", "jif",

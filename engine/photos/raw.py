@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .errors import DecodeError
+from ..errors import DecodeError
 from .formats import extension
 from .photometa import PhotoMeta, clean_keywords, gps_position, parse_exif_datetime
 
@@ -73,7 +73,7 @@ _TRANSPOSE = {
 }
 
 #: Decodes an embedded JPEG preview (bytes) into RGB, draft-scaled towards ``side`` and *not*
-#: oriented; raises DecodeError. engine.decode passes its own Pillow path, with its guards.
+#: oriented; raises DecodeError. engine.photos.decode passes its own Pillow path, with its guards.
 JpegDecoder = Callable[[bytes, int], Image.Image]
 
 

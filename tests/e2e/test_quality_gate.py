@@ -13,8 +13,8 @@ import shutil
 import numpy as np
 import pytest
 
-import engine.decode
 import engine.models.preprocess
+import engine.photos.decode
 from engine.bench.quality import WorldSpec, evaluate_library, write_world
 from engine.library import DEMO_MODEL, Library
 from engine.settings import Settings
@@ -78,7 +78,7 @@ def _swap_channels(monkeypatch):
 
 
 def _no_exif_transpose(monkeypatch):
-    monkeypatch.setattr(engine.decode, "_TRANSPOSE", {})
+    monkeypatch.setattr(engine.photos.decode, "_TRANSPOSE", {})
 
 
 def _wrong_normalisation(monkeypatch):

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.decode import DecodeError, decode_photo
 from engine.models import naflex
 from engine.models.registry import Registry
+from engine.photos.decode import DecodeError, decode_photo
 from tests.conftest import shared
 
 pil_processor = pytest.importorskip(

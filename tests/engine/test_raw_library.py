@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from engine.db import _SCHEMA_V1, MIGRATIONS, SCHEMA_VERSION, LibraryDB, _statements
-from engine.decode import decode_photo
 from engine.library import Library
+from engine.photos.decode import decode_photo
 from engine.search import Filters, Query
 from engine.settings import Settings
 from engine.watcher import Watcher

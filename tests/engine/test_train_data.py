@@ -104,8 +104,8 @@ def _label_tree(root, n=14, seed=0):
 
 
 def test_folder_per_label_import_reads_stored_vectors_only(tmp_path, monkeypatch):
-    from engine import decode
     from engine.models.hub import full_registry
+    from engine.photos import decode
     from engine.train_data import from_folders
 
     root = tmp_path / "labels"

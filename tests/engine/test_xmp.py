@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, IptcImagePlugin
 
-from engine import atomicfile, exiv2meta, jpegsegments, xmp
+from engine import atomicfile, jpegsegments, xmp
 from engine.errors import MetadataError
+from engine.photos import exiv2meta
 from tests.conftest import shared
 
 NS = {

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import decode as decode_mod
 from engine.library import Library
+from engine.photos import decode as decode_mod
 from engine.scan import photo_extensions, walk_photos
 from engine.settings import Settings
 from engine.watcher import Watcher

@@ -18,12 +18,12 @@ import pytest
 pytest.importorskip("transformers", reason="transformers' SigLIP 2 is the reference")
 torch = pytest.importorskip("torch")
 
-from engine.decode import decode_photo  # noqa: E402
 from engine.errors import ModelError  # noqa: E402
 from engine.models import naflex  # noqa: E402
 from engine.models.hub import fetch_model  # noqa: E402
 from engine.models.registry import Source, load_spec  # noqa: E402
 from engine.models.runtime import OnnxModel  # noqa: E402
+from engine.photos.decode import decode_photo  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests.conftest import shared  # noqa: E402
 from tests.engine.test_hub import lay_out_hub_snapshot  # noqa: E402
