@@ -48,9 +48,9 @@ class _Bar:
 
 
 def _library(args, *, one_shot: bool = False):
-    from .instance import InstanceLock
     from .library import Library
     from .settings import Settings
+    from .store.instance import InstanceLock
 
     settings = Settings.load(args.data_dir)
     if args.model:

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ann import AnnIndex
-from .db import Failure, LibraryDB, NewPhoto
 from .errors import DecodeError
 from .scan import FileTask, file_hash
+from .store.ann import AnnIndex
+from .store.db import Failure, LibraryDB, NewPhoto
 
 
 @dataclass

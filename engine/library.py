@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ann import AnnIndex
-from .db import LibraryDB
 from .errors import ModelError, ModelNotAvailable, PhotosiftError, QueryError
 from .indexer import Indexer, IndexReport, Progress
 from .models.hub import fetch_model, full_registry, local_model_folder
@@ -22,6 +20,8 @@ from .models.registry import ModelSpec, resources_dir
 from .scan import FileTask, normalize_folder, plan_scan, storable
 from .search import Hit, Query, Searcher
 from .settings import Settings
+from .store.ann import AnnIndex
+from .store.db import LibraryDB
 
 DEMO_MODEL = "photosift-demo"
 log = logging.getLogger(__name__)

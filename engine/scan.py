@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .db import LibraryDB
+from .store.db import LibraryDB
 
 HASH_CHUNK = 1 << 20
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import __version__, thumbcache
+from . import __version__
 from . import protocol as P
 from .errors import (
     Cancelled,
@@ -58,6 +58,7 @@ from .errors import (
 from .protocol import ErrorCode, ProtocolError
 from .server_tags import TagMethods
 from .server_train import TrainMethods
+from .store import thumbcache
 
 log = logging.getLogger("engine.server")
 
@@ -183,7 +184,7 @@ class Engine(TagMethods, TrainMethods):
 
     def _hold_data_dir(self) -> None:
         """Take the data folder's single-writer lock; without it the library stays closed."""
-        from .instance import InstanceLock
+        from .store.instance import InstanceLock
 
         try:
             self._instance = InstanceLock(self.settings.data_dir, "engine").acquire()

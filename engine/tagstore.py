@@ -1,6 +1,6 @@
 """Vocabularies, answers, thresholds and automatic tags in the library database.
 
-The tables are made by schema versions 2 and 3 (engine.db). Here is only SQL: what a label's
+The tables are made by schema versions 2 and 3 (engine.store.db). Here is only SQL: what a label's
 vector or probability is, is engine.tagging's business.
 
 * Answers (confirmed/rejected) are keyed by the photo's content hash, so they outlive
@@ -60,7 +60,7 @@ def _conn(db):
 
 
 def _tx(db):
-    from .db import _Transaction
+    from .store.db import _Transaction
 
     return db.transaction() if hasattr(db, "transaction") else _Transaction(db)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .db import LibraryDB
 from .errors import QueryError, TrainingDataError
 from .models.registry import ModelSpec, resources_dir
+from .store.db import LibraryDB
 
 # How a bare label name becomes prompt texts when nobody wrote any.
 FOLDER_TEMPLATES = ("{}", "a photo of {}")

@@ -79,10 +79,10 @@ def base_checkpoint(folder: Path) -> Path:
 
 
 def run(args, out) -> int:
-    from engine.db import LibraryDB
     from engine.models.hub import full_registry, local_model_folder
     from engine.models.tokenizer import Tokenizer
     from engine.settings import Settings
+    from engine.store.db import LibraryDB
     from engine.train_data import from_folders, from_vocab
 
     from .candidate import write_candidate

@@ -112,7 +112,7 @@ class _StoredOnlyModel:
 
 def bench_speed(n: int, labels: int, dim: int, workdir: Path, log=print) -> dict:
     from .. import tagstore as S
-    from ..db import LibraryDB, NewPhoto
+    from ..store.db import LibraryDB, NewPhoto
     from ..tagging import Tagger, texts_sig
     from ..vocab import make_vocabulary, prompt_texts
 

@@ -5,7 +5,7 @@ Photos are identified by their content hash (``images``); paths point at them
 shares an image tower shares one space, so a fine-tuned text side needs no
 re-indexing. Every indexing batch is one transaction, and every change to a
 space's vectors bumps that space's ``seq``, which lets the ANN cache tell how
-far behind it is (see engine.ann).
+far behind it is (see engine.store.ann).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DatabaseError, DiskFull, SchemaTooNew
-from .photos.formats import PAIR_EXTENSIONS, RAW_EXTENSIONS
+from ..errors import DatabaseError, DiskFull, SchemaTooNew
+from ..photos.formats import PAIR_EXTENSIONS, RAW_EXTENSIONS
 
 SCHEMA_VERSION = 4
 

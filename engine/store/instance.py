@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import DatabaseError
+from ..errors import DatabaseError
 
 LOCK_NAME = "engine.lock"
 OWNER_NAME = "engine.lock.json"

@@ -15,11 +15,11 @@ import pytest
 
 from app.sampledata import world_photos
 from engine import tagstore as S
-from engine.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
 from engine.errors import QueryError
 from engine.library import DEMO_MODEL, Library
 from engine.search import Filters, Query
 from engine.settings import Settings
+from engine.store.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
 from engine.tagging import (
     FAMILY_THRESHOLD,
     NONE_PROMPTS,
@@ -337,8 +337,8 @@ def test_v1_database_migrates_with_nothing_lost(tmp_path):
 
 
 def test_failed_migration_leaves_v1_untouched(tmp_path, monkeypatch):
-    from engine import db as dbmod
     from engine.errors import DatabaseError
+    from engine.store import db as dbmod
 
     path = tmp_path / "v1.db"
     c = sqlite3.connect(path)
@@ -423,7 +423,7 @@ def test_auto_setting_round_trips_through_json():
 
 
 def test_v2_database_migrates_to_v3_and_keywords_stop_spreading(tmp_path):
-    from engine.db import _SCHEMA_V2_TAGS, _statements
+    from engine.store.db import _SCHEMA_V2_TAGS, _statements
 
     path = tmp_path / "v2.db"
     c = sqlite3.connect(path)

@@ -154,8 +154,8 @@ def test_vocab_import_uses_confirmed_and_rejected_tags_and_leaves_the_rest_unkno
     import sys
     import types
 
-    from engine.db import LibraryDB, NewPhoto
     from engine.models.hub import full_registry
+    from engine.store.db import LibraryDB, NewPhoto
     from engine.train_data import from_vocab
 
     spec = full_registry(Settings(data_dir=tmp_path)).get(DEMO_MODEL)

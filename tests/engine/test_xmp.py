@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, IptcImagePlugin
 
-from engine import atomicfile, jpegsegments, xmp
+from engine import jpegsegments, xmp
 from engine.errors import MetadataError
 from engine.photos import exiv2meta
+from engine.store import atomicfile
 from tests.conftest import shared
 
 NS = {

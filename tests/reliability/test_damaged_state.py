@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import db as dbmod
 from engine import protocol as P
 from engine.client import EngineError
 from engine.errors import DatabaseError, DiskFull
@@ -31,6 +30,7 @@ from engine.models.hub import full_registry
 from engine.scan import file_hash
 from engine.search import Query
 from engine.settings import Settings
+from engine.store import db as dbmod
 from tests.engine.modelkit import MODEL_KEY
 from tests.helpers import make_photos, wait_for
 from tests.reliability.harness import (
@@ -448,7 +448,7 @@ def test_disk_full_while_saving_the_ann_cache_loses_nothing(tmp_path, monkeypatc
     """The HNSW file cannot be written (ENOSPC): the scan still succeeds, the cache is rebuilt."""
     import errno
 
-    from engine.ann import AnnIndex
+    from engine.store.ann import AnnIndex
 
     settings = Settings.load(make_data_dir(tmp_path / "data", exact_threshold=20))
     make_photos(tmp_path / "photos", 40)
