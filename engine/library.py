@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError, ModelNotAvailable, PhotosiftError, QueryError
-from .indexer import Indexer, IndexReport, Progress
+from .index.indexer import Indexer, IndexReport, Progress
+from .index.scan import FileTask, normalize_folder, plan_scan, storable
 from .models.hub import fetch_model, full_registry, local_model_folder
 from .models.quantize import use_int8
 from .models.registry import ModelSpec, resources_dir
-from .scan import FileTask, normalize_folder, plan_scan, storable
 from .search import Hit, Query, Searcher
 from .settings import Settings
 from .store.ann import AnnIndex

@@ -124,7 +124,7 @@ class Searcher:
                 path = str(Path(example).expanduser().resolve())
                 image_id = self.db.image_id_for_path(path)
                 if image_id is None and Path(path).is_file():
-                    from .scan import file_hash
+                    from .index.scan import file_hash
 
                     image_id = self.db.image_id_for_hash(file_hash(path))
                 if image_id is None:

@@ -223,7 +223,7 @@ class Engine(TagMethods, TrainMethods):
         return lib
 
     def _start_watching(self) -> None:
-        from .watcher import Watcher
+        from .index.watcher import Watcher
 
         if self.lib is None:
             return
@@ -568,7 +568,7 @@ class Engine(TagMethods, TrainMethods):
     # -- folders and scanning ----------------------------------------------------------------
 
     def _known_folder(self, path: str) -> str:
-        from .scan import normalize_folder
+        from .index.scan import normalize_folder
 
         p = normalize_folder(path)
         if self.library().db.folder_id(p) is None:

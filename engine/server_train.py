@@ -31,7 +31,7 @@ class TrainMethods:
         if local_model_folder(spec, self.settings) is None:
             raise ModelNotAvailable(f"model {spec.key!r} is not on this machine yet: download or import it first")
         if folders:
-            from .scan import normalize_folder
+            from .index.scan import normalize_folder
             from .train_data import label_folders
 
             label_folders(Path(folders))

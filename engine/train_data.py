@@ -72,7 +72,7 @@ def from_folders(db: LibraryDB, spec: ModelSpec, root: Path):
     """A TrainingSet from a folder-per-label tree that has been indexed with ``spec``."""
     from training.dataset import NEGATIVE, POSITIVE, TrainingSet
 
-    from .scan import normalize_folder
+    from .index.scan import normalize_folder
 
     space_id = _space_id(db, spec)
     members: dict[str, set[int]] = {}

@@ -51,9 +51,9 @@ import numpy as np
 from . import tagstore as S
 from . import xmp
 from .errors import MetadataError, PhotosiftError
-from .indexer import Progress
+from .index.indexer import Progress
+from .index.scan import file_hash, normalize_folder
 from .photos.formats import is_raw
-from .scan import file_hash, normalize_folder
 from .vocab import MAX_LABEL_CHARS, VocabularyError, label_key, make_label, make_vocabulary
 
 log = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ KEY = "vit-b-32-256-datacomp"
 
 def build_library(data: Path, n: int, log) -> Path:
     """A library of ``n`` photos at ``data`` (made once; returns its photo folder)."""
+    from ..index.scan import file_hash
     from ..library import Library
-    from ..scan import file_hash
     from ..settings import Settings
     from ..store.db import LibraryDB, NewPhoto
     from . import vectors

@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DecodeError
-from ..indexer import Indexer
+from ..index.indexer import Indexer
+from ..index.scan import FileTask, file_hash, photo_extensions, walk_photos
 from ..photos.decode import decode_photo
-from ..scan import FileTask, file_hash, photo_extensions, walk_photos
 from ..store.ann import AnnIndex
 from ..store.db import LibraryDB
 

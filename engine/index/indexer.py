@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DecodeError
+from ..errors import DecodeError
+from ..store.ann import AnnIndex
+from ..store.db import Failure, LibraryDB, NewPhoto
 from .scan import FileTask, file_hash
-from .store.ann import AnnIndex
-from .store.db import Failure, LibraryDB, NewPhoto
 
 
 @dataclass
@@ -126,7 +126,7 @@ class Indexer:
             with lock:
                 if h in known:
                     return _Known(task, h)
-            from .photos.decode import decode_photo
+            from ..photos.decode import decode_photo
 
             kw = {"max_pixels": self.max_pixels} if self.max_pixels else {}
             photo = decode_photo(task.path, target=self.model.input_size, **kw)

@@ -12,14 +12,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .store.db import LibraryDB
+from ..store.db import LibraryDB
 
 HASH_CHUNK = 1 << 20
 log = logging.getLogger(__name__)
 
 
 def photo_extensions() -> frozenset[str]:
-    from .photos.decode import PHOTO_EXTENSIONS
+    from ..photos.decode import PHOTO_EXTENSIONS
 
     return frozenset(e.lower().lstrip(".") for e in PHOTO_EXTENSIONS)
 

@@ -38,8 +38,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..store.db import FileRow
 from .scan import FileTask, folder_reachable, photo_extensions, storable
-from .store.db import FileRow
 
 log = logging.getLogger(__name__)
 

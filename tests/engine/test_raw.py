@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.index.scan import photo_extensions, walk_photos
 from engine.photos import decode, formats, raw
 from engine.photos.decode import DecodeError, decode_photo, read_meta
-from engine.scan import photo_extensions, walk_photos
 from tests.conftest import shared
 from tests.rawkit import write_dng
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.index.watcher import Watcher
 from engine.library import Library
 from engine.photos.decode import decode_photo
 from engine.search import Filters, Query
 from engine.settings import Settings
 from engine.store.db import _SCHEMA_V1, MIGRATIONS, SCHEMA_VERSION, LibraryDB, _statements
-from engine.watcher import Watcher
 from tests.conftest import shared
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 from tests.helpers import make_photos, wait_for

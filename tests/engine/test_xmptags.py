@@ -17,8 +17,8 @@ import pytest
 from engine import protocol as P
 from engine import tagstore as S
 from engine import xmp, xmptags
+from engine.index.scan import file_hash
 from engine.library import DEMO_MODEL, Library
-from engine.scan import file_hash
 from engine.search import Query
 from engine.settings import Settings
 from engine.vocab import make_vocabulary

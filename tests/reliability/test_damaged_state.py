@@ -25,9 +25,9 @@ import pytest
 from engine import protocol as P
 from engine.client import EngineError
 from engine.errors import DatabaseError, DiskFull
+from engine.index.scan import file_hash
 from engine.library import Library
 from engine.models.hub import full_registry
-from engine.scan import file_hash
 from engine.search import Query
 from engine.settings import Settings
 from engine.store import db as dbmod
