@@ -159,7 +159,7 @@ def cmd_search(args) -> int:
 
 def _print_tagged(lib, tags, args) -> int:
     from .search import Hit
-    from .tagging import tagged_image_ids
+    from .tags.tagging import tagged_image_ids
 
     tg = lib.tagger()
     hits, _ = tg.photos(*tags[0], "tagged", 10**9, 0)

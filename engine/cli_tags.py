@@ -37,7 +37,7 @@ def _retag(lib, name: str) -> str:
 
 
 def _image_ids(lib, photos: list[str]) -> list[int]:
-    from .vocab import VocabularyError
+    from .tags.vocab import VocabularyError
 
     out = []
     for p in photos:
@@ -52,9 +52,16 @@ def _image_ids(lib, photos: list[str]) -> list[int]:
 
 
 def cmd_vocab(args) -> int:
-    from . import tagstore as S
-    from .tagging import vocab_summary
-    from .vocab import load_starter, make_label, make_vocabulary, read_file, starters, write_file
+    from .tags import tagstore as S
+    from .tags.tagging import vocab_summary
+    from .tags.vocab import (
+        load_starter,
+        make_label,
+        make_vocabulary,
+        read_file,
+        starters,
+        write_file,
+    )
 
     lib = _lib(args)
     try:
@@ -153,7 +160,7 @@ def cmd_vocab(args) -> int:
 
 
 def cmd_tag(args) -> int:
-    from .tagging import resolve_tag
+    from .tags.tagging import resolve_tag
 
     lib = _lib(args)
     try:
@@ -408,7 +415,7 @@ def _needs_name(fn):
 
 def search_tags(args, lib) -> list[tuple[str, str]]:
     """`photosift search --tag TAG`: the (vocabulary, label) pairs, tagged under the active model first."""
-    from .tagging import resolve_tag
+    from .tags.tagging import resolve_tag
 
     refs = [resolve_tag(lib.db, t) for t in args.tag or []]
     if refs:

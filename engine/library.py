@@ -222,8 +222,8 @@ class Library:
     # -- tagging -----------------------------------------------------------------------------
 
     def tagger(self):
-        """Tags photos with the library's vocabularies under the active model (engine.tagging)."""
-        from .tagging import Tagger
+        """Tags photos with the library's vocabularies under the active model (engine.tags.tagging)."""
+        from .tags.tagging import Tagger
 
         return Tagger(self.db, self.model(), self.space_id, pairs=self.settings.raw_jpeg_pairs)
 

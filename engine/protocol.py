@@ -129,7 +129,7 @@ lists (``tag_photos``, ``tag_counts``): the JPEG, whose ``metadata.twins`` names
 Unless the hits are limited to RAW types by ``filters.exts``, or ``raw_jpeg_pairs`` is false in
 the engine's settings.json, which makes them two photos.
 
-Tagging (engine.vocab, engine.tagging): a vocabulary is a named list of labels, each
+Tagging (engine.tags.vocab, engine.tags.tagging): a vocabulary is a named list of labels, each
 with optional synonyms and prompts of its own, plus prompt templates ("a photo of a {}")
 whose text vectors are averaged. Every photo gets a probability per label from its stored
 vector (no decoding, no re-embedding); a photo carries a label when the probability reaches
@@ -595,7 +595,7 @@ METHODS: dict[str, tuple[type, type, Runs]] = {
     "train_pending": (Empty, dict, "quick"),
 }
 
-# -- tagging (engine.vocab, engine.tagging) --------------------------------------------------
+# -- tagging (engine.tags.vocab, engine.tags.tagging) --------------------------------------------------
 
 
 class LabelSpec(TypedDict):
@@ -706,7 +706,7 @@ class TagThresholdResult(TypedDict):
     left: list[int]  # image ids that lose it
     tagged: int  # photos carrying the label at this threshold
     # preview only: the moved photos themselves, best score first, at most 500 a side
-    # (engine.tagbrowse.PREVIEW_HITS), with how many moved in all
+    # (engine.tags.browse.PREVIEW_HITS), with how many moved in all
     entered_hits: NotRequired[list["TagHit"]]
     left_hits: NotRequired[list["TagHit"]]
     entered_total: NotRequired[int]

@@ -162,7 +162,7 @@ class Searcher:
             if not allowed:
                 return []
         if q.filters.tags:
-            from .tagging import tagged_image_ids
+            from .tags.tagging import tagged_image_ids
 
             tagged = tagged_image_ids(self.db, self.model.spec.key, q.filters.tags)
             allowed = tagged if allowed is None else allowed & tagged
@@ -171,7 +171,7 @@ class Searcher:
         hidden = self.db.hidden_raw_twins(self.space_id, allowed) if self.pairs else set()
         n = q.k + 16 + q.k // 4
         if browse:  # tags alone: the photos carrying them, by the first tag's score
-            from .tagbrowse import browse as browse_tags
+            from .tags.browse import browse as browse_tags
 
             shown = allowed - hidden
             raw = browse_tags(self.db, self.model, self.space_id, q.filters.tags[0], shown, n)

@@ -1,7 +1,7 @@
 """The engine's tag methods: vocabularies, tags, and keywords in XMP/IPTC.
 
 A mixin of :class:`engine.server.Engine` (which finds handlers by their ``m_`` names); the
-work itself is in engine.vocab, engine.tagstore, engine.tagging and engine.xmptags. Kept
+work itself is in engine.tags.vocab, engine.tags.tagstore, engine.tags.tagging and engine.xmptags. Kept
 apart from the engine's core (requests, jobs, library) so each file stays readable.
 """
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class TagMethods:
-    # -- vocabularies and tags (engine.vocab, engine.tagstore, engine.tagging) ------------------
+    # -- vocabularies and tags (engine.tags.vocab, engine.tags.tagstore, engine.tags.tagging) ------------------
 
     def _tagger(self):
         return self.library().tagger()
@@ -50,10 +50,10 @@ class TagMethods:
         return dict(vocab=tg.vocab_info(name), tagged=rep.as_dict())
 
     def m_vocab_list(self) -> dict:
-        from . import tagstore
         from .library import DEMO_MODEL
-        from .tagging import vocab_summary
-        from .vocab import starters_for
+        from .tags import tagstore
+        from .tags.tagging import vocab_summary
+        from .tags.vocab import starters_for
 
         lib = self.library()
         return dict(vocabularies=[vocab_summary(sv) for sv in tagstore.load_all(lib.db)],
@@ -64,8 +64,8 @@ class TagMethods:
 
     def m_vocab_create(self, name: str, labels=(), templates=None, threshold=None, starter=None,
                        auto: bool = True) -> dict:  # fmt: skip
-        from . import tagstore
-        from .vocab import load_starter, make_vocabulary
+        from .tags import tagstore
+        from .tags.vocab import load_starter, make_vocabulary
 
         if starter is not None:
             base = load_starter(starter)
@@ -78,8 +78,8 @@ class TagMethods:
 
     def m_vocab_update(self, name: str, rename=None, add=(), remove=(), rename_labels=None, edit=(),
                        templates=None, threshold=..., auto=None) -> dict:  # fmt: skip
-        from . import tagstore
-        from .vocab import check_templates, make_label
+        from .tags import tagstore
+        from .tags.vocab import check_templates, make_label
 
         sv = tagstore.update(
             self.library().db, name, rename=rename,
@@ -91,21 +91,21 @@ class TagMethods:
         return self._vocab_changed(sv.name)
 
     def m_vocab_delete(self, name: str) -> dict:
-        from . import tagstore
+        from .tags import tagstore
 
         return dict(deleted=tagstore.delete(self.library().db, name))
 
     def m_vocab_import(self, path: str, name=None, format=None, replace: bool = False) -> dict:
-        from . import tagstore
-        from .vocab import read_file
+        from .tags import tagstore
+        from .tags.vocab import read_file
 
         vocab = read_file(Path(os.path.expanduser(path)), format, name=name)
         tagstore.create(self.library().db, vocab, replace=replace)
         return self._vocab_changed(vocab.name)
 
     def m_vocab_export(self, name: str, path: str, format=None) -> dict:
-        from . import tagstore
-        from .vocab import write_file
+        from .tags import tagstore
+        from .tags.vocab import write_file
 
         sv = tagstore.load(self.library().db, name)
         out = write_file(sv.vocab, Path(os.path.expanduser(path)), format)
@@ -137,7 +137,7 @@ class TagMethods:
     # -- keywords in XMP/IPTC (engine.xmptags) --------------------------------------------------
 
     def m_tag_export_xmp(self, vocab=None, confirmed_only=False, embed=False) -> dict:
-        from . import tagstore
+        from .tags import tagstore
 
         if vocab is not None:  # an unknown name: an error reply now, not a failed job
             tagstore.load(self.library().db, vocab)

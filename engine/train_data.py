@@ -7,7 +7,7 @@ Two sources:
   it lies in (the same content in two folders is a multi-label photo) and negative
   for the others;
 * a tag vocabulary: the user's confirmed (positive) and rejected (negative) tags, read
-  through ``engine.tagging``; every other (photo, label) pair is unknown.
+  through ``engine.tags.tagging``; every other (photo, label) pair is unknown.
 
 Only stored vectors are read: nothing is decoded. This module needs numpy only, so the
 training child process and the engine can both use it.
@@ -106,11 +106,11 @@ def from_folders(db: LibraryDB, spec: ModelSpec, root: Path):
 
 
 def from_vocab(db: LibraryDB, spec: ModelSpec, vocab: str):
-    """A TrainingSet from a tag vocabulary's confirmed and rejected tags (engine.tagging)."""
+    """A TrainingSet from a tag vocabulary's confirmed and rejected tags (engine.tags.tagging)."""
     from training.dataset import NEGATIVE, POSITIVE, UNKNOWN, TrainingSet
 
     try:  # provided by the tagging feature; imported here so the rest works without it
-        from .tagging import confirmed_examples, label_texts
+        from .tags.tagging import confirmed_examples, label_texts
     except ImportError as e:
         raise TrainingDataError(f"tag vocabularies are not available in this build ({e})") from e
     examples = confirmed_examples(db, vocab)

@@ -48,13 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import tagstore as S
 from . import xmp
 from .errors import MetadataError, PhotosiftError
 from .index.indexer import Progress
 from .index.scan import file_hash, normalize_folder
 from .photos.formats import is_raw
-from .vocab import MAX_LABEL_CHARS, VocabularyError, label_key, make_label, make_vocabulary
+from .tags import tagstore as S
+from .tags.vocab import MAX_LABEL_CHARS, VocabularyError, label_key, make_label, make_vocabulary
 
 log = logging.getLogger(__name__)
 

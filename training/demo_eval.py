@@ -146,13 +146,13 @@ def tag_threshold(
 ) -> dict:
     """The probability threshold at which labels typed by name tag these scenes best.
 
-    Labels are scored as the engine scores them (``engine.tagging``): a label without
+    Labels are scored as the engine scores them (``engine.tags.tagging``): a label without
     prompts is the mean of its name in the editor's default templates, its probability
     the model's sigmoid. The threshold is the one of best micro-F1 on the first half of
     the scenes (a grid of 0.01 steps); precision, recall and F1 are reported on the
     second half, at it and at the family default."""
-    from engine.tagging import FAMILY_THRESHOLD, Scoring, sigmoid
-    from engine.vocab import DEFAULT_TEMPLATES, Label, prompt_texts
+    from engine.tags.tagging import FAMILY_THRESHOLD, Scoring, sigmoid
+    from engine.tags.vocab import DEFAULT_TEMPLATES, Label, prompt_texts
 
     family_default = FAMILY_THRESHOLD["siglip"]  # what a model without its own threshold gets
     labels = world.label_names()

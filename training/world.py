@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
-from engine.vocab import DEFAULT_TEMPLATES  # how the app phrases a label it asks about
+from engine.tags.vocab import DEFAULT_TEMPLATES  # how the app phrases a label it asks about
 
 # --- attributes --------------------------------------------------------------------------
 

@@ -111,10 +111,10 @@ class _StoredOnlyModel:
 
 
 def bench_speed(n: int, labels: int, dim: int, workdir: Path, log=print) -> dict:
-    from .. import tagstore as S
     from ..store.db import LibraryDB, NewPhoto
-    from ..tagging import Tagger, texts_sig
-    from ..vocab import make_vocabulary, prompt_texts
+    from ..tags import tagstore as S
+    from ..tags.tagging import Tagger, texts_sig
+    from ..tags.vocab import make_vocabulary, prompt_texts
 
     rng = np.random.default_rng(0)
     db = LibraryDB(workdir / "speed.db")
@@ -201,10 +201,10 @@ def quality_world(
 
     from training import world
 
-    from .. import tagstore as S
     from ..library import Library
     from ..settings import Settings
-    from ..vocab import parse
+    from ..tags import tagstore as S
+    from ..tags.vocab import parse
 
     scenes = world.scenes("test", qs.n, seed=qs.seed)
     root = workdir / "photos"
@@ -303,8 +303,8 @@ def quality_world(
 def big_vocabulary(lib, log, n: int = 10_000) -> dict:
     """A 10,000-label vocabulary, default templates (50,000 prompts): first tagging runs the
     text encoder once per prompt; a re-tag after an edit reuses every stored label vector."""
-    from .. import tagstore as S
-    from ..vocab import make_vocabulary
+    from ..tags import tagstore as S
+    from ..tags.vocab import make_vocabulary
 
     words = ["red", "blue", "green", "small", "large", "striped", "round", "bright", "dark", "old"]
     things = [

@@ -85,7 +85,7 @@ CREATE TABLE tombstones (               -- vectors removed, so the ANN cache can
 ) WITHOUT ROWID;
 """
 
-# Version 2: tag vocabularies and tags (engine.vocab, engine.tagstore, engine.tagging).
+# Version 2: tag vocabularies and tags (engine.tags.vocab, engine.tags.tagstore, engine.tags.tagging).
 # Answers (confirmed/rejected) are keyed by content hash, not image id or model, so they
 # survive re-indexing, garbage collection of a photo that comes back, and model switches.
 # Automatic tags are per model (its text side decides them) and are a derived cache of
@@ -154,7 +154,7 @@ CREATE TABLE tag_runs (                   -- which vocabulary version a model's 
 """
 
 # Version 3: a vocabulary may leave its labels to the user's answers alone (auto = 0), e.g.
-# keywords imported from other programs: no automatic tags for them (engine.tagging).
+# keywords imported from other programs: no automatic tags for them (engine.tags.tagging).
 # The "Keywords" vocabulary that keyword import (engine.xmptags) made under v2 becomes one,
 # and its automatic tags go (under every model), so an XMP export no longer spreads them.
 _SCHEMA_V3_VOCAB_AUTO = """

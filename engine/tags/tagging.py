@@ -68,8 +68,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import QueryError
 from . import tagstore as S
-from .errors import QueryError
 from .vocab import Label, VocabularyError, prompt_texts
 
 FAMILY_THRESHOLD = {"siglip": 0.1, "clip": 0.5}
@@ -638,7 +638,7 @@ class Tagger:
             conf, rej = S.answers(self.db, [sl.id])[sl.id]
             after = (set((keys & 0xFFFFFFFF).tolist()) - set(rej)) | set(conf)
             lp = plan.labels[j]
-            from .tagbrowse import moved_hits
+            from .browse import moved_hits
 
             entered, left = sorted(after - before), sorted(before - after)
             return dict(threshold=round(lp.threshold, 6), threshold_source=lp.source, entered=entered,

@@ -1,14 +1,14 @@
 """Vocabularies, answers, thresholds and automatic tags in the library database.
 
 The tables are made by schema versions 2 and 3 (engine.store.db). Here is only SQL: what a label's
-vector or probability is, is engine.tagging's business.
+vector or probability is, is engine.tags.tagging's business.
 
 * Answers (confirmed/rejected) are keyed by the photo's content hash, so they outlive
   re-indexing and model switches, and always win over automatic tags.
 * Automatic tags are per model; they are derived from stored vectors and rewritten by
   every re-tag (only the rows that change are touched).
 * Every vocabulary edit bumps its ``version``: a re-tag computed from an older version
-  is not written (engine.tagging recomputes it).
+  is not written (engine.tags.tagging recomputes it).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _conn(db):
 
 
 def _tx(db):
-    from .store.db import _Transaction
+    from ..store.db import _Transaction
 
     return db.transaction() if hasattr(db, "transaction") else _Transaction(db)
 

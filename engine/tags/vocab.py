@@ -6,8 +6,8 @@ own (full sentences used as written, instead of the templates). The vocabulary's
 templates ("a photo of a {}.") form an ensemble: a label's text vector is the mean of
 the text vectors of all its prompts, the CLIP paper's prompt ensembling.
 
-This module is pure data (no database, no model): storage lives in engine.tagstore,
-scoring in engine.tagging. Files come in three formats:
+This module is pure data (no database, no model): storage lives in engine.tags.tagstore,
+scoring in engine.tags.tagging. Files come in three formats:
 
 * JSON: ``{"name", "templates"?, "threshold"?, "auto"?, "labels": ["cat" | {"name",
   "synonyms"?, "prompts"?, "threshold"?}]}`` (a bare list of labels is accepted too);
@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import QueryError
+from ..errors import QueryError
 
 MAX_LABELS = 20_000  # a 10,000-label vocabulary is fine; this stops a runaway file
 MAX_LABEL_CHARS = 200
@@ -474,7 +474,7 @@ def write_file(vocab: Vocabulary, path: Path, fmt: str | None = None) -> Path:
 
 
 def starters_dir() -> Path:
-    from .models.registry import resources_dir
+    from ..models.registry import resources_dir
 
     return resources_dir() / "vocabularies"
 

@@ -136,8 +136,8 @@ def test_raw_and_jpeg_of_one_shot_are_one_photo(settings, tmp_path):
         assert dng[[h.path for h in dng].index(pair["raw"])].info["twins"] == [pair["jpeg"]]
 
         # tag lists: the pair is one photo there too
-        from engine import tagstore as S
-        from engine.vocab import make_vocabulary
+        from engine.tags import tagstore as S
+        from engine.tags.vocab import make_vocabulary
 
         S.create(lib.db, make_vocabulary("trip", ["card"], auto=False))
         tg = lib.tagger()

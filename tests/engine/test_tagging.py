@@ -14,20 +14,20 @@ import numpy as np
 import pytest
 
 from app.sampledata import world_photos
-from engine import tagstore as S
 from engine.errors import QueryError
 from engine.library import DEMO_MODEL, Library
 from engine.search import Filters, Query
 from engine.settings import Settings
 from engine.store.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
-from engine.tagging import (
+from engine.tags import tagstore as S
+from engine.tags.tagging import (
     FAMILY_THRESHOLD,
     NONE_PROMPTS,
     Tagger,
     confirmed_examples,
     label_texts,
 )
-from engine.vocab import VocabularyError, make_vocabulary
+from engine.tags.vocab import VocabularyError, make_vocabulary
 from training import world
 
 N = 48
@@ -199,7 +199,7 @@ def test_threshold_preview_matches_saving(lib):
     for h in pv["left_hits"]:
         assert h["state"] == "auto" and h["online"] and h["path"].endswith(".jpg")
         assert abs(h["score"] - scores[h["image_id"]]) < 1e-5 and h["score"] < 0.99
-    from engine import tagbrowse
+    from engine.tags import browse as tagbrowse
 
     capped = tagbrowse.moved_hits(
         lib.db, tg, tg.plan(S.load(lib.db, "th")), 1, pv["left"], "auto", cap=2
@@ -413,7 +413,7 @@ def test_vocabulary_with_auto_off_is_carried_by_answers_only(lib):
 
 
 def test_auto_setting_round_trips_through_json():
-    from engine.vocab import dumps, parse
+    from engine.tags.vocab import dumps, parse
 
     v = make_vocabulary("Keywords", ["2008", "dublin"], auto=False)
     back = parse(dumps(v, "json"), "json")

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from engine import protocol as P
-from engine import tagstore as S
 from engine import xmp, xmptags
 from engine.index.scan import file_hash
 from engine.library import DEMO_MODEL, Library
 from engine.search import Query
 from engine.settings import Settings
-from engine.vocab import make_vocabulary
+from engine.tags import tagstore as S
+from engine.tags.vocab import make_vocabulary
 from tests.conftest import shared
 from tests.engine.test_xmp import DARKTABLE_SIDECAR, embedded_xmp, rdf_items
 

@@ -110,7 +110,7 @@ def test_caption_mix_and_attribute_weights_choose_the_forms():
 
 
 def test_label_captions_are_a_label_in_the_editors_default_templates():
-    from engine.vocab import DEFAULT_TEMPLATES
+    from engine.tags.vocab import DEFAULT_TEMPLATES
 
     rng = np.random.default_rng(4)
     prefixes = {t.split("{}")[0] for t in DEFAULT_TEMPLATES}
