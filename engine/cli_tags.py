@@ -229,9 +229,9 @@ def _tag_line(t: dict) -> str:
 
 
 def _export_xmp(lib, tg, args) -> int:
-    """Write every photo's tags in force as XMP keywords (engine.xmptags: sidecars, and the
+    """Write every photo's tags in force as XMP keywords (engine.xmp.tags: sidecars, and the
     photo itself with --embed). Ctrl-C stops after the photo in hand; every file stays whole."""
-    from . import xmptags
+    from .xmp import tags as xmptags
 
     vocab = args.vocab or args.tag
     if args.dry_run:
@@ -262,7 +262,7 @@ def _export_xmp(lib, tg, args) -> int:
 
 def _import_xmp(lib, args) -> int:
     """Take keywords of indexed photos (sidecars, embedded XMP, IPTC) in as confirmed tags."""
-    from . import xmptags
+    from .xmp import tags as xmptags
 
     folders = ([args.tag] if args.tag else []) + list(args.photos)
     rep = _with_cancel_and_bar(args, lambda progress, cancel: xmptags.import_tags(

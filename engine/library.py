@@ -229,7 +229,7 @@ class Library:
 
     def _tag_new(self, image_ids, vectors) -> None:
         if self.settings.read_keywords:  # keywords set in other programs come in as confirmed tags
-            from .xmptags import import_for_new_images
+            from .xmp.tags import import_for_new_images
 
             import_for_new_images(self, image_ids)
         # New photos are tagged as they are committed; the cheap check keeps tag-less libraries free.

@@ -157,7 +157,7 @@ general-knowledge check). Nothing is registered until ``train_accept``; ``train_
 forgets the candidate; ``cancel`` stops training at once and keeps nothing. Too little
 data fails the job with ``training_data`` and a message saying how much is needed.
 
-Keywords other photo managers read (engine.xmptags, engine.xmp): ``tag_export_xmp`` is a job
+Keywords other photo managers read (engine.xmp.tags, engine.xmp.keywords): ``tag_export_xmp`` is a job
 that writes each photo's tags in force (or only the confirmed ones) as XMP sidecar keywords
 (``dc:subject``, plus ``lr:hierarchicalSubject`` ``photosift|vocabulary|label``) and takes
 out of the sidecar the labels the user rejected; other keywords are never touched. Only with
@@ -520,7 +520,7 @@ class JobReport(TypedDict):
     # tag_export_xmp: sidecars written (or already up to date), photo files rewritten
     sidecars: NotRequired[int]  # (and `embedded`: photo files rewritten)
     raw_not_embedded: NotRequired[int]  # camera RAW files: sidecar only, never written into
-    # tag_import_xmp (TagImportReport in engine.xmptags)
+    # tag_import_xmp (TagImportReport in engine.xmp.tags)
     with_keywords: NotRequired[int]  # photos that had any keyword
     confirmed: NotRequired[int]  # answers recorded now
     already: NotRequired[int]  # keywords whose tag was confirmed already
@@ -1016,7 +1016,7 @@ def _bad(where: str, wanted: str, got: Any) -> ProtocolError:
     return ProtocolError(ErrorCode.INVALID_PARAMS, f"{where} must be {wanted}, not {json.dumps(got, default=str)[:60]}")
 
 
-# -- keywords in XMP/IPTC (engine.xmptags) ----------------------------------------------------
+# -- keywords in XMP/IPTC (engine.xmp.tags) ----------------------------------------------------
 
 
 class TagExportXmpParams(TypedDict):

@@ -1,7 +1,7 @@
 """The engine's tag methods: vocabularies, tags, and keywords in XMP/IPTC.
 
 A mixin of :class:`engine.server.Engine` (which finds handlers by their ``m_`` names); the
-work itself is in engine.tags.vocab, engine.tags.tagstore, engine.tags.tagging and engine.xmptags. Kept
+work itself is in engine.tags.vocab, engine.tags.tagstore, engine.tags.tagging and engine.xmp.tags. Kept
 apart from the engine's core (requests, jobs, library) so each file stays readable.
 """
 
@@ -134,7 +134,7 @@ class TagMethods:
     def m_tag_counts(self, vocab=None) -> dict:
         return dict(counts=self._tagger().counts(vocab))
 
-    # -- keywords in XMP/IPTC (engine.xmptags) --------------------------------------------------
+    # -- keywords in XMP/IPTC (engine.xmp.tags) --------------------------------------------------
 
     def m_tag_export_xmp(self, vocab=None, confirmed_only=False, embed=False) -> dict:
         from .tags import tagstore
@@ -143,7 +143,7 @@ class TagMethods:
             tagstore.load(self.library().db, vocab)
 
         def fn(job: Job) -> dict:
-            from .xmptags import export_tags
+            from .xmp.tags import export_tags
 
             rep = export_tags(self.library(), vocab, confirmed_only=confirmed_only, embed=embed,
                               progress=self._progress_cb(job), cancel=job.run_cancel.is_set)  # fmt: skip
@@ -157,7 +157,7 @@ class TagMethods:
         chosen = [self._known_folder(f) for f in folders] if folders else None
 
         def fn(job: Job) -> dict:
-            from .xmptags import import_tags
+            from .xmp.tags import import_tags
 
             rep = import_tags(self.library(), chosen, vocab=vocab, only_known=only_known,
                               progress=self._progress_cb(job), cancel=job.run_cancel.is_set)  # fmt: skip

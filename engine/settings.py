@@ -37,7 +37,7 @@ class Settings:
     batch_size: int = 16
     workers: int | None = None
     exact_threshold: int = 20_000
-    # Indexing takes in new photos' XMP/IPTC keywords as confirmed tags (engine.xmptags).
+    # Indexing takes in new photos' XMP/IPTC keywords as confirmed tags (engine.xmp.tags).
     read_keywords: bool = True
     extra: dict = field(default_factory=dict)  # the app's own settings ride along
     # NaFlex models: patch budget per model key (e.g. 576 or 1024 for more detail, slower).

@@ -155,7 +155,7 @@ CREATE TABLE tag_runs (                   -- which vocabulary version a model's 
 
 # Version 3: a vocabulary may leave its labels to the user's answers alone (auto = 0), e.g.
 # keywords imported from other programs: no automatic tags for them (engine.tags.tagging).
-# The "Keywords" vocabulary that keyword import (engine.xmptags) made under v2 becomes one,
+# The "Keywords" vocabulary that keyword import (engine.xmp.tags) made under v2 becomes one,
 # and its automatic tags go (under every model), so an XMP export no longer spreads them.
 _SCHEMA_V3_VOCAB_AUTO = """
 ALTER TABLE vocabularies ADD COLUMN auto INTEGER NOT NULL DEFAULT 1 CHECK (auto IN (0, 1));

@@ -25,7 +25,7 @@ Safety
     Every write builds the complete new file in memory, writes it to a temporary file in the same
     folder and swaps it in with ``os.replace`` (:mod:`engine.store.atomicfile`); if the file changed on
     disk meanwhile, the write is refused. A sidecar that cannot be parsed is reported, never
-    overwritten. In a JPEG only the XMP and IPTC segments change (:mod:`engine.jpegsegments`).
+    overwritten. In a JPEG only the XMP and IPTC segments change (:mod:`engine.xmp.jpegsegments`).
     Problems are raised as :class:`~engine.errors.MetadataError` naming the file and the reason.
 """
 
@@ -44,11 +44,11 @@ from typing import Literal
 import exiv2
 from PIL import Image
 
+from ..errors import MetadataError
+from ..photos import exiv2meta as meta
+from ..photos.formats import is_raw
+from ..store.atomicfile import FileChanged, replace_bytes
 from . import jpegsegments
-from .errors import MetadataError
-from .photos import exiv2meta as meta
-from .photos.formats import is_raw
-from .store.atomicfile import FileChanged, replace_bytes
 
 SidecarStyle = Literal["auto", "appended", "replaced"]
 

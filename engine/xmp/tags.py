@@ -1,6 +1,6 @@
 """photosift's tags <-> keywords other photo managers read (issue 5, item 6).
 
-engine.xmp reads and writes keywords in files; this module decides *which* keywords, from
+engine.xmp.keywords reads and writes keywords in files; this module decides *which* keywords, from
 and into the library's tags.
 
 Export (:func:`export_tags`)
@@ -48,13 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import xmp
-from .errors import MetadataError, PhotosiftError
-from .index.indexer import Progress
-from .index.scan import file_hash, normalize_folder
-from .photos.formats import is_raw
-from .tags import tagstore as S
-from .tags.vocab import MAX_LABEL_CHARS, VocabularyError, label_key, make_label, make_vocabulary
+from ..errors import MetadataError, PhotosiftError
+from ..index.indexer import Progress
+from ..index.scan import file_hash, normalize_folder
+from ..photos.formats import is_raw
+from ..tags import tagstore as S
+from ..tags.vocab import MAX_LABEL_CHARS, VocabularyError, label_key, make_label, make_vocabulary
+from . import keywords as xmp
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class _AsSpelledInPhoto(Mapping):
     """Keywords per photo, each read as late as possible: a label the photo already holds in
     another case ("Red" for "red") keeps that spelling instead of being added a second time.
 
-    A Mapping, so that engine.xmp's batch export asks for a photo's keywords right before it
+    A Mapping, so that engine.xmp.keywords's batch export asks for a photo's keywords right before it
     writes that photo (a problem reading them is that photo's failure, reported per file)."""
 
     def __init__(self, wanted: Mapping[Path, list[str]]):

@@ -1,4 +1,4 @@
-"""photosift's tags <-> XMP/IPTC keywords (engine.xmptags), on copies of real photos with the
+"""photosift's tags <-> XMP/IPTC keywords (engine.xmp.tags), on copies of real photos with the
 demo model, through the library, the CLI and the engine process.
 
 Written sidecars are read back with xml.etree, embedded XMP with Pillow: not only with exiv2.
@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from engine import protocol as P
-from engine import xmp, xmptags
 from engine.index.scan import file_hash
 from engine.library import DEMO_MODEL, Library
 from engine.search import Query
 from engine.settings import Settings
 from engine.tags import tagstore as S
 from engine.tags.vocab import make_vocabulary
+from engine.xmp import keywords as xmp
+from engine.xmp import tags as xmptags
 from tests.conftest import shared
 from tests.engine.test_xmp import DARKTABLE_SIDECAR, embedded_xmp, rdf_items
 

@@ -216,7 +216,7 @@ class Tagging(_Driver):
         for side in folder.glob("*.xmp"):
             ET.fromstring(side.read_bytes())  # raises on a torn file
         for p in self.ctx["paths"]:
-            from engine.xmp import read_keywords
+            from engine.xmp.keywords import read_keywords
 
             read_keywords(Path(p))
         return len(list(folder.glob(".*.tmp")))
