@@ -310,7 +310,7 @@ def print_train_report(res: dict) -> None:
 
 def cmd_train(args) -> int:
     """Fine-tune the text side on a vocabulary's confirmed tags or a folder per label."""
-    from .finetune import TrainRequest, accept, discard, train
+    from .finetune.job import TrainRequest, accept, discard, train
     from .models.hub import local_model_folder
 
     lib = _library(args)
@@ -319,7 +319,7 @@ def cmd_train(args) -> int:
         if local_model_folder(base, lib.settings) is None:
             raise SystemExit(f"model {base.key} is not here yet; download or import it first")
         if args.folders:
-            from .train_data import label_folders
+            from .finetune.sources import label_folders
 
             label_folders(args.folders)  # refuse a folder without label folders before indexing it
             root = lib.add_folder(args.folders)

@@ -208,7 +208,7 @@ class Engine(TagMethods, TrainMethods):
     def _sweep_training_runs(self) -> None:
         """Runs a killed engine left half-done go at start (this engine holds the lock and has
         started no training yet, so none of them runs)."""
-        from .finetune import sweep_unfinished
+        from .finetune.job import sweep_unfinished
 
         try:
             if gone := sweep_unfinished(self.settings):

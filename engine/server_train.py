@@ -1,4 +1,4 @@
-"""The engine's fine-tuning methods (SigLIT: engine.finetune runs training in a child process).
+"""The engine's fine-tuning methods (SigLIT: engine.finetune.job runs training in a child process).
 
 A mixin of :class:`engine.server.Engine` (which finds handlers by their ``m_`` names).
 """
@@ -18,11 +18,11 @@ if TYPE_CHECKING:
 
 
 class TrainMethods:
-    # -- fine-tuning (SigLIT; engine.finetune runs it in a child process) ----------------------
+    # -- fine-tuning (SigLIT; engine.finetune.job runs it in a child process) ----------------------
 
     def m_train_start(self, vocab: str | None = None, folders: str | None = None, base: str | None = None,
                       tune: str | None = None, seed: int | None = None, max_steps: int | None = None) -> dict:  # fmt: skip
-        from .finetune import TrainRequest, train
+        from .finetune.job import TrainRequest, train
         from .models.hub import full_registry, local_model_folder
 
         if bool(vocab) == bool(folders):
@@ -31,8 +31,8 @@ class TrainMethods:
         if local_model_folder(spec, self.settings) is None:
             raise ModelNotAvailable(f"model {spec.key!r} is not on this machine yet: download or import it first")
         if folders:
+            from .finetune.sources import label_folders
             from .index.scan import normalize_folder
-            from .train_data import label_folders
 
             label_folders(Path(folders))
             root = normalize_folder(folders)
@@ -73,17 +73,17 @@ class TrainMethods:
         return dict(job=job.id)
 
     def m_train_accept(self, run: str) -> dict:
-        from .finetune import accept
+        from .finetune.job import accept
 
         return dict(model=self._model_info(accept(self.settings, run), False))
 
     def m_train_discard(self, run: str) -> dict:
-        from .finetune import discard
+        from .finetune.job import discard
 
         discard(self.settings, run)
         return {"discarded": True}
 
     def m_train_pending(self) -> dict:
-        from .finetune import pending
+        from .finetune.job import pending
 
         return {"runs": pending(self.settings)}

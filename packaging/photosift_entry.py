@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         from engine.cli import main as cli_main
 
         return cli_main(argv[1:] if argv[:1] == ["cli"] else argv)
-    if argv[:1] == ["--train-job"]:  # engine.finetune.child_command: the fine-tuning child
+    if argv[:1] == ["--train-job"]:  # engine.finetune.job.child_command: the fine-tuning child
         from training.finetune_job import main as train_job_main
 
         return train_job_main(argv[1:])

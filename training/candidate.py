@@ -21,10 +21,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from engine.finetune.dataset import TrainingSet
 from engine.models.registry import MODEL_FILE, ModelSpec, Source, save_spec
 from engine.models.registry import file_sha256 as _sha256
 
-from .dataset import TrainingSet
 from .export import export_text_tower
 from .finetune import FinetuneResult
 

@@ -50,8 +50,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import Cancelled
-
-from .dataset import POSITIVE, UNKNOWN, GeneralCheck, TrainingSet, stratified_split
+from engine.finetune.dataset import POSITIVE, UNKNOWN, GeneralCheck, TrainingSet, stratified_split
 
 TUNES = ("full", "last:K", "lora:R")
 DEFAULT_LR = {"full": 2e-5, "last": 1e-4, "lora": 1e-3}

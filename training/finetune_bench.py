@@ -62,7 +62,7 @@ def vit_b32_text_model(seed: int = 0):
 
 
 def planted_data(n: int, n_labels: int, dim: int, seed: int = 0):
-    from .dataset import TrainingSet
+    from engine.finetune.dataset import TrainingSet
 
     rng = np.random.default_rng(seed)
     targets = (rng.random((n, n_labels)) < 0.12).astype(np.int8)

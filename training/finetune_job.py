@@ -1,7 +1,7 @@
 """The fine-tuning child process: ``python -m training.finetune_job --data-dir D --base KEY
 (--folders DIR | --vocab NAME) --out RUN_DIR [options]``.
 
-The engine (``engine.finetune``) starts it, so training never shares a process with
+The engine (``engine.finetune.job``) starts it, so training never shares a process with
 the engine or the app, and cancelling is terminating it. It opens the library
 database read-only, builds the training set from stored vectors (no photo is
 decoded, no image model runs), trains, evaluates, and writes the candidate model
@@ -79,11 +79,11 @@ def base_checkpoint(folder: Path) -> Path:
 
 
 def run(args, out) -> int:
+    from engine.finetune.sources import from_folders, from_vocab
     from engine.models.hub import full_registry, local_model_folder
     from engine.models.tokenizer import Tokenizer
     from engine.settings import Settings
     from engine.store.db import LibraryDB
-    from engine.train_data import from_folders, from_vocab
 
     from .candidate import write_candidate
     from .finetune import FinetuneSettings, finetune

@@ -104,8 +104,8 @@ def heldout_scores(
     folder: Path, gallery: np.ndarray, label_truth: np.ndarray, queries, q_truth
 ) -> dict:
     """Per-label AP and general-query mAP on the held-out gallery through an ONNX text tower."""
+    from ..finetune.sources import FOLDER_TEMPLATES as templates
     from ..models.runtime import OnnxModel
-    from ..train_data import FOLDER_TEMPLATES as templates
 
     m = OnnxModel(folder, prefer_cpu=True, load_image=False)
     labels = list(new_labels())
@@ -126,7 +126,7 @@ def heldout_scores(
 def quality(out, quick: bool = False, tunes=TUNES) -> dict:
     from training import world
 
-    from ..finetune import TrainRequest, accept, discard, train
+    from ..finetune.job import TrainRequest, accept, discard, train
     from ..library import DEMO_MODEL, Library
     from ..models.hub import full_registry, local_model_folder
     from ..settings import Settings
@@ -208,7 +208,7 @@ def timing(out, quick: bool = False) -> dict:
     cmd = [sys.executable, "-m", "training.finetune_bench", "--threads", "1"]
     if quick:
         cmd += ["--photos", "200", "--labels", "5", "--steps", "3", "--complete", ""]
-    from ..finetune import _child_env
+    from ..finetune.job import _child_env
 
     p = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
     if p.returncode != 0:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.errors import TrainingDataError
+from ..errors import TrainingDataError
 
 POSITIVE, NEGATIVE, UNKNOWN = 1, 0, -1
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import Cancelled, ModelError, PhotosiftError, TrainingDataError
-from .models.registry import MODEL_FILE, ModelSpec, load_spec
-from .settings import Settings
+from ..errors import Cancelled, ModelError, PhotosiftError, TrainingDataError
+from ..models.registry import MODEL_FILE, ModelSpec, load_spec
+from ..settings import Settings
 
 CHILD_MODULE = "training.finetune_job"
 FROZEN_ROLE = "--train-job"  # packaging/photosift_entry.py: the frozen bundle's training child
@@ -83,7 +83,7 @@ def runs_dir(settings: Settings) -> Path:
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)  # the child imports engine and training
+    root = str(Path(__file__).resolve().parents[2])  # the child imports engine and training
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -1,4 +1,4 @@
-"""Build fine-tuning data (``training.dataset.TrainingSet``) from the library database.
+"""Build fine-tuning data (``engine.finetune.dataset.TrainingSet``) from the library database.
 
 Two sources:
 
@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import QueryError, TrainingDataError
-from .models.registry import ModelSpec, resources_dir
-from .store.db import LibraryDB
+from ..errors import QueryError, TrainingDataError
+from ..models.registry import ModelSpec, resources_dir
+from ..store.db import LibraryDB
+from .dataset import NEGATIVE, POSITIVE, UNKNOWN, GeneralCheck, TrainingSet
 
 # How a bare label name becomes prompt texts when nobody wrote any.
 FOLDER_TEMPLATES = ("{}", "a photo of {}")
@@ -70,9 +71,7 @@ def label_folders(root: Path) -> list[Path]:
 
 def from_folders(db: LibraryDB, spec: ModelSpec, root: Path):
     """A TrainingSet from a folder-per-label tree that has been indexed with ``spec``."""
-    from training.dataset import NEGATIVE, POSITIVE, TrainingSet
-
-    from .index.scan import normalize_folder
+    from ..index.scan import normalize_folder
 
     space_id = _space_id(db, spec)
     members: dict[str, set[int]] = {}
@@ -107,10 +106,8 @@ def from_folders(db: LibraryDB, spec: ModelSpec, root: Path):
 
 def from_vocab(db: LibraryDB, spec: ModelSpec, vocab: str):
     """A TrainingSet from a tag vocabulary's confirmed and rejected tags (engine.tags.tagging)."""
-    from training.dataset import NEGATIVE, POSITIVE, UNKNOWN, TrainingSet
-
     try:  # provided by the tagging feature; imported here so the rest works without it
-        from .tags.tagging import confirmed_examples, label_texts
+        from ..tags.tagging import confirmed_examples, label_texts
     except ImportError as e:
         raise TrainingDataError(f"tag vocabularies are not available in this build ({e})") from e
     examples = confirmed_examples(db, vocab)
@@ -148,21 +145,17 @@ def general_queries(spec: ModelSpec) -> list[str]:
     """Queries that have nothing to do with the user's labels, in the model's own world.
 
     The demo model knows only its world of coloured shapes, so it is asked about that
-    world's colours, shapes, counts and positions; real models get everyday photo queries.
+    world's colours, shapes, counts and positions (its attribute queries, written out in
+    resources/finetune/world_queries.txt); real models get everyday photo queries.
     """
-    if "world" in spec.extra:
-        from training.world import attribute_queries
-
-        return [q.text for q in attribute_queries()]
-    path = resources_dir() / "finetune" / "general_queries.txt"
+    name = "world_queries.txt" if "world" in spec.extra else "general_queries.txt"
+    path = resources_dir() / "finetune" / name
     lines = path.read_text(encoding="utf-8").splitlines()
     return [x.strip() for x in lines if x.strip() and not x.startswith("#")]
 
 
 def general_check(db: LibraryDB, spec: ModelSpec, labels: list[str], seed: int = 0):
     """The general-knowledge check over (a sample of) the library's stored vectors."""
-    from training.dataset import GeneralCheck
-
     words = {w.lower() for lab in labels for w in lab.split()}
     queries = [q for q in general_queries(spec) if not words & set(q.lower().split())]
     space_id = _space_id(db, spec)

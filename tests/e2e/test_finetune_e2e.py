@@ -14,7 +14,7 @@ pytest.importorskip("open_clip")
 
 from engine import cli
 from engine.errors import Cancelled, TrainingDataError  # noqa: E402
-from engine.finetune import TrainRequest, runs_dir, train  # noqa: E402
+from engine.finetune.job import TrainRequest, runs_dir, train  # noqa: E402
 from engine.library import DEMO_MODEL, Library  # noqa: E402
 from engine.models.hub import local_models  # noqa: E402
 from engine.photos import decode  # noqa: E402

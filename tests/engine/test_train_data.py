@@ -9,10 +9,7 @@ import numpy as np
 import pytest
 
 from engine.errors import TrainingDataError
-from engine.library import DEMO_MODEL, Library
-from engine.settings import Settings
-from training import world
-from training.dataset import (
+from engine.finetune.dataset import (
     MIN_POSITIVES,
     NEGATIVE,
     POSITIVE,
@@ -20,6 +17,9 @@ from training.dataset import (
     TrainingSet,
     stratified_split,
 )
+from engine.library import DEMO_MODEL, Library
+from engine.settings import Settings
+from training import world
 
 
 def _set(targets: np.ndarray) -> TrainingSet:
@@ -104,9 +104,9 @@ def _label_tree(root, n=14, seed=0):
 
 
 def test_folder_per_label_import_reads_stored_vectors_only(tmp_path, monkeypatch):
+    from engine.finetune.sources import from_folders
     from engine.models.hub import full_registry
     from engine.photos import decode
-    from engine.train_data import from_folders
 
     root = tmp_path / "labels"
     both = _label_tree(root)
@@ -140,7 +140,7 @@ def test_folder_per_label_import_reads_stored_vectors_only(tmp_path, monkeypatch
 
 
 def test_folder_import_refuses_a_folder_without_label_folders(tmp_path):
-    from engine.train_data import label_folders
+    from engine.finetune.sources import label_folders
 
     (tmp_path / "flat").mkdir()
     with pytest.raises(TrainingDataError, match="no sub-folders"):
@@ -154,9 +154,9 @@ def test_vocab_import_uses_confirmed_and_rejected_tags_and_leaves_the_rest_unkno
     import sys
     import types
 
+    from engine.finetune.sources import from_vocab
     from engine.models.hub import full_registry
     from engine.store.db import LibraryDB, NewPhoto
-    from engine.train_data import from_vocab
 
     spec = full_registry(Settings(data_dir=tmp_path)).get(DEMO_MODEL)
     db = LibraryDB(tmp_path / "library.db")
@@ -198,11 +198,11 @@ def test_a_real_vocabulary_feeds_training_with_the_users_answers(tmp_path):
     """engine.tags.tagging's answers, not a stand-in: what the user confirmed and rejected in a
     vocabulary becomes the targets, and its prompts the label texts."""
     from app.sampledata import colour_folder
+    from engine.finetune.dataset import NEGATIVE, POSITIVE, UNKNOWN
+    from engine.finetune.sources import from_vocab
     from engine.library import Library
     from engine.tags import tagstore
     from engine.tags.vocab import make_vocabulary
-    from engine.train_data import from_vocab
-    from training.dataset import NEGATIVE, POSITIVE, UNKNOWN
 
     photos = colour_folder(tmp_path / "photos", colours=("red", "blue", "green"), per_colour=4)
     lib = Library(Settings(data_dir=tmp_path / "data"), model_key=DEMO_MODEL)

@@ -112,10 +112,10 @@ def test_train_selftest_role_is_dispatched(entry, calls, capsys):
 
 
 def test_training_child_is_the_bundle_itself_when_frozen(entry, monkeypatch):
-    """engine.finetune starts its child with `-m` from source; a frozen bundle has no `-m`, so
+    """engine.finetune.job starts its child with `-m` from source; a frozen bundle has no `-m`, so
     the child is the executable in its training role, and the entry point dispatches it."""
     import training.finetune_job
-    from engine.finetune import child_command
+    from engine.finetune.job import child_command
 
     assert child_command()[1:] == ["-m", "training.finetune_job"]
     monkeypatch.setattr(sys, "frozen", True, raising=False)

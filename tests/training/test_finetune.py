@@ -14,10 +14,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
 from engine.errors import Cancelled  # noqa: E402
+from engine.finetune.dataset import GeneralCheck, TrainingSet  # noqa: E402
 from engine.models.registry import load_spec, resources_dir  # noqa: E402
 from engine.models.tokenizer import Tokenizer  # noqa: E402
 from training import world  # noqa: E402
-from training.dataset import GeneralCheck, TrainingSet  # noqa: E402
 from training.finetune import FinetuneSettings, TextSide, finetune  # noqa: E402
 from training.pretrain import load_checkpoint  # noqa: E402
 

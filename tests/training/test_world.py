@@ -192,6 +192,17 @@ def test_attribute_queries_cover_every_kind_and_are_selective():
     assert (truth.mean(0) > 0.05).all() and (truth.mean(0) < 0.9).all()
 
 
+def test_the_engine_reads_these_queries_for_a_demo_world_model():
+    """The engine never imports training: the general-knowledge check of a fine-tuned model of
+    this world reads the attribute queries from resources/finetune/world_queries.txt."""
+    from engine.finetune.sources import general_queries
+    from engine.models.registry import load_spec, resources_dir
+
+    spec = load_spec(resources_dir() / "demo" / "model.json")
+    assert "world" in spec.extra
+    assert general_queries(spec) == [q.text for q in world.attribute_queries()]
+
+
 def _object_columns(img: np.ndarray, bg: int = 60) -> np.ndarray:
     """Columns (or rows, for a transposed array) that contain object pixels."""
     return np.nonzero((np.abs(img.astype(int) - bg).max(2) > 40).any(0))[0]
