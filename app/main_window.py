@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.protocol import PHOTO_EXTENSIONS, RAW_EXTENSIONS
+from engine.service.protocol import PHOTO_EXTENSIONS, RAW_EXTENSIONS
 
 from . import desktop
 from .engine_bridge import EngineBridge

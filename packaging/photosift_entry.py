@@ -2,7 +2,7 @@
 
     photosift [--data-dir DIR] [--theme ...]   the window (app/__main__.py)
     photosift --engine [--data-dir DIR] ...    the engine process; the window starts it itself
-                                               (engine.client.default_command() when frozen)
+                                               (engine.service.client.default_command() when frozen)
     photosift cli COMMAND ...                  the command line (engine/cli.py), e.g.
                                                ``photosift cli index ~/Pictures``
     photosift-cli COMMAND ...                  the same, from the console twin (Windows only:
@@ -176,7 +176,7 @@ def _selftest_train(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--engine"]:
-        from engine.server import main as engine_main
+        from engine.service.server import main as engine_main
 
         return engine_main(argv[1:])
     if Path(sys.executable).stem.lower().endswith("-cli") or argv[:1] == ["cli"]:

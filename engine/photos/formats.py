@@ -2,7 +2,7 @@
 
 The scanner and the watcher look only at these extensions; decoding then goes by content
 (engine.photos.decode) or through LibRaw for camera RAW files (engine.photos.raw). The app reads these lists
-through engine.protocol for its type filter, so both sides agree without the app importing
+through engine.service.protocol for its type filter, so both sides agree without the app importing
 any decoder.
 """
 

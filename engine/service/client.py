@@ -12,7 +12,7 @@ every pending future fails with :class:`EngineDied`, ``on_died`` is called, and
 ``restart()`` (or ``auto_restart=True``) brings up a new one. Nothing committed is
 lost: the new engine resumes interrupted indexing on its own after the handshake.
 
-This module imports nothing heavy (engine.protocol is standard library only).
+This module imports nothing heavy (engine.service.protocol is standard library only).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from ..errors import PhotosiftError
 from . import protocol as P
-from .errors import PhotosiftError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def default_command() -> list[str]:
     """How to start the engine: a frozen app starts itself in engine mode, else this Python."""
     if getattr(sys, "frozen", False):
         return [sys.executable, "--engine"]
-    return [sys.executable, "-m", "engine.server"]
+    return [sys.executable, "-m", "engine.service.server"]
 
 
 class EngineClient:
@@ -128,7 +128,7 @@ class EngineClient:
             env = dict(os.environ if self.env is None else self.env)
             if not getattr(sys, "frozen", False):
                 # The child imports the same engine package as this process.
-                root = str(Path(__file__).resolve().parent.parent)
+                root = str(Path(__file__).resolve().parents[2])  # engine/service/client.py
                 env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
             env.setdefault("PYTHONUNBUFFERED", "1")
             self._proc = subprocess.Popen(
@@ -205,7 +205,7 @@ class EngineClient:
                 return fut
             rid = next(self._ids)
             self._pending[rid] = fut
-        fut.request_id = rid  # progress events of a long request carry it (engine.reqprogress)
+        fut.request_id = rid  # progress events of a long request carry it (engine.service.reqprogress)
         data = P.encode(P.request(rid, method, params))
         if len(data) > P.MAX_LINE_BYTES:
             self._fail(rid, EngineError(P.ErrorCode.TOO_LARGE, f"{method}: request over {P.MAX_LINE_BYTES} bytes"))

@@ -5,7 +5,7 @@ app uses these types without pulling in the engine's heavy parts.
 
 Transport and framing
 ---------------------
-The app starts the engine as a child process (``python -m engine.server`` or a frozen
+The app starts the engine as a child process (``python -m engine.service.server`` or a frozen
 executable) and talks to it over the child's stdin (requests) and stdout (replies and
 events). The engine listens on no network port. Every message is one JSON object
 encoded as UTF-8 on one line, ending with ``\\n``. A line may be at most
@@ -215,7 +215,7 @@ import typing
 from typing import Any, Literal, NotRequired, TypedDict
 
 # Which files are photos (extensions, lower case, no dot): the app's type filter and drops.
-from .photos.formats import PHOTO_EXTENSIONS, RAW_EXTENSIONS  # noqa: F401 (part of this module's API)
+from ..photos.formats import PHOTO_EXTENSIONS, RAW_EXTENSIONS  # noqa: F401 (part of this module's API)
 
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -272,7 +272,7 @@ class Reply(TypedDict):
 class Event(TypedDict):
     event: str
     job: NotRequired[str]
-    request: NotRequired[int | str]  # progress of a request that is not a job (engine.reqprogress)
+    request: NotRequired[int | str]  # progress of a request that is not a job (engine.service.reqprogress)
     data: Any
 
 

@@ -1,6 +1,6 @@
-"""The engine process: `python -m engine.server [--data-dir D] [--model KEY]`.
+"""The engine process: `python -m engine.service.server [--data-dir D] [--model KEY]`.
 
-Speaks engine.protocol over stdin/stdout (see that module for the protocol itself).
+Speaks engine.service.protocol over stdin/stdout (see that module for the protocol itself).
 Threads, and why:
 
 * the main thread reads requests and answers control calls (hello, pause, resume,
@@ -12,7 +12,7 @@ Threads, and why:
   batches are never redone), but a scan runs at least ``MIN_RUN_S`` between preemptions;
 * each model download runs on a thread of its own.
 
-The tag and fine-tuning methods live in mixins (engine.server_tags, engine.server_train);
+The tag and fine-tuning methods live in mixins (engine.service.tags, engine.service.train);
 this file holds the engine's core: requests, jobs, the library, search and models.
 
 Switching models (``use_model``) re-embeds the library in the background. Until that
@@ -43,9 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import __version__
-from . import protocol as P
-from .errors import (
+from .. import __version__
+from ..errors import (
     Cancelled,
     DatabaseError,
     DecodeError,
@@ -55,12 +54,13 @@ from .errors import (
     QueryError,
     TrainingDataError,
 )
+from ..store import thumbcache
+from . import protocol as P
 from .protocol import ErrorCode, ProtocolError
-from .server_tags import TagMethods
-from .server_train import TrainMethods
-from .store import thumbcache
+from .tags import TagMethods
+from .train import TrainMethods
 
-log = logging.getLogger("engine.server")
+log = logging.getLogger("engine.service.server")
 
 MAX_IN_FLIGHT = 64  # quick and writer requests waiting for a reply
 PROGRESS_EVERY_S = 0.2
@@ -184,7 +184,7 @@ class Engine(TagMethods, TrainMethods):
 
     def _hold_data_dir(self) -> None:
         """Take the data folder's single-writer lock; without it the library stays closed."""
-        from .store.instance import InstanceLock
+        from ..store.instance import InstanceLock
 
         try:
             self._instance = InstanceLock(self.settings.data_dir, "engine").acquire()
@@ -193,7 +193,7 @@ class Engine(TagMethods, TrainMethods):
             log.error("%s", e)
 
     def _open_library(self) -> None:
-        from .library import Library
+        from ..library import Library
 
         if self._instance_error:  # another process has the library, or its folder is read-only
             self.lib, self.lib_error = None, self._instance_error
@@ -208,7 +208,7 @@ class Engine(TagMethods, TrainMethods):
     def _sweep_training_runs(self) -> None:
         """Runs a killed engine left half-done go at start (this engine holds the lock and has
         started no training yet, so none of them runs)."""
-        from .finetune.job import sweep_unfinished
+        from ..finetune.job import sweep_unfinished
 
         try:
             if gone := sweep_unfinished(self.settings):
@@ -223,7 +223,7 @@ class Engine(TagMethods, TrainMethods):
         return lib
 
     def _start_watching(self) -> None:
-        from .index.watcher import Watcher
+        from ..index.watcher import Watcher
 
         if self.lib is None:
             return
@@ -568,7 +568,7 @@ class Engine(TagMethods, TrainMethods):
     # -- folders and scanning ----------------------------------------------------------------
 
     def _known_folder(self, path: str) -> str:
-        from .index.scan import normalize_folder
+        from ..index.scan import normalize_folder
 
         p = normalize_folder(path)
         if self.library().db.folder_id(p) is None:
@@ -626,7 +626,7 @@ class Engine(TagMethods, TrainMethods):
     # -- search ----------------------------------------------------------------------------
 
     def _filters(self, f: dict | None):
-        from .search import Filters
+        from ..search import Filters
 
         f = f or {}
         return Filters(folders=[os.path.realpath(os.path.expanduser(p)) for p in f.get("folders", [])],
@@ -696,7 +696,7 @@ class Engine(TagMethods, TrainMethods):
 
     def m_search(self, text: str = "", like=(), negatives=(), filters=None, k: int = 50,
                  text_weight: float = 1.0, like_weight: float = 1.0, negative_weight: float = 0.5) -> dict:  # fmt: skip
-        from .search import Query
+        from ..search import Query
 
         q = Query(text=text, like=self._like(list(like)), negatives=list(negatives), filters=self._filters(filters),
                   k=self._check_k(k), text_weight=text_weight, like_weight=like_weight,
@@ -704,14 +704,14 @@ class Engine(TagMethods, TrainMethods):
         return self._hits(q)
 
     def m_similar(self, photo, text: str = "", negatives=(), filters=None, k: int = 50) -> dict:
-        from .search import Query
+        from ..search import Query
 
         q = Query(text=text, like=self._like([photo]), negatives=list(negatives), filters=self._filters(filters),
                   k=self._check_k(k))  # fmt: skip
         return self._hits(q)
 
     def m_photo_info(self, path: str | None = None, image_id: int | None = None) -> dict:
-        from .photos.decode import read_meta
+        from ..photos.decode import read_meta
 
         db = self.library().db
         if (path is None) == (image_id is None):
@@ -743,7 +743,7 @@ class Engine(TagMethods, TrainMethods):
     def m_thumbnail(self, path: str, size: int = 256) -> dict:
         from PIL import Image
 
-        from .photos.decode import decode_photo
+        from ..photos.decode import decode_photo
 
         if not THUMB_SIZES[0] <= size <= THUMB_SIZES[1]:
             raise QueryError(f"thumbnail size must be between {THUMB_SIZES[0]} and {THUMB_SIZES[1]}")
@@ -785,7 +785,7 @@ class Engine(TagMethods, TrainMethods):
     # -- models ----------------------------------------------------------------------------
 
     def _model_info(self, spec, active: bool | None = None) -> dict:
-        from .models.hub import local_model_folder
+        from ..models.hub import local_model_folder
 
         d = dict(key=spec.key, name=spec.name, family=spec.family, embed_dim=spec.embed_dim,
                  size_mb=spec.size_mb, license=spec.license,
@@ -794,7 +794,7 @@ class Engine(TagMethods, TrainMethods):
             d["active"] = active
         d["recommended"] = spec.recommended
         if spec.preprocess.resize_mode == "naflex":  # the app offers the patch budget
-            from .models.naflex import BUDGETS
+            from ..models.naflex import BUDGETS
 
             budget = (self.settings.max_patches or {}).get(spec.key)
             d["max_patches"] = budget or spec.preprocess.max_patches
@@ -802,7 +802,7 @@ class Engine(TagMethods, TrainMethods):
         return d
 
     def m_models_list(self) -> dict:
-        from .models.hub import full_registry
+        from ..models.hub import full_registry
 
         try:
             current = self.lib.spec.key if self.lib is not None else self.settings.model
@@ -811,7 +811,7 @@ class Engine(TagMethods, TrainMethods):
         return dict(models=[self._model_info(s, s.key == current) for s in full_registry(self.settings)])
 
     def m_use_model(self, key: str) -> dict:
-        from .models.hub import full_registry, local_model_folder
+        from ..models.hub import full_registry, local_model_folder
 
         spec = full_registry(self.settings).get(key)
         if local_model_folder(spec, self.settings) is None:
@@ -872,8 +872,8 @@ class Engine(TagMethods, TrainMethods):
         """A NaFlex model's patch budget per photo (null: the registry's). Another budget is
         another image space: for the active model the library is re-embedded in the
         background, with the previous vectors answering searches meanwhile (as use_model)."""
-        from .models.hub import full_registry
-        from .models.naflex import BUDGETS
+        from ..models.hub import full_registry
+        from ..models.naflex import BUDGETS
 
         spec = full_registry(self.settings).get(key)
         if spec.preprocess.resize_mode != "naflex":
@@ -895,8 +895,8 @@ class Engine(TagMethods, TrainMethods):
         """What a download of ``key`` costs: the bytes of the files its layout needs, from the
         hub's listing of the repo (one request), or the registry's estimate where the model
         comes some other way."""
-        from .models.hub import full_registry
-        from .models.install import download_plan
+        from ..models.hub import full_registry
+        from ..models.install import download_plan
 
         spec = full_registry(self.settings).get(key)
         if spec.source.layout == "photosift" or not spec.source.hf_repo:
@@ -905,7 +905,7 @@ class Engine(TagMethods, TrainMethods):
         return dict(bytes=sum(s or 0 for s in plan.values()), files=len(plan), exact=True)
 
     def m_download_model(self, key: str, use: bool = False) -> dict:
-        from .models.hub import full_registry, import_model_folder, local_model_folder
+        from ..models.hub import full_registry, import_model_folder, local_model_folder
 
         full_registry(self.settings).get(key)  # unknown key: an error reply now, not a failed job
 
@@ -961,7 +961,7 @@ class Engine(TagMethods, TrainMethods):
         return box["result"]
 
     def m_import_model(self, folder: str, key: str | None = None) -> dict:
-        from .models.hub import import_model_folder
+        from ..models.hub import import_model_folder
 
         spec = import_model_folder(Path(folder), self.settings, key=key)
         return dict(model=self._model_info(spec, False))
@@ -1023,9 +1023,9 @@ def serve(engine: Engine, inp: BinaryIO) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .settings import Settings
+    from ..settings import Settings
 
-    ap = argparse.ArgumentParser(prog="python -m engine.server", description="photosift engine process (JSON lines on stdin/stdout)")
+    ap = argparse.ArgumentParser(prog="python -m engine.service.server", description="photosift engine process (JSON lines on stdin/stdout)")
     ap.add_argument("--data-dir", type=Path, help="library location (default: $PHOTOSIFT_HOME or the user-data folder)")
     ap.add_argument("--model", help="model key (default: the configured one, else the best one here)")
     ap.add_argument("--log-level", default=os.environ.get("PHOTOSIFT_LOG", "INFO"))

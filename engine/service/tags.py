@@ -1,6 +1,6 @@
 """The engine's tag methods: vocabularies, tags, and keywords in XMP/IPTC.
 
-A mixin of :class:`engine.server.Engine` (which finds handlers by their ``m_`` names); the
+A mixin of :class:`engine.service.server.Engine` (which finds handlers by their ``m_`` names); the
 work itself is in engine.tags.vocab, engine.tags.tagstore, engine.tags.tagging and engine.xmp.tags. Kept
 apart from the engine's core (requests, jobs, library) so each file stays readable.
 """
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import QueryError
+from ..errors import QueryError
 
 if TYPE_CHECKING:
     from .server import Job
@@ -38,7 +38,7 @@ class TagMethods:
         return out
 
     def _request_progress(self):
-        """progress(done, total) for the request being answered: events after a second (engine.reqprogress)."""
+        """progress(done, total) for the request being answered: events after a second (engine.service.reqprogress)."""
         from .reqprogress import RequestProgress, current
 
         rid = current()
@@ -50,10 +50,10 @@ class TagMethods:
         return dict(vocab=tg.vocab_info(name), tagged=rep.as_dict())
 
     def m_vocab_list(self) -> dict:
-        from .library import DEMO_MODEL
-        from .tags import tagstore
-        from .tags.tagging import vocab_summary
-        from .tags.vocab import starters_for
+        from ..library import DEMO_MODEL
+        from ..tags import tagstore
+        from ..tags.tagging import vocab_summary
+        from ..tags.vocab import starters_for
 
         lib = self.library()
         return dict(vocabularies=[vocab_summary(sv) for sv in tagstore.load_all(lib.db)],
@@ -64,8 +64,8 @@ class TagMethods:
 
     def m_vocab_create(self, name: str, labels=(), templates=None, threshold=None, starter=None,
                        auto: bool = True) -> dict:  # fmt: skip
-        from .tags import tagstore
-        from .tags.vocab import load_starter, make_vocabulary
+        from ..tags import tagstore
+        from ..tags.vocab import load_starter, make_vocabulary
 
         if starter is not None:
             base = load_starter(starter)
@@ -78,8 +78,8 @@ class TagMethods:
 
     def m_vocab_update(self, name: str, rename=None, add=(), remove=(), rename_labels=None, edit=(),
                        templates=None, threshold=..., auto=None) -> dict:  # fmt: skip
-        from .tags import tagstore
-        from .tags.vocab import check_templates, make_label
+        from ..tags import tagstore
+        from ..tags.vocab import check_templates, make_label
 
         sv = tagstore.update(
             self.library().db, name, rename=rename,
@@ -91,21 +91,21 @@ class TagMethods:
         return self._vocab_changed(sv.name)
 
     def m_vocab_delete(self, name: str) -> dict:
-        from .tags import tagstore
+        from ..tags import tagstore
 
         return dict(deleted=tagstore.delete(self.library().db, name))
 
     def m_vocab_import(self, path: str, name=None, format=None, replace: bool = False) -> dict:
-        from .tags import tagstore
-        from .tags.vocab import read_file
+        from ..tags import tagstore
+        from ..tags.vocab import read_file
 
         vocab = read_file(Path(os.path.expanduser(path)), format, name=name)
         tagstore.create(self.library().db, vocab, replace=replace)
         return self._vocab_changed(vocab.name)
 
     def m_vocab_export(self, name: str, path: str, format=None) -> dict:
-        from .tags import tagstore
-        from .tags.vocab import write_file
+        from ..tags import tagstore
+        from ..tags.vocab import write_file
 
         sv = tagstore.load(self.library().db, name)
         out = write_file(sv.vocab, Path(os.path.expanduser(path)), format)
@@ -137,13 +137,13 @@ class TagMethods:
     # -- keywords in XMP/IPTC (engine.xmp.tags) --------------------------------------------------
 
     def m_tag_export_xmp(self, vocab=None, confirmed_only=False, embed=False) -> dict:
-        from .tags import tagstore
+        from ..tags import tagstore
 
         if vocab is not None:  # an unknown name: an error reply now, not a failed job
             tagstore.load(self.library().db, vocab)
 
         def fn(job: Job) -> dict:
-            from .xmp.tags import export_tags
+            from ..xmp.tags import export_tags
 
             rep = export_tags(self.library(), vocab, confirmed_only=confirmed_only, embed=embed,
                               progress=self._progress_cb(job), cancel=job.run_cancel.is_set)  # fmt: skip
@@ -157,7 +157,7 @@ class TagMethods:
         chosen = [self._known_folder(f) for f in folders] if folders else None
 
         def fn(job: Job) -> dict:
-            from .xmp.tags import import_tags
+            from ..xmp.tags import import_tags
 
             rep = import_tags(self.library(), chosen, vocab=vocab, only_known=only_known,
                               progress=self._progress_cb(job), cancel=job.run_cancel.is_set)  # fmt: skip

@@ -1,6 +1,6 @@
 """The engine's fine-tuning methods (SigLIT: engine.finetune.job runs training in a child process).
 
-A mixin of :class:`engine.server.Engine` (which finds handlers by their ``m_`` names).
+A mixin of :class:`engine.service.server.Engine` (which finds handlers by their ``m_`` names).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ModelNotAvailable, QueryError
+from ..errors import ModelNotAvailable, QueryError
 
 if TYPE_CHECKING:
     from .server import Job
@@ -22,8 +22,8 @@ class TrainMethods:
 
     def m_train_start(self, vocab: str | None = None, folders: str | None = None, base: str | None = None,
                       tune: str | None = None, seed: int | None = None, max_steps: int | None = None) -> dict:  # fmt: skip
-        from .finetune.job import TrainRequest, train
-        from .models.hub import full_registry, local_model_folder
+        from ..finetune.job import TrainRequest, train
+        from ..models.hub import full_registry, local_model_folder
 
         if bool(vocab) == bool(folders):
             raise QueryError("train_start needs either 'vocab' or 'folders'")
@@ -31,8 +31,8 @@ class TrainMethods:
         if local_model_folder(spec, self.settings) is None:
             raise ModelNotAvailable(f"model {spec.key!r} is not on this machine yet: download or import it first")
         if folders:
-            from .finetune.sources import label_folders
-            from .index.scan import normalize_folder
+            from ..finetune.sources import label_folders
+            from ..index.scan import normalize_folder
 
             label_folders(Path(folders))
             root = normalize_folder(folders)
@@ -73,17 +73,17 @@ class TrainMethods:
         return dict(job=job.id)
 
     def m_train_accept(self, run: str) -> dict:
-        from .finetune.job import accept
+        from ..finetune.job import accept
 
         return dict(model=self._model_info(accept(self.settings, run), False))
 
     def m_train_discard(self, run: str) -> dict:
-        from .finetune.job import discard
+        from ..finetune.job import discard
 
         discard(self.settings, run)
         return {"discarded": True}
 
     def m_train_pending(self) -> dict:
-        from .finetune.job import pending
+        from ..finetune.job import pending
 
         return {"runs": pending(self.settings)}

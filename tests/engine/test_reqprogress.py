@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import json
 
-from engine import protocol as P
-from engine import reqprogress
 from engine.library import DEMO_MODEL
-from engine.reqprogress import RequestProgress
-from engine.server import Engine
+from engine.service import protocol as P
+from engine.service import reqprogress
+from engine.service.reqprogress import RequestProgress
+from engine.service.server import Engine
 from engine.settings import Settings
 from engine.tags import tagging
 from tests.engine.test_tagging import lib  # noqa: F401 -- the indexed demo library

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol as P
 from engine.index.scan import file_hash
 from engine.library import DEMO_MODEL, Library
 from engine.search import Query
+from engine.service import protocol as P
 from engine.settings import Settings
 from engine.tags import tagstore as S
 from engine.tags.vocab import make_vocabulary
@@ -414,7 +414,7 @@ def test_cli_import_and_export(tmp_path, capsys):
 
 
 def test_protocol_jobs(tmp_path):
-    from engine.client import EngineClient
+    from engine.service.client import EngineClient
     from tests.helpers import Events
 
     photos = copy_photos(tmp_path / "photos", ["Issue_600_(1).jpg", "Apple_iPhone_4.jpg"])

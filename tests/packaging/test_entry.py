@@ -26,10 +26,10 @@ def calls(monkeypatch):
     """Replace the three mains with recorders: (role, argv)."""
     import app.__main__
     import engine.cli
-    import engine.server
+    import engine.service.server
 
     seen: list[tuple[str, list[str]]] = []
-    for role, mod in (("engine", engine.server), ("cli", engine.cli), ("app", app.__main__)):
+    for role, mod in (("engine", engine.service.server), ("cli", engine.cli), ("app", app.__main__)):
         monkeypatch.setattr(
             mod, "main", lambda argv=None, role=role: seen.append((role, argv)) or 0
         )
@@ -37,7 +37,7 @@ def calls(monkeypatch):
 
 
 def test_engine_mode_is_what_the_client_spawns_when_frozen(entry, calls, monkeypatch):
-    from engine.client import default_command
+    from engine.service.client import default_command
 
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     cmd = default_command()  # [sys.executable, "--engine"]

@@ -24,9 +24,9 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from engine.client import EngineError
 from engine.models.hub import _sha256, check_model_folder
 from engine.models.registry import MODEL_FILE, load_spec
+from engine.service.client import EngineError
 from engine.settings import Settings
 from tests.helpers import make_photos, wait_for
 from tests.reliability.harness import TIMEOUT, query

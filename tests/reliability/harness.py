@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.client import EngineClient
+from engine.service.client import EngineClient
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 from tests.helpers import Events

@@ -230,8 +230,8 @@ def test_patch_budget_is_chosen_through_the_engine_and_re_embeds_into_its_own_sp
 ):
     """set_max_patches on the active NaFlex model: the library is re-embedded into the new
     budget's image space (never mixed with the old one); bad requests are refused clearly."""
-    from engine.client import EngineClient, EngineError
     from engine.models.hub import import_model_folder
+    from engine.service.client import EngineClient, EngineError
     from tests.helpers import make_photos, wait_for
 
     data = tmp_path / "data"
