@@ -3,68 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from . import __version__
-from .errors import PhotosiftError
-
-EXIT_ERROR = 1
-EXIT_CANCELLED = 130
-
-
-def _fmt_eta(s: float | None) -> str:
-    if s is None:
-        return "--:--"
-    s = int(s)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-class _Bar:
-    """One-line progress bar on stderr (only when it is a terminal, or when asked)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-
-    def __call__(self, p) -> None:
-        if not self.enabled:
-            return
-        width = 30
-        fill = int(width * p.fraction)
-        line = (
-            f"\r[{'#' * fill}{'.' * (width - fill)}] {p.done}/{p.total} "
-            f"{p.rate:5.1f}/s ETA {_fmt_eta(p.eta_s)} failed {p.failed}"
-        )
-        sys.stderr.write(line)
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
-def _library(args, *, one_shot: bool = False):
-    from .library import Library
-    from .settings import Settings
-    from .store.instance import InstanceLock
-
-    settings = Settings.load(args.data_dir)
-    if args.model:
-        settings.model = args.model
-    if getattr(args, "int8", False):
-        settings.precision = "int8"
-    if getattr(args, "fp32", False):
-        settings.precision = "fp32"
-    # One writer per library: refused clearly while the app's engine has it open.
-    _HELD.enter_context(InstanceLock(settings.data_dir, "command line", wait_s=0.5))
-    return Library(settings, one_shot=one_shot)
-
-
-_HELD = contextlib.ExitStack()  # data-folder locks this command holds until it ends
+from .. import __version__
+from ..errors import PhotosiftError
+from .common import EXIT_CANCELLED, EXIT_ERROR, HELD, Bar, open_library
 
 
 def _print_hits(hits, as_json: bool) -> None:
@@ -84,11 +31,11 @@ def _print_hits(hits, as_json: bool) -> None:
 
 
 def cmd_index(args) -> int:
-    lib = _library(args)
+    lib = open_library(args)
     folders = [lib.add_folder(d, poll=args.poll) for d in args.dirs]
     cancel = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *_: cancel.set())  # first Ctrl-C: stop after this batch
-    bar = _Bar(sys.stderr.isatty() or args.progress)
+    bar = Bar(sys.stderr.isatty() or args.progress)
     try:
         rep = lib.scan(folders, progress=bar, cancel=cancel)
         # (known only once the image tower ran: a rescan with nothing new never loads it)
@@ -126,7 +73,7 @@ def cmd_index(args) -> int:
 
 
 def _filters(args):
-    from .search import Filters
+    from ..search import Filters
 
     return Filters(
         folders=[str(Path(f).expanduser().resolve()) for f in args.folder or []],
@@ -136,15 +83,15 @@ def _filters(args):
 
 def cmd_search(args) -> int:
     """`search TEXT [--like PHOTO]` and `similar PHOTO [--text TEXT]`: one query, two spellings."""
-    from .search import Query
+    from ..search import Query
 
     if args.command == "similar":
         text, like = args.text or "", [args.photo]
     else:
         text, like = args.text, args.like or []
-    lib = _library(args, one_shot=True)  # one query: load fast, run once
+    lib = open_library(args, one_shot=True)  # one query: load fast, run once
     try:
-        from .cli_tags import search_tags
+        from .tags import search_tags
 
         filters = _filters(args)
         filters.tags = search_tags(args, lib)
@@ -158,8 +105,8 @@ def cmd_search(args) -> int:
 
 
 def _print_tagged(lib, tags, args) -> int:
-    from .search import Hit
-    from .tags.tagging import tagged_image_ids
+    from ..search import Hit
+    from ..tags.tagging import tagged_image_ids
 
     tg = lib.tagger()
     hits, _ = tg.photos(*tags[0], "tagged", 10**9, 0)
@@ -175,7 +122,7 @@ def _print_tagged(lib, tags, args) -> int:
 
 
 def cmd_status(args) -> int:
-    lib = _library(args)
+    lib = open_library(args)
     try:
         st = lib.status()
     finally:
@@ -197,8 +144,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models.hub import full_registry, import_model_folder, local_model_folder
-    from .settings import Settings
+    from ..models.hub import full_registry, import_model_folder, local_model_folder
+    from ..settings import Settings
 
     settings = Settings.load(args.data_dir)
     if args.action == "list":
@@ -223,7 +170,7 @@ def cmd_models(args) -> int:
     if args.action == "download":
         if not args.key:
             raise SystemExit("models download needs a model key (see `photosift models list`)")
-        from .models.hub import DownloadProgress, fetch_model
+        from ..models.hub import DownloadProgress, fetch_model
 
         tty = sys.stderr.isatty()
 
@@ -250,8 +197,8 @@ def cmd_models(args) -> int:
             raise SystemExit("models quantize needs a model key")
         import shutil
 
-        from .models.quantize import quantize_folder
-        from .models.registry import resources_dir
+        from ..models.quantize import quantize_folder
+        from ..models.registry import resources_dir
 
         spec = full_registry(settings).get(args.key)
         folder = local_model_folder(spec, settings)
@@ -276,7 +223,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import main as bench_main
+    from ..bench import main as bench_main
 
     return bench_main(args)
 
@@ -310,20 +257,20 @@ def print_train_report(res: dict) -> None:
 
 def cmd_train(args) -> int:
     """Fine-tune the text side on a vocabulary's confirmed tags or a folder per label."""
-    from .finetune.job import TrainRequest, accept, discard, train
-    from .models.hub import local_model_folder
+    from ..finetune.job import TrainRequest, accept, discard, train
+    from ..models.hub import local_model_folder
 
-    lib = _library(args)
+    lib = open_library(args)
     try:
         base = lib.spec
         if local_model_folder(base, lib.settings) is None:
             raise SystemExit(f"model {base.key} is not here yet; download or import it first")
         if args.folders:
-            from .finetune.sources import label_folders
+            from ..finetune.sources import label_folders
 
             label_folders(args.folders)  # refuse a folder without label folders before indexing it
             root = lib.add_folder(args.folders)
-            bar = _Bar(sys.stderr.isatty())
+            bar = Bar(sys.stderr.isatty())
             try:
                 rep = lib.scan([root], progress=bar)  # indexing decodes photos; training will not
             finally:
@@ -442,12 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_models)
 
-    from .cli_tags import add_commands
+    from .tags import add_commands
 
     add_commands(sub, common)  # vocab ..., tag ...
 
     sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality, tagging, raw")
-    from .bench import add_arguments
+    from ..bench import add_arguments
 
     add_arguments(sp)
     sp.set_defaults(func=cmd_bench)
@@ -470,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with _HELD:
+        with HELD:
             return args.func(args)
     except PhotosiftError as e:
         print(f"photosift: {e}", file=sys.stderr)
@@ -479,6 +426,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\nphotosift: interrupted; nothing committed was lost", file=sys.stderr)
         return EXIT_CANCELLED
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,13 +10,13 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import PhotosiftError
+from ..errors import PhotosiftError
 
 
 def _lib(args):
-    from .cli import _library
+    from .common import open_library
 
-    return _library(args)
+    return open_library(args)
 
 
 def _out(args, data, text_lines) -> None:
@@ -37,7 +37,7 @@ def _retag(lib, name: str) -> str:
 
 
 def _image_ids(lib, photos: list[str]) -> list[int]:
-    from .tags.vocab import VocabularyError
+    from ..tags.vocab import VocabularyError
 
     out = []
     for p in photos:
@@ -52,9 +52,9 @@ def _image_ids(lib, photos: list[str]) -> list[int]:
 
 
 def cmd_vocab(args) -> int:
-    from .tags import tagstore as S
-    from .tags.tagging import vocab_summary
-    from .tags.vocab import (
+    from ..tags import tagstore as S
+    from ..tags.tagging import vocab_summary
+    from ..tags.vocab import (
         load_starter,
         make_label,
         make_vocabulary,
@@ -160,7 +160,7 @@ def cmd_vocab(args) -> int:
 
 
 def cmd_tag(args) -> int:
-    from .tags.tagging import resolve_tag
+    from ..tags.tagging import resolve_tag
 
     lib = _lib(args)
     try:
@@ -231,7 +231,7 @@ def _tag_line(t: dict) -> str:
 def _export_xmp(lib, tg, args) -> int:
     """Write every photo's tags in force as XMP keywords (engine.xmp.tags: sidecars, and the
     photo itself with --embed). Ctrl-C stops after the photo in hand; every file stays whole."""
-    from .xmp import tags as xmptags
+    from ..xmp import tags as xmptags
 
     vocab = args.vocab or args.tag
     if args.dry_run:
@@ -262,7 +262,7 @@ def _export_xmp(lib, tg, args) -> int:
 
 def _import_xmp(lib, args) -> int:
     """Take keywords of indexed photos (sidecars, embedded XMP, IPTC) in as confirmed tags."""
-    from .xmp import tags as xmptags
+    from ..xmp import tags as xmptags
 
     folders = ([args.tag] if args.tag else []) + list(args.photos)
     rep = _with_cancel_and_bar(args, lambda progress, cancel: xmptags.import_tags(
@@ -291,11 +291,11 @@ def _with_cancel_and_bar(args, work):
     import signal
     import threading
 
-    from .cli import _Bar
+    from .common import Bar
 
     stop = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    bar = _Bar(sys.stderr.isatty() or getattr(args, "progress", False))
+    bar = Bar(sys.stderr.isatty() or getattr(args, "progress", False))
     try:
         return work(bar, stop.is_set)
     finally:
@@ -415,7 +415,7 @@ def _needs_name(fn):
 
 def search_tags(args, lib) -> list[tuple[str, str]]:
     """`photosift search --tag TAG`: the (vocabulary, label) pairs, tagged under the active model first."""
-    from .tags.tagging import resolve_tag
+    from ..tags.tagging import resolve_tag
 
     refs = [resolve_tag(lib.db, t) for t in args.tag or []]
     if refs:

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from engine import cli
+from engine.cli import commands as cli
 from engine.errors import Cancelled, TrainingDataError  # noqa: E402
 from engine.finetune.job import TrainRequest, runs_dir, train  # noqa: E402
 from engine.library import DEMO_MODEL, Library  # noqa: E402

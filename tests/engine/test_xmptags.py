@@ -320,7 +320,7 @@ def test_embedding_rehashes_the_photo_in_place(tmp_path):
 def test_embed_leaves_raw_files_alone_and_gives_them_sidecars(tmp_path, capsys):
     from PIL import Image
 
-    from engine import cli
+    from engine.cli import commands as cli
     from tests.rawkit import write_dng
 
     folder = tmp_path / "photos"
