@@ -151,7 +151,7 @@ def tag_threshold(
     the model's sigmoid. The threshold is the one of best micro-F1 on the first half of
     the scenes (a grid of 0.01 steps); precision, recall and F1 are reported on the
     second half, at it and at the family default."""
-    from engine.tags.tagging import FAMILY_THRESHOLD, Scoring, sigmoid
+    from engine.tags.scoring import FAMILY_THRESHOLD, Scoring, sigmoid
     from engine.tags.vocab import DEFAULT_TEMPLATES, Label, prompt_texts
 
     family_default = FAMILY_THRESHOLD["siglip"]  # what a model without its own threshold gets

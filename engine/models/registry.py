@@ -104,7 +104,7 @@ class ModelSpec:
     logit_bias: float | None = None
     # The probability at or above which a label tags a photo when nothing better is known
     # (no user threshold, no answers, none in the vocabulary), measured for this model; else
-    # its family's default (engine.tags.tagging.FAMILY_THRESHOLD).
+    # its family's default (engine.tags.scoring.FAMILY_THRESHOLD).
     tag_threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # metrics, data fingerprint, dates ...
     # The real model to offer a new user first (a registry entry's mark; model folders in the

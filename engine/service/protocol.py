@@ -706,7 +706,7 @@ class TagThresholdResult(TypedDict):
     left: list[int]  # image ids that lose it
     tagged: int  # photos carrying the label at this threshold
     # preview only: the moved photos themselves, best score first, at most 500 a side
-    # (engine.tags.browse.PREVIEW_HITS), with how many moved in all
+    # (engine.tags.tagging.PREVIEW_HITS), with how many moved in all
     entered_hits: NotRequired[list["TagHit"]]
     left_hits: NotRequired[list["TagHit"]]
     entered_total: NotRequired[int]

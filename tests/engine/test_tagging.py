@@ -20,13 +20,8 @@ from engine.search import Filters, Query
 from engine.settings import Settings
 from engine.store.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
 from engine.tags import tagstore as S
-from engine.tags.tagging import (
-    FAMILY_THRESHOLD,
-    NONE_PROMPTS,
-    Tagger,
-    confirmed_examples,
-    label_texts,
-)
+from engine.tags.scoring import FAMILY_THRESHOLD, NONE_PROMPTS
+from engine.tags.tagging import Tagger, confirmed_examples, label_texts
 from engine.tags.vocab import VocabularyError, make_vocabulary
 from training import world
 
@@ -199,9 +194,9 @@ def test_threshold_preview_matches_saving(lib):
     for h in pv["left_hits"]:
         assert h["state"] == "auto" and h["online"] and h["path"].endswith(".jpg")
         assert abs(h["score"] - scores[h["image_id"]]) < 1e-5 and h["score"] < 0.99
-    from engine.tags import browse as tagbrowse
+    from engine.tags import tagging
 
-    capped = tagbrowse.moved_hits(
+    capped = tagging.moved_hits(
         lib.db, tg, tg.plan(S.load(lib.db, "th")), 1, pv["left"], "auto", cap=2
     )
     assert [h["image_id"] for h in capped] == [h["image_id"] for h in pv["left_hits"][:2]]
