@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import ModelError, ModelNotAvailable
 from ..settings import Settings
+from .folder import check_model_folder
 from .layouts import LAYOUTS, Layout, external_data_of, layout_of, recognise
 from .registry import MODEL_FILE, ModelSpec, Registry, Source, file_sha256, load_spec, save_spec
 
@@ -133,8 +134,6 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
              provenance: dict | None, progress: Callable[[str], None] | None = None) -> Path:  # fmt: skip
     """Make ``<models>/<spec.key>`` from ``files`` (repo path -> file), whole or not at all.
     ``progress(step)`` hears of the slow steps after the files are in (``"int8"``)."""
-    from .hub import check_model_folder
-
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     dest = settings.models_dir / spec.key
     stage = Path(tempfile.mkdtemp(prefix=f".{spec.key}-", dir=settings.models_dir))

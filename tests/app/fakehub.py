@@ -24,7 +24,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from engine.models.hub import MODEL_FOLDER_FILES
+from engine.models.folder import MODEL_FOLDER_FILES
 
 COMMIT = "c0ffee" + "0" * 34
 LFS_SUFFIXES = (".onnx", ".safetensors", ".bin", ".onnx_data")

@@ -11,12 +11,8 @@ import numpy as np
 import pytest
 
 from engine.errors import ModelError, ModelNotAvailable
-from engine.models.hub import (
-    MODEL_FOLDER_FILES,
-    fetch_model,
-    import_model_folder,
-    local_model_folder,
-)
+from engine.models.folder import MODEL_FOLDER_FILES
+from engine.models.hub import fetch_model, import_model_folder, local_model_folder
 from engine.models.registry import Registry, Source
 from engine.models.runtime import OnnxModel
 from engine.settings import Settings

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import Cancelled, ChecksumMismatch
-from engine.models.hub import MODEL_FOLDER_FILES, fetch_model, record_hashes
+from engine.models.folder import MODEL_FOLDER_FILES, record_hashes
+from engine.models.hub import fetch_model
 from engine.models.registry import Registry, Source, load_spec
 from engine.models.runtime import OnnxModel
 from engine.settings import Settings

@@ -24,8 +24,9 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from engine.models.hub import _sha256, check_model_folder
+from engine.models.folder import check_model_folder
 from engine.models.registry import MODEL_FILE, load_spec
+from engine.models.registry import file_sha256 as _sha256
 from engine.service.client import EngineError
 from engine.settings import Settings
 from tests.helpers import make_photos, wait_for
