@@ -150,7 +150,8 @@ def _selftest(argv: list[str]) -> int:
 def _selftest_train(argv: list[str]) -> int:
     """``selftest-train WORKDIR``: what the training extra is in the bundle for. A tiny random
     open_clip ViT-B-32-256 laid out as on the hub goes through the same conversion a downloaded
-    open_clip model does (engine.models.hub.convert_open_clip: torch -> ONNX), and the result must run
+    open_clip model does (engine.models.convert.convert_open_clip: torch -> ONNX, in the bundle's
+    --convert child), and the result must run
     in ONNX Runtime. Prints a JSON report; exit 0 when the converted folder works."""
     import json
 
@@ -159,10 +160,11 @@ def _selftest_train(argv: list[str]) -> int:
         return 2
     work = Path(argv[0])
     import torch
+    from engine.models.convert import convert_open_clip
 
-    from engine.models.hub import check_model_folder, convert_open_clip
+    from engine.models.folder import check_model_folder
     from engine.settings import Settings
-    from training.tiny import build_tiny, save_open_clip_dir
+    from training.testmodels.tiny import build_tiny, save_open_clip_dir
 
     tiny = build_tiny("vit-b-32-256", work / "tiny")
     weights = save_open_clip_dir(tiny, work / "weights")
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return cli_main(argv[1:] if argv[:1] == ["cli"] else argv)
     if argv[:1] == ["--train-job"]:  # engine.finetune.job.child_command: the fine-tuning child
-        from training.finetune_job import main as train_job_main
+        from training.finetune.job import main as train_job_main
 
         return train_job_main(argv[1:])
     if argv[:1] == ["selftest-train"]:

@@ -2,8 +2,8 @@
 same architecture, on this CPU, in one run.
 
 For each layout a full-size random-weight model (which times exactly like the trained one) is
-exported the way its publisher does it (training.hub_exports) and installed as a user's
-download is; photosift's own export (training.export: dynamic batch) of the same architecture
+exported the way its publisher does it (training.testmodels.hub_layouts) and installed as a user's
+download is; photosift's own export (training.export.openclip: dynamic batch) of the same architecture
 is the baseline. Both run through engine.models.runtime.OnnxModel, as indexing and search run them:
 
 * images/s at the indexing batch (16): Immich's graphs are fixed to batch 1, so the runtime
@@ -47,7 +47,7 @@ def layout_folder(layout: str, log) -> Path:
         return folder
     log(f"  exporting a random-weight {spec.architecture} the way {layout} does (once; needs the training extra)")
     try:
-        from training.hub_exports import export_full_size
+        from training.testmodels.hub_layouts import export_full_size
     except ImportError as e:
         raise SystemExit(f"this benchmark needs the training extra to build its models: {e}") from e
     from ..models.install import import_folder

@@ -49,7 +49,7 @@ def random_weight_folder(key: str, log=print) -> Path:
         f"  exporting a random-weight {spec.architecture} for timing (once; needs the training extra)"
     )
     try:
-        from training.random_models import export_random_weights
+        from training.testmodels.full_size import export_random_weights
     except ImportError as e:
         raise SystemExit(f"this benchmark needs the training extra to build its model: {e}") from e
     export_random_weights(spec, folder)

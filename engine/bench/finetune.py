@@ -19,7 +19,7 @@ finds them only weakly, AP 0.38 / 0.27 for ring / moon (base rates 0.09 / 0.06) 
 pretraining never named them, so its image tower barely learned to tell them apart. A
 locked image tower cannot be taught what it does not see.)
 
-Timing: ``training.finetune_bench`` in a child process, a ViT-B-32-sized text tower with
+Timing: ``training.finetune.bench`` in a child process, a ViT-B-32-sized text tower with
 random weights, 1,000 photos x 20 labels, one thread (its CPU time is what one idle core
 takes; wall-clock on a busy machine measures the other jobs). Measured here: per step
 0.14 CPU-s ``last:2``, 0.81 ``lora:8``, 1.14 ``full``; a complete ``last:2`` run with
@@ -63,7 +63,7 @@ def new_labels() -> dict:
 
 def write_world(root: Path, n_train: int, n_held: int, seed: int = 5) -> dict:
     """Label folders (+ _other) of n_train scenes and a held-out folder of n_held scenes."""
-    from training import world
+    from training.demo import world
 
     labels = new_labels()
     scenes = world.scenes("test", n_train + n_held, seed=seed)
@@ -124,7 +124,7 @@ def heldout_scores(
 
 
 def quality(out, quick: bool = False, tunes=TUNES) -> dict:
-    from training import world
+    from training.demo import world
 
     from ..finetune.job import TrainRequest, accept, discard, train
     from ..library import DEMO_MODEL, Library
@@ -205,7 +205,7 @@ def quality(out, quick: bool = False, tunes=TUNES) -> dict:
 def timing(out, quick: bool = False) -> dict:
     # One thread: on a machine shared with other work, the CPU time of a single-threaded run
     # is what an idle core would take (wall-clock there measures the neighbours).
-    cmd = [sys.executable, "-m", "training.finetune_bench", "--threads", "1"]
+    cmd = [sys.executable, "-m", "training.finetune.bench", "--threads", "1"]
     if quick:
         cmd += ["--photos", "200", "--labels", "5", "--steps", "3", "--complete", ""]
     from ..finetune.job import _child_env

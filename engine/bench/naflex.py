@@ -40,7 +40,7 @@ def _folder(kind: str, log) -> Path:
             f"  exporting a random-weight {kind} B/16 image tower for timing (once; needs the training extra)"
         )
         try:
-            from training.export_naflex import export_random_image_tower
+            from training.export.naflex import export_random_image_tower
         except ImportError as e:
             raise SystemExit(
                 f"this benchmark needs the training extra to build its models: {e}"

@@ -64,7 +64,8 @@ def save_scene(img: Image.Image, path: Path, orientation: int | None = None) -> 
 
 def write_world(root: Path, ws: WorldSpec, *, all_rotated: bool = False) -> dict:
     """Render the held-out world to files. Returns path -> (split, index) and the scenes."""
-    from training import demo_eval, world
+    from training.demo import evaluation as demo_eval
+    from training.demo import world
 
     test = world.scenes("test", ws.n_test, seed=ws.seed)
     comp = world.scenes("compositions", ws.n_comp, seed=ws.seed)
@@ -103,7 +104,7 @@ def _ids(hits, where, split_prefix=None) -> list[int]:
 
 def evaluate_library(lib: Library, root: Path, built: dict, ws: WorldSpec) -> dict:
     """Every metric, by searching the indexed world through Library.search."""
-    from training import world
+    from training.demo import world
 
     where, test, comp = built["where"], built["test"], built["comp"]
     folder = lambda *parts: Filters(folders=[str(root.joinpath(*parts))])  # noqa: E731

@@ -5,7 +5,7 @@ database alone (label vectors come from their stored cache; the stand-in model b
 has no text encoder at all, so a call to it would fail the run). Timed: the first run
 (every tag new) and a run after every threshold moved (a diff is written).
 
-Quality: scenes of ``training/world.py`` written to JPEG files, indexed by the engine
+Quality: scenes of ``training/demo/world.py`` written to JPEG files, indexed by the engine
 with the demo model, tagged with the ``shapes-world`` starter vocabulary (colours,
 shapes, counts, positions). The truth of every label on every scene is known, so
 precision and recall per attribute kind are exact. Half the scenes are a review pool,
@@ -35,7 +35,7 @@ KINDS = ("colour", "shape", "count", "position", "unnamed")
 
 def shapes_world_labels() -> list[tuple[str, dict, str, tuple]]:
     """(label, json spec, attribute kind, meaning clause args) for the demo world."""
-    from training import world
+    from training.demo import world
 
     out = []
     for c in world.COLOURS:
@@ -84,7 +84,7 @@ def shapes_world_vocabulary_json() -> dict:
     return {
         "name": "shapes-world",
         "description": "Colours, shapes, counts and positions of the demo model's procedural world "
-        "(training/world.py). Made for the bundled demo model; real photos need a real model.",
+        "(training/demo/world.py). Made for the bundled demo model; real photos need a real model.",
         "templates": ["{}", "a picture of {}", "an image of {}"],
         "labels": [spec for _, spec, _, _ in shapes_world_labels()],
     }
@@ -199,7 +199,7 @@ def quality_world(
 ) -> dict:
     import json
 
-    from training import world
+    from training.demo import world
 
     from ..library import Library
     from ..settings import Settings

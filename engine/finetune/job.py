@@ -1,7 +1,7 @@
 """Fine-tuning as the engine sees it: a child process, a candidate, accept or discard.
 
 Training needs torch, which the engine never imports, and it must be stoppable at any
-instant. So it runs as a child process (``python -m training.finetune_job``) that reads
+instant. So it runs as a child process (``python -m training.finetune.job``) that reads
 the library database read-only and streams JSON lines; this module starts it, turns
 its lines into progress callbacks, and cancels by terminating it.
 
@@ -33,12 +33,12 @@ from ..errors import Cancelled, ModelError, PhotosiftError, TrainingDataError
 from ..models.registry import MODEL_FILE, ModelSpec, load_spec
 from ..settings import Settings
 
-CHILD_MODULE = "training.finetune_job"
+CHILD_MODULE = "training.finetune.job"
 FROZEN_ROLE = "--train-job"  # packaging/photosift_entry.py: the frozen bundle's training child
 
 
 def child_command(python: str | None = None) -> list[str]:
-    """How to start the training child: ``python -m training.finetune_job`` from source; the
+    """How to start the training child: ``python -m training.finetune.job`` from source; the
     installed app's own executable in its training role when frozen (no ``-m`` there)."""
     if python is None and getattr(sys, "frozen", False):
         return [sys.executable, FROZEN_ROLE]

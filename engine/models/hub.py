@@ -296,7 +296,7 @@ def fetch_model(
 def convert_open_clip(spec: ModelSpec, settings: Settings, weights_dir: Path) -> Path:
     """One-time ONNX export of downloaded open_clip weights (needs the training extra)."""
     try:
-        from training.export import export_from_pretrained
+        from training.export.openclip import export_from_pretrained
     except ImportError as e:
         raise ModelNotAvailable(_no_converter(spec)) from e
     out = settings.models_dir / spec.key
@@ -327,7 +327,7 @@ def _no_converter(spec: ModelSpec) -> str:
 def convert_transformers_naflex(spec: ModelSpec, settings: Settings, weights_dir: Path) -> Path:
     """One-time ONNX export of a downloaded SigLIP 2 NaFlex checkpoint (needs the training extra)."""
     try:
-        from training.export_naflex import export_from_hf_dir
+        from training.export.naflex import export_from_hf_dir
     except ImportError as e:
         raise ModelNotAvailable(
             f"model {spec.key!r} was downloaded as transformers weights ({weights_dir}) and needs a "

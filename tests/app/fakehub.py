@@ -35,7 +35,7 @@ def git_blob_id(data: bytes) -> str:
 
 
 def repo_files(folder: Path) -> dict[str, bytes]:
-    """A folder laid out as a repo (e.g. made by training.hub_exports) as the hub serves it."""
+    """A folder laid out as a repo (e.g. made by training.testmodels.hub_layouts) as the hub serves it."""
     folder = Path(folder)
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -28,7 +28,8 @@ from engine.models.registry import load_spec
 from engine.models.tokenizer import Tokenizer
 from engine.search import Filters, Query
 from engine.settings import Settings
-from training import demo_eval, world
+from training.demo import evaluation as demo_eval
+from training.demo import world
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "resources" / "demo"

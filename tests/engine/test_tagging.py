@@ -23,7 +23,7 @@ from engine.tags import tagstore as S
 from engine.tags.scoring import FAMILY_THRESHOLD, NONE_PROMPTS
 from engine.tags.tagging import Tagger, confirmed_examples, label_texts
 from engine.tags.vocab import VocabularyError, make_vocabulary
-from training import world
+from training.demo import world
 
 N = 48
 COLOURS = ["red", "blue", "green", "yellow", "white"]

@@ -19,7 +19,7 @@ from engine.finetune.dataset import (
 )
 from engine.library import DEMO_MODEL, Library
 from engine.settings import Settings
-from training import world
+from training.demo import world
 
 
 def _set(targets: np.ndarray) -> TrainingSet:

@@ -114,14 +114,14 @@ def test_train_selftest_role_is_dispatched(entry, calls, capsys):
 def test_training_child_is_the_bundle_itself_when_frozen(entry, monkeypatch):
     """engine.finetune.job starts its child with `-m` from source; a frozen bundle has no `-m`, so
     the child is the executable in its training role, and the entry point dispatches it."""
-    import training.finetune_job
+    import training.finetune.job
     from engine.finetune.job import child_command
 
-    assert child_command()[1:] == ["-m", "training.finetune_job"]
+    assert child_command()[1:] == ["-m", "training.finetune.job"]
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     cmd = child_command()
     assert cmd[0] == sys.executable and len(cmd) == 2
     seen = []
-    monkeypatch.setattr(training.finetune_job, "main", lambda argv=None: seen.append(argv) or 0)
+    monkeypatch.setattr(training.finetune.job, "main", lambda argv=None: seen.append(argv) or 0)
     assert entry.main([*cmd[1:], "--data-dir", "/lib", "--out", "/run"]) == 0
     assert seen == [["--data-dir", "/lib", "--out", "/run"]]

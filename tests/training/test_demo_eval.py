@@ -4,7 +4,8 @@ than the SigLIP family default would."""
 from __future__ import annotations
 
 from engine.models.registry import load_spec, resources_dir
-from training import demo_eval, world
+from training.demo import evaluation as demo_eval
+from training.demo import world
 
 DEMO = resources_dir() / "demo"
 

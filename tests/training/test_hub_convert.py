@@ -16,7 +16,7 @@ from engine.models.registry import Source, load_spec  # noqa: E402
 from engine.models.runtime import OnnxModel  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests.app.fakehub import COMMIT, FakeHub, point_hf_at  # noqa: E402
-from training.tiny import build_tiny, save_open_clip_dir  # noqa: E402
+from training.testmodels.tiny import build_tiny, save_open_clip_dir  # noqa: E402
 
 REPO = "org/tiny-vit-b-32-256"
 

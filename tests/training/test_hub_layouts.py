@@ -1,4 +1,4 @@
-"""Each hub layout, made by a re-implementation of its publisher's exporter (training.hub_exports),
+"""Each hub layout, made by a re-implementation of its publisher's exporter (training.testmodels.hub_layouts),
 imported as a user imports a downloaded folder, and run by the engine: image and text vectors
 must match the torch forward of the same weights (open_clip, or transformers for
 transformers.js exports) at cosine >= 0.9999, with the very token ids the publisher's own

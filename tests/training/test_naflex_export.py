@@ -27,12 +27,12 @@ from engine.photos.decode import decode_photo  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests.conftest import shared  # noqa: E402
 from tests.engine.test_hub import lay_out_hub_snapshot  # noqa: E402
-from training.export_naflex import (  # noqa: E402
+from training.export.naflex import (  # noqa: E402
     export_siglip2_naflex,
     parity_photos,
     reference_image_features,
 )
-from training.tiny_naflex import build_tiny_naflex, save_hf_dir  # noqa: E402
+from training.testmodels.tiny_naflex import build_tiny_naflex, save_hf_dir  # noqa: E402
 
 MIN_COS = 0.9999
 REPO = "google/siglip2-base-patch16-naflex"
@@ -205,7 +205,7 @@ def test_full_size_b16_naflex_tower_exports_with_parity(tiny, tmp_path):
     from transformers import Siglip2Config, Siglip2Model
 
     from engine.models.registry import Registry
-    from training.tiny_naflex import perturb
+    from training.testmodels.tiny_naflex import perturb
 
     text = dict(vocab_size=1024, hidden_size=768, num_hidden_layers=1, num_attention_heads=12)
     model = Siglip2Model(Siglip2Config(text_config=text, vision_config={})).eval()

@@ -11,12 +11,13 @@ import pytest
 
 from engine.models.registry import load_spec
 from engine.models.tokenizer import Tokenizer
-from training import demo_tokenizer, world
+from training.demo import tokenizer as demo_tokenizer
+from training.demo import world
 
 open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")
 
-from training import pretrain  # noqa: E402  (needs torch)
+from training.demo import pretrain  # noqa: E402  (needs torch)
 
 
 @pytest.fixture(scope="module")

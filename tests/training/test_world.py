@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import world
-from training.world import Background, Caption, Clause, Meaning, Obj, Scene
+from training.demo import world
+from training.demo.world import Background, Caption, Clause, Meaning, Obj, Scene
 
 
 def _scene(*objs: Obj, tone: str = "dark", pattern: str = "plain") -> Scene:

@@ -4,7 +4,7 @@ The folder (``resources/demo/``) is a model folder like any other (model.json,
 image.onnx, text.onnx, tokenizer.json: see ``engine.models.registry``) and also an
 open_clip ``local-dir:`` checkpoint (open_clip_config.json +
 open_clip_model.safetensors), so later training (text-side fine-tuning, a NaFlex
-variant) can start from it with ``training.pretrain.load_checkpoint``.
+variant) can start from it with ``training.demo.pretrain.load_checkpoint``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def demo_spec(settings, *, command: str, timings: dict) -> ModelSpec:
         speed_class="fast",
         description=(
             "A small CLIP-style model that photosift pretrains itself, on its procedural world of "
-            "coloured shapes (training/world.py): it knows colours, shapes, counts and positions of "
+            "coloured shapes (training/demo/world.py): it knows colours, shapes, counts and positions of "
             "simple objects, not real photos. Used when no real model is available, and by tests."
         ),
         extra={
@@ -66,7 +66,7 @@ def export_demo(
 ) -> ModelSpec:
     """Export ``model`` to the model folder ``out``; ``stage`` holds tokenizer.json
     and the checkpoint files, which are copied in (the export replaces ``out`` whole)."""
-    from .export import export_open_clip
+    from ..export.openclip import export_open_clip
 
     spec = demo_spec(settings, command=command, timings=timings)
     spec = export_open_clip(model, spec, stage / "tokenizer.json", out)
@@ -150,18 +150,18 @@ def tag_line(spec: ModelSpec) -> str:
     if spec.tag_threshold is None:
         return ""
     return (f"\n- default tag threshold {spec.tag_threshold:g}: the probability of best F1 for "
-            "labels typed by name on held-out scenes (`training.demo_eval.tag_threshold`)")  # fmt: skip
+            "labels typed by name on held-out scenes (`training.demo.evaluation.tag_threshold`)")  # fmt: skip
 
 
 def write_readme(out: Path, spec: ModelSpec, metrics: dict, log: dict) -> None:
-    from .demo_eval import summary
+    from .evaluation import summary
 
     s = log["settings"]
     t = log["timings"]
     text = f"""# photosift demo model
 
 A small CLIP-style model ({spec.family} loss) that photosift pretrains itself on its
-procedural world of coloured shapes (`training/world.py`). It knows colours, shapes,
+procedural world of coloured shapes (`training/demo/world.py`). It knows colours, shapes,
 counts and positions of simple objects and nothing about real photos. The app uses it
 when no real model is available; tests and benchmarks use it because no pretrained
 weights can be downloaded on the machines photosift is built on.
@@ -189,7 +189,7 @@ run trains in fp32 (`--bf16` / `--no-bf16` override). The demo model is an ordin
 
 ## Recipe
 
-The choices that matter, each measured in `training/pretrain.py` (`Settings`):
+The choices that matter, each measured in `training/demo/pretrain.py` (`Settings`):
 
 {recipe(s)}
 
@@ -205,7 +205,7 @@ The choices that matter, each measured in `training/pretrain.py` (`Settings`):
 ## Held-out metrics
 
 Measured through the exported ONNX folder with the engine's own runtime
-(`training.demo_eval`, {metrics.get("gallery", 1000)} held-out scenes, rendered at varied sizes and aspect ratios):
+(`training.demo.evaluation`, {metrics.get("gallery", 1000)} held-out scenes, rendered at varied sizes and aspect ratios):
 
 {summary(metrics)}
 
@@ -222,7 +222,7 @@ def evaluate_and_finalize(
 ) -> ModelSpec:
     """Evaluate the exported folder ``out`` (held-out metrics and the tag threshold), then
     record them in model.json, metrics.json, the README and the registry entry."""
-    from .demo_eval import evaluate_folder, summary
+    from .evaluation import evaluate_folder, summary
 
     metrics = evaluate_folder(out, n_gallery=gallery)
     write_metrics(out, metrics)

@@ -23,11 +23,11 @@ exported ONNX model through the engine's runtime: the same numbers the app
 computes.
 
 The folder written is an ordinary photosift model folder: ``image.onnx`` (the
-NaFlex graph of :mod:`training.export_naflex`: patches, mask, pos_weights),
+NaFlex graph of :mod:`training.export.naflex`: patches, mask, pos_weights),
 the demo's ``text.onnx`` and ``tokenizer.json``, and ``model.json`` (registry
 key ``photosift-demo-naflex``, file hashes, training settings and timings).
 
-    python -m training.naflex_demo --out resources/demo-naflex \\
+    python -m training.demo.naflex --out resources/demo-naflex \\
         --registry resources/models/demo-naflex.json
 
 Deterministic from ``--seed`` (scenes, captions, batches, initialisation);
@@ -328,8 +328,8 @@ def export(model, s: Settings, out: Path, *, command: str, timings: dict,
 
     from engine.models.runtime import OnnxModel
 
-    from .export import check_parity, staged_folder
-    from .export_naflex import IMAGE_INPUTS, NAFLEX_OPSET, _export, _image_tower, parity_photos
+    from ..export.naflex import IMAGE_INPUTS, NAFLEX_OPSET, _export, _image_tower, parity_photos
+    from ..export.openclip import check_parity, staged_folder
 
     out = Path(out)
     spec = demo_naflex_spec(s, command=command, timings=timings)
@@ -414,7 +414,7 @@ def write_readme(out: Path, spec: ModelSpec) -> None:
 side. Each picture is given to this model three ways (native: the whole picture at
 its own aspect ratio; centre-crop: its central square; squash: stretched to a square),
 indexed by a photosift library and searched with `Library.search`
-(`training.naflex_edges.evaluate_folder`). p@10 / mAP, mean over the queries.
+(`training.demo.naflex_edges.evaluate_folder`). p@10 / mAP, mean over the queries.
 
 Colour of the edge object ("a red object", ... 8 queries):
 
@@ -428,7 +428,7 @@ Shape of the edge object ("a star", ... 6 queries):
     threshold = ""
     if spec.tag_threshold is not None:
         threshold = (f"\nDefault tag threshold {spec.tag_threshold:g}, measured as the demo's is "
-                     "(`training.demo_eval.tag_threshold`).\n")  # fmt: skip
+                     "(`training.demo.evaluation.tag_threshold`).\n")  # fmt: skip
     text = f"""# photosift demo model, NaFlex variant
 
 The demo model (`resources/demo`) with a SigLIP 2 NaFlex image tower: each picture is
@@ -437,10 +437,10 @@ instead of being squashed to 96 x 96. The text tower, tokenizer, logit scale and
 the demo's, frozen; the image tower ({spec.architecture.split(" + ")[0]}) was trained
 to land where the demo's does: distilled from the demo CNN's vector of the same scene,
 plus the sigmoid loss against the demo's text tower (LiT). It knows the procedural world
-of coloured shapes (`training/world.py`) and nothing about real photos.
+of coloured shapes (`training/demo/world.py`) and nothing about real photos.
 
 Registry key `{spec.key}` (`resources/models/demo-naflex.json`, a copy of `model.json`).
-Files: `image.onnx` (inputs patches, mask, pos_weights: see `training/export_naflex.py`),
+Files: `image.onnx` (inputs patches, mask, pos_weights: see `training/export/naflex.py`),
 `text.onnx` and `tokenizer.json` (the demo's), {spec.size_mb} MB of ONNX in all.
 {threshold}
 ## Reproduce
@@ -461,7 +461,7 @@ time{cpu}.
 
 def main(argv: list[str] | None = None) -> int:
     d = Settings()
-    ap = argparse.ArgumentParser(prog="python -m training.naflex_demo",
+    ap = argparse.ArgumentParser(prog="python -m training.demo.naflex",
                                  description=__doc__.split("\n\n")[0])  # fmt: skip
     ap.add_argument("--out", type=Path, required=True, help="the model folder to write")
     ap.add_argument("--registry", type=Path, help="also write the registry entry here")
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         layers=a.layers, max_patches=a.max_patches, lit_weight=a.lit_weight, threads=a.threads,
     )  # fmt: skip
     log = lambda m: print(m, flush=True)  # noqa: E731
-    command = "python -m training.naflex_demo " + " ".join(
+    command = "python -m training.demo.naflex " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
     t = time.time()
@@ -497,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"wrote {a.out} ({spec.size_mb} MB of ONNX)")
     metrics = None
     if not a.no_eval:
-        from .demo_eval import tag_threshold_folder
+        from .evaluation import tag_threshold_folder
         from .naflex_edges import evaluate_folder
 
         metrics = evaluate_folder(a.out, n=60 if a.smoke else 240, seed=s.seed)

@@ -1,14 +1,14 @@
 """Does NaFlex matter? Objects near the edges of wide and tall images, NaFlex vs centre-crop.
 
-Held-out single-object scenes of the demo world (``training.world``) whose object hugs
+Held-out single-object scenes of the demo world (``training.demo.world``) whose object hugs
 an edge of a wide or tall picture (left/right for wide ones, top/bottom for tall ones).
 The same model and weights see each picture three ways: native (NaFlex: the whole
 picture at its own aspect ratio), centre-crop (the central square, as open_clip's
 ``shortest`` preprocessing) and squash (stretched to a square). Colour and shape queries
 about the edge object are ranked through a real photosift library (``evaluate_folder``).
 
-    python -m training.naflex_edges --compare resources/demo resources/demo-naflex --out edges.json
-    python -m training.naflex_edges     # the bundled demo model alone, whole vs centre-crop
+    python -m training.demo.naflex_edges --compare resources/demo resources/demo-naflex --out edges.json
+    python -m training.demo.naflex_edges     # the bundled demo model alone, whole vs centre-crop
 
 A first attempt trained a small SigLIP 2 NaFlex model from scratch here (both towers,
 sigmoid loss; removed since, it is in the git history). Measured here (shared 2-core
@@ -18,10 +18,10 @@ An overfit check on 64 fixed pairs (width 64, 2 layers, 120 steps) fitted neithe
 with the SigLIP bias starting at -10 (with scale 10 every logit starts at or below 0,
 and AdamW moves the bias about lr per step: -9.82 after 120 steps) nor at -2; the
 image input path itself (patches, mask, positions) trains well under distillation
-(``training.naflex_demo``): this points at optimisation (two towers from scratch in a
+(``training.demo.naflex``): this points at optimisation (two towers from scratch in a
 few hundred steps) rather than at a bug in the NaFlex input path.
 
-The evidence therefore uses ``training.naflex_demo``'s model (a NaFlex tower
+The evidence therefore uses ``training.demo.naflex``'s model (a NaFlex tower
 distilled into the demo's space, the demo's frozen text tower) and ``--compare``,
 which runs the test through the engine's indexing and search (200 scenes per
 shape, colour of the edge object, mAP):

@@ -2,7 +2,7 @@
 
 No pretrained CLIP weights exist on the machines this project is built on, so
 the app's fallback model is made here: a small open_clip CLIP (ViT image tower,
-causal text transformer) trained from scratch on ``training.world`` scenes with
+causal text transformer) trained from scratch on ``training.demo.world`` scenes with
 either loss:
 
 * ``clip``: softmax contrastive (InfoNCE both ways), learnable temperature;
@@ -17,8 +17,8 @@ Images go through ``engine.models.preprocess`` with the demo's own ``Preprocess`
 model is trained on exactly what the app feeds it at run time. Texts go through
 ``engine.models.tokenizer`` for the same reason.
 
-    python -m training.pretrain --out resources/demo            # the shipped model
-    python -m training.pretrain --loss clip --out demo-clip # the softmax variant
+    python -m training.demo.pretrain --out resources/demo            # the shipped model
+    python -m training.demo.pretrain --loss clip --out demo-clip # the softmax variant
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ import numpy as np
 
 from engine.models.registry import Preprocess, TokenizerSpec
 
-from . import demo_tokenizer, world
+from . import tokenizer as demo_tokenizer
+from . import world
 from .optim import adamw, warmup_cosine
 
 LOSSES = ("clip", "siglip")
@@ -580,7 +581,7 @@ def _four_ints(text: str) -> tuple[int, int, int, int]:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     d = Settings()
     ap = argparse.ArgumentParser(
-        prog="python -m training.pretrain", description=__doc__.split("\n\n")[0]
+        prog="python -m training.demo.pretrain", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument("--out", type=Path, required=True, help="output folder (the model folder)")
     ap.add_argument("--loss", choices=LOSSES, default=d.loss)
@@ -684,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.smoke:
         s = replace(s, seed=a.seed)
     out: Path = a.out
-    command = "python -m training.pretrain " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m training.demo.pretrain " + " ".join(sys.argv[1:] if argv is None else argv)
     t0 = time.time()
     # Work in a staging folder beside the output: the export replaces ``out`` whole,
     # so a failed run never leaves a half-written model folder.
@@ -713,7 +714,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         (stage / "train_log.json").write_text(json.dumps(log, indent=2) + "\n", encoding="utf-8")
 
-        from . import demo_eval, demo_model
+        from . import bundle as demo_model
+        from . import evaluation as demo_eval
 
         if a.no_export:
             if out.exists():

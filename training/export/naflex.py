@@ -24,7 +24,7 @@ Text graph (``text.onnx``): tokens int64 [B, 64] -> embeddings [B, D], the
 text tower pooled at the last position as transformers and big_vision do.
 The tokenizer.json is the checkpoint's Gemma tokenizer as open_clip's SigLIP 2
 ``HFTokenizer`` uses it (canonicalised text, ``<eos>`` appended, padded to 64),
-baked by :func:`training.tokenizer_json.open_clip_tokenizer_json`.
+baked by :func:`training.export.tokenizer_json.open_clip_tokenizer_json`.
 
 Parity gate: before a folder is written, both graphs are run with ONNX Runtime
 and compared with the transformers model (its own ``forward``, default
@@ -49,7 +49,14 @@ from engine.errors import ModelError
 from engine.models import naflex
 from engine.models.registry import MODEL_FILE, ModelSpec, save_spec
 
-from .export import DEFAULT_OPSET, MIN_COSINE, PARITY_TEXTS, _run_onnx, check_parity, staged_folder
+from .openclip import (
+    DEFAULT_OPSET,
+    MIN_COSINE,
+    PARITY_TEXTS,
+    _run_onnx,
+    check_parity,
+    staged_folder,
+)
 
 # (height, width) of the parity photos: square, landscape, portrait, panorama, strips.
 # Opset 20 has ONNX's Gelu with approximate="tanh" (SigLIP 2's activation), which ONNX
@@ -156,7 +163,7 @@ def parity_photos(seed: int = 0, sizes=PARITY_SIZES):
     """Smooth random RGB photos (PIL) of the parity sizes."""
     from PIL import Image
 
-    from .export import random_images
+    from .openclip import random_images
 
     out = []
     for i, (h, w) in enumerate(sizes):
@@ -366,7 +373,7 @@ def export_random_image_tower(kind: str, folder: Path, seed: int = 0) -> ModelSp
 
     from engine.models.registry import Registry
 
-    from .export import _export_tower, _towers
+    from .openclip import _export_tower, _towers
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -389,7 +396,7 @@ def export_random_image_tower(kind: str, folder: Path, seed: int = 0) -> ModelSp
     elif kind == "fixed":
         import open_clip
 
-        from .export import random_images
+        from .openclip import random_images
 
         spec = Registry.load().get("vit-b-16-siglip2-256")
         model = open_clip.create_model(spec.architecture, pretrained=None).eval()

@@ -1,6 +1,6 @@
 """Timing of SigLIT fine-tuning with a ViT-B-32-sized text tower (random weights).
 
-``python -m training.finetune_bench [--photos 1000] [--labels 20] [--tunes full,last:2,lora:8]``
+``python -m training.finetune.bench [--photos 1000] [--labels 20] [--tunes full,last:2,lora:8]``
 prints one JSON object. ``photosift bench finetune`` runs it as a child process (the
 engine never imports torch). Weights are random (no pretrained weights can be had on
 build machines) and cost exactly what trained ones do; the vectors carry a planted
@@ -86,7 +86,7 @@ def timing(n: int = 1000, n_labels: int = 20, tunes=("full", "last:2", "lora:8")
     from engine.models.registry import TokenizerSpec
     from engine.models.tokenizer import Tokenizer
 
-    from .finetune import FinetuneSettings, finetune
+    from .siglit import FinetuneSettings, finetune
 
     with tempfile.TemporaryDirectory() as d:
         tok_json = write_clip_tokenizer_json(Path(d) / "tokenizer.json")
@@ -122,7 +122,7 @@ def timing(n: int = 1000, n_labels: int = 20, tunes=("full", "last:2", "lora:8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.finetune_bench")
+    ap = argparse.ArgumentParser(prog="python -m training.finetune.bench")
     ap.add_argument("--photos", type=int, default=1000)
     ap.add_argument("--labels", type=int, default=20)
     ap.add_argument("--tunes", default="full,last:2,lora:8")

@@ -25,8 +25,8 @@ from engine.finetune.dataset import TrainingSet
 from engine.models.registry import MODEL_FILE, ModelSpec, Source, save_spec
 from engine.models.registry import file_sha256 as _sha256
 
-from .export import export_text_tower
-from .finetune import FinetuneResult
+from ..export.openclip import export_text_tower
+from .siglit import FinetuneResult
 
 LINKED_FILES = ("image.onnx", "image.int8.onnx")
 

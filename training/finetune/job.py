@@ -1,4 +1,4 @@
-"""The fine-tuning child process: ``python -m training.finetune_job --data-dir D --base KEY
+"""The fine-tuning child process: ``python -m training.finetune.job --data-dir D --base KEY
 (--folders DIR | --vocab NAME) --out RUN_DIR [options]``.
 
 The engine (``engine.finetune.job``) starts it, so training never shares a process with
@@ -37,11 +37,11 @@ def _emit(out, obj: dict) -> None:
 
 
 def _parse(argv):
-    from .finetune import FinetuneSettings
+    from .siglit import FinetuneSettings
 
     d = FinetuneSettings()
     ap = argparse.ArgumentParser(
-        prog="python -m training.finetune_job", description=__doc__.split("\n\n")[0]
+        prog="python -m training.finetune.job", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument("--data-dir", type=Path, required=True, help="the library's data folder")
     ap.add_argument("--base", required=True, help="key of the model to fine-tune")
@@ -85,9 +85,9 @@ def run(args, out) -> int:
     from engine.settings import Settings
     from engine.store.db import LibraryDB
 
+    from ..demo.pretrain import load_checkpoint
     from .candidate import write_candidate
-    from .finetune import FinetuneSettings, finetune
-    from .pretrain import load_checkpoint
+    from .siglit import FinetuneSettings, finetune
 
     settings = Settings.load(args.data_dir)
     base = full_registry(settings).get(args.base)

@@ -34,9 +34,9 @@ Causal text towers pooled at the end-of-text token see nothing after it, so prom
 cut to their longest real length before the transformer (77 -> ~10 tokens for short
 labels): same vectors, several times less work.
 
-``python -m training.finetune_job ...`` is the child process the engine starts: it reads the
+``python -m training.finetune.job ...`` is the child process the engine starts: it reads the
 library database read-only, streams JSON progress lines on stdout and writes the
-candidate model folder under ``--out`` (see ``training.candidate``).
+candidate model folder under ``--out`` (see ``training.finetune.candidate``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 from engine.models.clip_bpe import write_clip_tokenizer_json
 from engine.models.registry import ModelSpec, Source, TokenizerSpec
 
-from .export import export_open_clip
+from ..export.openclip import export_open_clip
 
 
 def export_random_weights(spec: ModelSpec, folder: Path, seed: int = 0) -> ModelSpec:

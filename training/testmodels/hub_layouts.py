@@ -14,7 +14,7 @@ themselves, each by re-implementing its publisher's exporter from the published 
 The tokenizers are made the way their hub files were made: CLIP's from the real CLIP BPE
 merges through transformers' ``CLIPTokenizer``; an XLM-RoBERTa one from a SentencePiece
 unigram model through transformers' ``XLMRobertaConverter`` (how ``xlm-roberta-base``'s
-tokenizer.json came to be); a Gemma-shaped one for SigLIP 2 (``training.tiny``). Each is
+tokenizer.json came to be); a Gemma-shaped one for SigLIP 2 (``training.testmodels.tiny``). Each is
 saved by transformers' ``save_pretrained``, as the exporters save theirs.
 
 Sizes are tiny (width 32, one layer, 32 px images) so a test builds one in about a second;
@@ -421,7 +421,7 @@ def tiny_open_clip_xlmr(tokenizer_dir: Path, workdir: Path, seed: int = 0):
 
 
 def open_clip_cfg(tiny: Any) -> dict[str, Any]:
-    """A training.tiny model's open_clip config, as ``open_clip.get_model_config`` would give it."""
+    """A training.testmodels.tiny model's open_clip config, as ``open_clip.get_model_config`` would give it."""
     import open_clip
 
     from .tiny import REAL, _shrunk_cfg, _text_vocab

@@ -247,7 +247,7 @@ def write_tiny_gemma_tokenizer(
         trainers,
     )
 
-    from .tokenizer_json import bake_clean, configure_fixed_length
+    from ..export.tokenizer_json import bake_clean, configure_fixed_length
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"] + [f"<0x{b:02X}>" for b in range(256)]
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))

@@ -1,6 +1,6 @@
 """Model layouts: one adapter per way of laying a model's files out (see ``base``).
 
-``photosift``        photosift's own export (``training.export``) and the bundled demo models
+``photosift``        photosift's own export (``training.export.openclip``) and the bundled demo models
 ``rclip``            ``yurijmikhalevich/rclip-models``
 ``immich``           ``immich-app/<arch>__<pretrained>``
 ``transformers.js``  ``Xenova/...`` and ``onnx-community/...-ONNX``

@@ -1,4 +1,4 @@
-"""photosift's own model folder: what `training.export` writes (and the bundled demo models).
+"""photosift's own model folder: what `training.export.openclip` writes (and the bundled demo models).
 
 ``image.onnx`` takes ``pixels`` float32 [N, 3, H, W] (NaFlex towers: patch sequences, see
 engine.models.naflex) and ``text.onnx`` takes ``tokens`` int64 [N, L]; each gives un-normalised
