@@ -25,7 +25,7 @@ CHECKPOINT_FILES = ("open_clip_config.json", "open_clip_model.safetensors", "tra
 
 def demo_spec(settings, *, command: str, timings: dict) -> ModelSpec:
     """The registry description of the demo model (before export adds logit scale/bias)."""
-    from .pretrain import demo_preprocess, resnet_layers, tokenizer_spec
+    from .recipe import demo_preprocess, resnet_layers, tokenizer_spec
 
     s = settings
     if s.vision == "vit":

@@ -266,7 +266,7 @@ def evaluate_torch(model, settings, tokenizer_json: Path, **kw) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from .pretrain import demo_preprocess, image_preprocessor, text_tokenizer, tokenizer_spec
+    from .recipe import demo_preprocess, image_preprocessor, text_tokenizer, tokenizer_spec
 
     pre = image_preprocessor(demo_preprocess(settings))
     tok = text_tokenizer(tokenizer_json, tokenizer_spec(settings))
