@@ -124,7 +124,7 @@ def heldout_scores(
 
 
 def quality(out, quick: bool = False, tunes=TUNES) -> dict:
-    from training.demo import world
+    from training.demo import captions, world
 
     from ..finetune.job import TrainRequest, accept, discard, train
     from ..library import DEMO_MODEL, Library
@@ -155,7 +155,7 @@ def quality(out, quick: bool = False, tunes=TUNES) -> dict:
         lib.close()
         held = w["held_scenes"]
         label_truth = np.array([[f(s) for f in new_labels().values()] for s in held])
-        queries = world.attribute_queries()
+        queries = captions.attribute_queries()
         q_truth = world.match_matrix(held, [q.meaning for q in queries])
         base_folder = local_model_folder(full_registry(settings).get(DEMO_MODEL), settings)
         res["zero_shot"] = heldout_scores(base_folder, gallery, label_truth, queries, q_truth)

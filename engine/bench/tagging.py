@@ -35,15 +35,15 @@ KINDS = ("colour", "shape", "count", "position", "unnamed")
 
 def shapes_world_labels() -> list[tuple[str, dict, str, tuple]]:
     """(label, json spec, attribute kind, meaning clause args) for the demo world."""
-    from training.demo import world
+    from training.demo import captions, world
 
     out = []
     for c in world.COLOURS:
-        a = world._article(c)
+        a = captions._article(c)
         out.append((c, {"name": c, "prompts": [f"{a} {c} object", f"something {c}", f"{a} {c} shape", f"{c} thing"]},
                     "colour", ((("colour", c),), None)))  # fmt: skip
     for k in world.NAMED_KINDS:
-        a = world._article(k)
+        a = captions._article(k)
         out.append((k, {"name": k, "prompts": [f"{a} {k}", k, f"a picture with {a} {k}", f"{a} {k} shape"]},
                     "shape", ((("kind", k),), None)))  # fmt: skip
     words = {1: "one", 2: "two", 3: "three", 4: "four"}

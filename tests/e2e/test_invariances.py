@@ -28,15 +28,15 @@ from engine.models.registry import load_spec
 from engine.models.tokenizer import Tokenizer
 from engine.search import Filters, Query
 from engine.settings import Settings
+from training.demo import captions, world
 from training.demo import evaluation as demo_eval
-from training.demo import world
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "resources" / "demo"
 N_IMAGES = 40  # small galleries: these run in the default suite
 K = 10
 # Queries of every attribute kind plus a few captions: short and long texts.
-QUERIES = [q.text for q in world.attribute_queries()] + [
+QUERIES = [q.text for q in captions.attribute_queries()] + [
     "a red circle on the left",
     "two objects: a large blue square and a small yellow star",
     "a white heart at the bottom on a dark background",

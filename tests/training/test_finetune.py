@@ -17,7 +17,7 @@ from engine.errors import Cancelled  # noqa: E402
 from engine.finetune.dataset import GeneralCheck, TrainingSet  # noqa: E402
 from engine.models.registry import load_spec, resources_dir  # noqa: E402
 from engine.models.tokenizer import Tokenizer  # noqa: E402
-from training.demo import world  # noqa: E402
+from training.demo import captions, world  # noqa: E402
 from training.demo.pretrain import load_checkpoint  # noqa: E402
 from training.finetune.siglit import FinetuneSettings, TextSide, finetune  # noqa: E402
 
@@ -51,7 +51,7 @@ def _data(demo_world) -> TrainingSet:
     scenes, vecs = demo_world
     train, gallery = slice(0, 180), slice(180, None)
     t = np.array([[f(s) for f in LABELS.values()] for s in scenes[train]], dtype=np.int8)
-    qs = world.attribute_queries()
+    qs = captions.attribute_queries()
     truth = world.match_matrix(scenes[gallery], [q.meaning for q in qs])
     return TrainingSet(
         image_ids=np.arange(180), vectors=vecs[train], labels=list(LABELS),

@@ -11,8 +11,8 @@ import pytest
 
 from engine.models.registry import load_spec
 from engine.models.tokenizer import Tokenizer
+from training.demo import captions, world
 from training.demo import tokenizer as demo_tokenizer
-from training.demo import world
 
 open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")
@@ -67,7 +67,7 @@ def test_trimmed_text_encoding_equals_full_context(tokenizer_json):
     model = pretrain.build_model(pretrain.model_config(s, vocab), seed=0).eval()
     tok = Tokenizer.from_file(tokenizer_json, pretrain.tokenizer_spec(s))
     rng = np.random.default_rng(0)
-    texts = [world.sample_caption(sc, rng).text for sc in world.scenes("train", 37)]
+    texts = [captions.sample_caption(sc, rng).text for sc in world.scenes("train", 37)]
     texts[5] = "two objects: a large blue square at the top left and a small red star on the right"
     ids = torch.from_numpy(tok.encode(texts))
     assert len({int(n) for n in (ids != 0).sum(1)}) > 5  # lengths really differ

@@ -18,7 +18,7 @@ Metrics:
   never seen in training) against seen pairs, with base rates.
 * ``panorama``: left/right queries over 3:1 panoramas with objects at the edges.
 * ``tagging`` (SigLIP-trained models, given their logit scale and bias): the default tag
-  threshold for labels typed by name (:func:`world.label_names` through the vocabulary
+  threshold for labels typed by name (:func:`captions.label_names` through the vocabulary
   editor's default templates), the one of best F1 on half the scenes, with precision and
   recall at it on the other half, beside the same at the SigLIP family default.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import world
+from . import captions, world
 
 Encoder = Callable[[list], np.ndarray]
 
@@ -86,14 +86,14 @@ def evaluate(
     img = encode_images(_images(test, seed))
     out: dict = {"gallery": n_gallery}
 
-    caps = [world.caption_detailed(s, rng).text for s in test]
+    caps = [captions.caption_detailed(s, rng).text for s in test]
     txt = encode_texts(caps)
     sims = txt @ img.T
     out["caption_recall"] = {
         f"gallery_{n}": _recall(sims[:n, :n]) for n in sorted({min(100, n_gallery), n_gallery})
     }
 
-    queries = world.attribute_queries()
+    queries = captions.attribute_queries()
     truth = world.match_matrix(test, [q.meaning for q in queries]).T  # [queries, gallery]
     p10 = precision_at(encode_texts([q.text for q in queries]) @ img.T, truth)
     per_query = {
@@ -113,8 +113,8 @@ def evaluate(
     mixed_img = np.concatenate([encode_images(_images(comp, seed + 1)), img[: n_gallery // 2]])
     res = {}
     for name, qs in (
-        ("held_out", world.composition_queries(True)),
-        ("seen", world.composition_queries(False)),
+        ("held_out", captions.composition_queries(True)),
+        ("seen", captions.composition_queries(False)),
     ):
         t = world.match_matrix(mixed, [q.meaning for q in qs]).T
         p = precision_at(encode_texts([q.text for q in qs]) @ mixed_img.T, t)
@@ -155,7 +155,7 @@ def tag_threshold(
     from engine.tags.vocab import DEFAULT_TEMPLATES, Label, prompt_texts
 
     family_default = FAMILY_THRESHOLD["siglip"]  # what a model without its own threshold gets
-    labels = world.label_names()
+    labels = captions.label_names()
     texts = [prompt_texts(Label(name), DEFAULT_TEMPLATES) for name, _ in labels]
     t = np.stack([encode_texts(ts).mean(0) for ts in texts])
     t /= np.linalg.norm(t, axis=1, keepdims=True)

@@ -53,7 +53,7 @@ import numpy as np
 from engine.models import naflex
 from engine.models.registry import MODEL_FILE, ModelSpec, Preprocess, Source, load_spec, save_spec
 
-from . import world
+from . import captions, world
 from .optim import adamw, warmup_cosine
 
 KEY = "photosift-demo-naflex"
@@ -249,7 +249,7 @@ def train(s: Settings, log: Callable[[str], None] = lambda m: None):
             # LiT: sigmoid loss against the frozen text tower; positives[i, j] is
             # "caption j is true of image i" (a caption often fits several scenes).
             sc = [scenes[i] for i in idx]
-            caps = [world.sample_caption(x, caption_rng) for x in sc]
+            caps = [captions.sample_caption(x, caption_rng) for x in sc]
             positives = world.match_matrix(sc, [c.meaning for c in caps], arr[idx])
             txt = torch.from_numpy(text.encode_texts([c.text for c in caps]))
             logits = scale * emb @ txt.T + bias

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import world
+from . import captions, world
 
 
 def edge_scenes(n: int, seed: int, tall: bool) -> list[world.Scene]:
@@ -128,7 +128,7 @@ def evaluate_demo(n: int = 240, seed: int = 0) -> dict:
     m = OnnxModel(
         local_model_folder(spec, Settings(data_dir=Path("/nonexistent"))), prefer_cpu=True
     )
-    queries = [q for q in world.attribute_queries() if q.kind == "colour"]
+    queries = [q for q in captions.attribute_queries() if q.kind == "colour"]
     txt = m.encode_texts([q.text for q in queries])
     out = {}
     for name, size, tall in (("wide 1:3", (96, 288), False), ("tall 3:1", (288, 96), True)):
@@ -170,7 +170,7 @@ MODES = {"native": lambda im: im, "centre-crop": centre_crop, "squash": squash}
 
 def edge_queries() -> list[tuple[str, str, str]]:
     """(kind, text, value) of the queries about the edge object: its colour and its shape."""
-    qs = [q for q in world.attribute_queries() if q.kind in ("colour", "shape")]
+    qs = [q for q in captions.attribute_queries() if q.kind in ("colour", "shape")]
     return [(q.kind, q.text, q.meaning.clauses[0].attrs[0][1]) for q in qs]
 
 

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import captions, world
 from . import tokenizer as demo_tokenizer
-from . import world
 from .optim import adamw, warmup_cosine
 from .recipe import (
     LOSSES,
@@ -254,7 +254,7 @@ def train(
     caption_rng = np.random.default_rng([s.seed, 2])
 
     def sample(scene: world.Scene) -> world.Caption:
-        return world.sample_caption(scene, caption_rng, s.caption_mix, s.attribute_weights)
+        return captions.sample_caption(scene, caption_rng, s.caption_mix, s.attribute_weights)
 
     fixed_captions = None
     if not s.resample_captions:

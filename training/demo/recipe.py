@@ -79,7 +79,7 @@ class Settings:
     threads: int = 2
     workers: int = 2  # processes that render the training set
     resample_captions: bool = True  # False: every epoch sees the same captions (tests)
-    # How often each caption form is drawn ((form, share) pairs, see world.CAPTION_FORMS),
+    # How often each caption form is drawn ((form, share) pairs, see captions.CAPTION_FORMS),
     # and which attribute single-attribute captions name (colour, kind, count, position,
     # size). Shapes are what the image tower learns last, and only from captions that name
     # them: at 500 steps, raising the kind share of attribute captions from 0.35 to 0.65 and

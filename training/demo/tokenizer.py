@@ -29,7 +29,7 @@ from tokenizers import (
     trainers,
 )
 
-from . import world
+from . import captions, world
 
 PAD, START, END = "<pad>", "<start>", "<end>"
 
@@ -84,11 +84,11 @@ inside outside indoor outdoor background foreground left right middle centre cor
 def _world_corpus(n_scenes: int, seed: int) -> Iterator[str]:
     rng = np.random.default_rng([seed, 7])
     for s in world.scenes("train", n_scenes, seed=seed):
-        yield world.caption_detailed(s, rng).text
+        yield captions.caption_detailed(s, rng).text
         for _ in range(3):
-            yield world.sample_caption(s, rng).text
+            yield captions.sample_caption(s, rng).text
     # Every word the world can say, and the query phrasings, at least a few times.
-    for q in world.attribute_queries() + world.composition_queries():
+    for q in captions.attribute_queries() + captions.composition_queries():
         yield q.text
 
 
