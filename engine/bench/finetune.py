@@ -208,9 +208,9 @@ def timing(out, quick: bool = False) -> dict:
     cmd = [sys.executable, "-m", "training.finetune.bench", "--threads", "1"]
     if quick:
         cmd += ["--photos", "200", "--labels", "5", "--steps", "3", "--complete", ""]
-    from ..finetune.job import _child_env
+    from ..child import child_env
 
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     if p.returncode != 0:
         raise SystemExit(f"timing run failed: {p.stderr[-2000:]}")
     r = json.loads(p.stdout.strip().splitlines()[-1])

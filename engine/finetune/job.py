@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import child
 from ..errors import Cancelled, ModelError, PhotosiftError, TrainingDataError
 from ..models.registry import MODEL_FILE, ModelSpec, load_spec
 from ..settings import Settings
@@ -40,9 +40,7 @@ FROZEN_ROLE = "--train-job"  # packaging/photosift_entry.py: the frozen bundle's
 def child_command(python: str | None = None) -> list[str]:
     """How to start the training child: ``python -m training.finetune.job`` from source; the
     installed app's own executable in its training role when frozen (no ``-m`` there)."""
-    if python is None and getattr(sys, "frozen", False):
-        return [sys.executable, FROZEN_ROLE]
-    return [python or sys.executable, "-m", CHILD_MODULE]
+    return child.child_command(CHILD_MODULE, FROZEN_ROLE, python)
 
 
 class TrainingFailed(PhotosiftError):
@@ -81,14 +79,6 @@ def runs_dir(settings: Settings) -> Path:
     return settings.data_dir / "training"
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the child imports engine and training
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def train(
     settings: Settings,
     req: TrainRequest,
@@ -110,7 +100,7 @@ def train(
     error: dict[str, Any] | None = None
     try:
         with open(run_dir / "train.log", "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=_child_env())
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=child.child_env())
             stop = threading.Event()
 
             def watch_cancel() -> None:

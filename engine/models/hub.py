@@ -9,7 +9,7 @@ a new one before it enters the cache. A registry entry's source says what the re
 a ready ONNX export in its publisher's layout (rclip's, Immich's, transformers.js's; fetched
 and installed by engine.models.install, no torch needed), a photosift model folder, or, for models
 nobody has exported, open_clip or transformers weights, converted to ONNX once with the
-training extra.
+training extra (engine.models.convert, in a child process).
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ from pathlib import Path
 
 from ..errors import Cancelled, ModelError, ModelNotAvailable
 from ..settings import Settings
+from .convert import (
+    can_convert_open_clip,
+    convert_open_clip,
+    convert_transformers_naflex,
+    no_converter_message,
+)
 from .folder import MODEL_FOLDER_FILES, check_model_folder, record_hashes
 from .registry import MODEL_FILE, ModelSpec, Registry, load_spec, resources_dir
 
@@ -277,7 +283,7 @@ def fetch_model(
         return folder
     if src.hf_repo and src.open_clip_name:
         if not can_convert_open_clip():  # say so before a download of hundreds of MB, not after
-            raise ModelNotAvailable(_no_converter(spec))
+            raise ModelNotAvailable(no_converter_message(spec))
         # The registry lists what the repo holds (tokenizer files too, for SigLIP-family models).
         wanted = tuple(dict.fromkeys([*OPEN_CLIP_FILES, *src.files]))
         got, checked = _download(spec, src.hf_repo, wanted, offline, progress, cancel)
@@ -291,52 +297,6 @@ def fetch_model(
         record_hashes(folder, _provenance(src.hf_repo, got, checked))
         return folder
     raise ModelNotAvailable(_not_available(spec, offline, None, "it has no download source"))
-
-
-def convert_open_clip(spec: ModelSpec, settings: Settings, weights_dir: Path) -> Path:
-    """One-time ONNX export of downloaded open_clip weights (needs the training extra)."""
-    try:
-        from training.export.openclip import export_from_pretrained
-    except ImportError as e:
-        raise ModelNotAvailable(_no_converter(spec)) from e
-    out = settings.models_dir / spec.key
-    export_from_pretrained(spec, weights_dir, out)
-    return out
-
-
-def can_convert_open_clip() -> bool:
-    """Whether open_clip weights can be converted to ONNX here (the training extra is installed;
-    the lean installers leave it out). Finds the modules without importing them."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "open_clip"))
-
-
-def _no_converter(spec: ModelSpec) -> str:
-    import sys
-
-    how = ("the photosift installer with training (the '-train' download)" if getattr(sys, "frozen", False)
-           else "the training extra: pip install 'photosift[train]'")  # fmt: skip
-    return (
-        f"model {spec.key!r} ({spec.name}) comes as open_clip weights and needs a one-time "
-        f"conversion to ONNX, which needs {how}. Or export it on a machine that has that and "
-        f"import the folder (Models > Import folder, or `photosift models import FOLDER`)."
-    )
-
-
-def convert_transformers_naflex(spec: ModelSpec, settings: Settings, weights_dir: Path) -> Path:
-    """One-time ONNX export of a downloaded SigLIP 2 NaFlex checkpoint (needs the training extra)."""
-    try:
-        from training.export.naflex import export_from_hf_dir
-    except ImportError as e:
-        raise ModelNotAvailable(
-            f"model {spec.key!r} was downloaded as transformers weights ({weights_dir}) and needs a "
-            f"one-time conversion to ONNX, which needs the training extra: "
-            f"pip install 'photosift[train]'. Or import an exported folder with `photosift models import`."
-        ) from e
-    out = settings.models_dir / spec.key
-    export_from_hf_dir(spec, weights_dir, out)
-    return out
 
 
 def import_model_folder(src: Path, settings: Settings, *, key: str | None = None) -> ModelSpec:

@@ -125,3 +125,20 @@ def test_training_child_is_the_bundle_itself_when_frozen(entry, monkeypatch):
     monkeypatch.setattr(training.finetune.job, "main", lambda argv=None: seen.append(argv) or 0)
     assert entry.main([*cmd[1:], "--data-dir", "/lib", "--out", "/run"]) == 0
     assert seen == [["--data-dir", "/lib", "--out", "/run"]]
+
+
+def test_conversion_child_is_the_bundle_itself_when_frozen(entry, monkeypatch):
+    """engine.models.convert converts downloaded weights in a child, `-m training.export.convert`
+    from source; frozen, the child is the executable in its conversion role."""
+    import training.export.convert
+    from engine import child
+    from engine.models.convert import CHILD_MODULE, FROZEN_ROLE
+
+    assert child.child_command(CHILD_MODULE, FROZEN_ROLE)[1:] == ["-m", "training.export.convert"]
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    cmd = child.child_command(CHILD_MODULE, FROZEN_ROLE)
+    assert cmd[0] == sys.executable and len(cmd) == 2
+    seen = []
+    monkeypatch.setattr(training.export.convert, "main", lambda argv=None: seen.append(argv) or 0)
+    assert entry.main([*cmd[1:], "open_clip", "--out", "/m"]) == 0
+    assert seen == [["open_clip", "--out", "/m"]]
