@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import QueryError
 
 if TYPE_CHECKING:
-    from .server import Job
+    from .jobs import Job
 
 
 class TagMethods:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import ModelNotAvailable, QueryError
 
 if TYPE_CHECKING:
-    from .server import Job
+    from .jobs import Job
 
 
 class TrainMethods:
@@ -42,7 +42,7 @@ class TrainMethods:
             folders = root
         req = TrainRequest(base=spec.key, vocab=vocab, folders=folders, tune=tune, seed=seed, max_steps=max_steps)
 
-        from .server import PROGRESS_EVERY_S
+        from .jobs import PROGRESS_EVERY_S
 
         def fn(job: Job) -> dict:
             started = time.monotonic()
