@@ -189,7 +189,7 @@ run trains in fp32 (`--bf16` / `--no-bf16` override). The demo model is an ordin
 
 ## Recipe
 
-The choices that matter, each measured in `training/demo/pretrain.py` (`Settings`):
+The choices that matter, each measured in `training/demo/recipe.py` (`Settings`):
 
 {recipe(s)}
 
