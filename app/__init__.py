@@ -1,7 +1,7 @@
 """photosift's desktop front end (PySide6).
 
 It never imports torch, onnxruntime or the engine's heavy internals: it talks to the
-engine process through :mod:`engine.protocol` and :mod:`engine.client` only, so the
+engine process through :mod:`engine.service.protocol` and :mod:`engine.service.client` only, so the
 window comes up fast and an engine crash never takes it down.
 """
 

@@ -1,6 +1,6 @@
 """EngineBridge: the engine client as a QObject.
 
-:class:`engine.client.EngineClient` calls back on its own reader thread. Qt widgets may
+:class:`engine.service.client.EngineClient` calls back on its own reader thread. Qt widgets may
 only be touched from the GUI thread, so every callback here is turned into a signal
 that Qt queues to the thread the bridge lives on. Calls never block: ``call()``
 returns at once and the result (or error) arrives later as a slot invocation on the
@@ -21,7 +21,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
-from engine.client import EngineClient, EngineDied, EngineError, default_command
+from engine.service.client import EngineClient, EngineDied, EngineError, default_command
 
 from . import __version__
 

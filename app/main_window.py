@@ -15,7 +15,6 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import (
     QComboBox,
     QDateEdit,
-    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -24,18 +23,18 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTabWidget,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from engine.protocol import PHOTO_EXTENSIONS, RAW_EXTENSIONS
+from engine.service.protocol import PHOTO_EXTENSIONS, RAW_EXTENSIONS
 
 from . import desktop
 from .engine_bridge import EngineBridge
 from .grid import HitRole, ResultsModel, ResultsView
 from .library_panel import LibraryPanel
 from .models_dialog import DEMO_MODEL, ModelsDialog, fmt_mb
+from .notices import Banner, EmptyState, chip
 from .preview import PreviewPane
 from .settings import AppSettings
 from .tag_catalog import TagCatalog
@@ -67,113 +66,6 @@ TYPE_FILTERS = (
 )
 NO_DATE = QDate(1800, 1, 1)  # the date edits' minimum, shown as "any"
 
-
-class Banner(QFrame):
-    """A one-line notice above the results, with an optional action and a close button."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent, objectName="banner")
-        self.text = QLabel(wordWrap=True, objectName="bannerText")
-        self.text.setTextFormat(Qt.TextFormat.RichText)
-        self.action = QPushButton()
-        self.action.hide()
-        close = QToolButton(text="✕", autoRaise=True)
-        close.setAccessibleName("Dismiss")
-        close.clicked.connect(self.hide)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(12, 8, 8, 8)
-        lay.addWidget(self.text, 1)
-        lay.addWidget(self.action)
-        lay.addWidget(close)
-        self._slot = None
-        self.kind = ""
-        self.hide()
-
-    def show_message(
-        self, kind: str, html: str, level: str = "info", action: str = "", slot=None
-    ) -> None:
-        self.kind = kind
-        self.setProperty("level", level)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.text.setText(html)
-        if self._slot is not None:
-            self.action.clicked.disconnect(self._slot)
-            self._slot = None
-        if action and slot is not None:
-            self.action.setText(action)
-            self.action.clicked.connect(slot)
-            self._slot = slot
-            self.action.show()
-        else:
-            self.action.hide()
-        self.show()
-
-    def dismiss(self, kind: str) -> None:
-        if self.kind == kind:
-            self.hide()
-
-
-class EmptyState(QWidget):
-    """What the results area says when there is nothing to show, and why."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.title = QLabel(
-            objectName="emptyTitle", alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True
-        )
-        self.hint = QLabel(
-            objectName="emptyHint", alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True
-        )
-        self.hint.setTextFormat(Qt.TextFormat.RichText)
-        self.button = QPushButton()
-        self.button.hide()
-        self._slot = None
-        lay = QVBoxLayout(self)
-        lay.addStretch(2)
-        lay.addWidget(self.title)
-        lay.addSpacing(6)
-        lay.addWidget(self.hint)
-        lay.addSpacing(12)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(self.button)
-        row.addStretch(1)
-        lay.addLayout(row)
-        lay.addStretch(3)
-        self.hint.setMaximumWidth(560)
-        lay.setAlignment(self.hint, Qt.AlignmentFlag.AlignHCenter)
-
-    def set(self, title: str, hint: str = "", button: str = "", slot=None) -> None:
-        self.title.setText(title)
-        self.hint.setText(hint)
-        self.hint.setVisible(bool(hint))
-        if self._slot is not None:
-            self.button.clicked.disconnect(self._slot)
-            self._slot = None
-        if button and slot is not None:
-            self.button.setText(button)
-            self.button.clicked.connect(slot)
-            self._slot = slot
-            self.button.show()
-        else:
-            self.button.hide()
-
-
-
-def _chip(close_tip: str, on_close) -> tuple[QFrame, QLabel]:
-    """A hidden pill for the search bar: a label and a ✕ that calls `on_close`."""
-    chip, label = QFrame(objectName="chip"), QLabel()
-    close = QToolButton(text="✕", objectName="chipClose")
-    close.setToolTip(close_tip)
-    close.setAccessibleName(close_tip)
-    close.clicked.connect(on_close)
-    lay = QHBoxLayout(chip)
-    lay.setContentsMargins(10, 2, 4, 2)
-    lay.addWidget(label)
-    lay.addWidget(close)
-    chip.hide()
-    return chip, label
 
 class MainWindow(QMainWindow):
     """The photosift window. `bridge` is started by the caller (or by `start_engine`)."""
@@ -269,8 +161,8 @@ class MainWindow(QMainWindow):
         self.search.setAccessibleName("Search")
         self.search.installEventFilter(self)
 
-        self.chip, self.chip_label = _chip("Stop searching by example", self.clear_example)
-        self.tag_chip, self.tag_chip_label = _chip("Stop filtering by tag", self.clear_tag_filter)
+        self.chip, self.chip_label = chip("Stop searching by example", self.clear_example)
+        self.tag_chip, self.tag_chip_label = chip("Stop filtering by tag", self.clear_tag_filter)
 
         self.folder_filter = QComboBox()
         self.folder_filter.setAccessibleName("Folder filter")
@@ -662,17 +554,17 @@ class MainWindow(QMainWindow):
     def set_tag_filter(self, vocab: str, label: str) -> None:
         """Show only photos carrying this label (with the text and the other filters)."""
         self.tag_filter = [{"vocab": vocab, "label": label}]
-        self._show_tag_chip()
+        self._show_tagchip()
         self.run_search()
 
     def clear_tag_filter(self) -> None:
         if not self.tag_filter:
             return
         self.tag_filter = []
-        self._show_tag_chip()
+        self._show_tagchip()
         self.run_search()
 
-    def _show_tag_chip(self) -> None:
+    def _show_tagchip(self) -> None:
         self.tag_chip.setVisible(bool(self.tag_filter))
         if self.tag_filter:
             self.tag_chip_label.setText(f"Tag: {self._tag_names()}")
@@ -693,7 +585,7 @@ class MainWindow(QMainWindow):
             ]
             if kept != self.tag_filter:
                 self.tag_filter = kept
-                self._show_tag_chip()
+                self._show_tagchip()
                 self.run_search()
 
     def _on_tags_changed(self) -> None:

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.protocol import RAW_EXTENSIONS
+from engine.service.protocol import RAW_EXTENSIONS
 
 PREVIEW_MAX = 1400  # device pixels on the long side; enough for the pane on a 4K screen
 

@@ -1,6 +1,6 @@
 """Generated photo folders for tests, the benchmark and the screenshot.
 
-Never imported by the window itself: it uses training.world (numpy + Pillow), which
+Never imported by the window itself: it uses training.demo.world (numpy + Pillow), which
 the GUI process keeps off its hot path. The photos carry EXIF (date taken, camera) like
 a camera's would, so the preview and the date filter have something to show.
 """
@@ -33,7 +33,7 @@ def world_photos(
 ) -> list[Path]:
     """`n` procedural scenes of coloured shapes, named after their first object
     (``0007-red-star.jpg``), as JPEGs in `folder`, taken a day apart from 1 June 2021."""
-    from training import world
+    from training.demo import world
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def single_shape(
     the background noise, so no two files share content (the engine dedupes by content)."""
     import numpy as np
 
-    from training import world
+    from training.demo import world
 
     rng = np.random.default_rng(seed)
     x, y = (float(v) for v in rng.uniform(0.35, 0.65, 2))
@@ -108,7 +108,7 @@ def label_folders(root: Path, labels=None, per_label: int = 14, size=(128, 128),
     """A folder per label for fine-tuning: ``<label>/`` holds demo-world scenes the label's
     test (scene -> bool) accepts, ``_other/`` scenes no test accepts; scenes two labels
     accept are left out, so every photo has one folder. Default labels: DEMO_LABELS."""
-    from training import world
+    from training.demo import world
 
     tests = labels or DEMO_LABELS
     root = Path(root)

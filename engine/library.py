@@ -12,16 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ann import AnnIndex
-from .db import LibraryDB
 from .errors import ModelError, ModelNotAvailable, PhotosiftError, QueryError
-from .hub import fetch_model, full_registry, local_model_folder
-from .indexer import Indexer, IndexReport, Progress
-from .quantize import use_int8
-from .registry import ModelSpec, resources_dir
-from .scan import FileTask, normalize_folder, plan_scan, storable
+from .index.indexer import Indexer, IndexReport, Progress
+from .index.scan import FileTask, normalize_folder, plan_scan, storable
+from .models.hub import fetch_model, full_registry, local_model_folder
+from .models.quantize import use_int8
+from .models.registry import ModelSpec, resources_dir
 from .search import Hit, Query, Searcher
 from .settings import Settings
+from .store.ann import AnnIndex
+from .store.db import LibraryDB
 
 DEMO_MODEL = "photosift-demo"
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _here_not_bundled(spec: ModelSpec, settings: Settings) -> bool:
 
 class Library:
     def __init__(self, settings: Settings, *, model_key: str | None = None, one_shot: bool = False):
-        """``one_shot``: a command that runs the model once (engine.runtime.OnnxModel)."""
+        """``one_shot``: a command that runs the model once (engine.models.runtime.OnnxModel)."""
         self.settings = settings
         self._one_shot = one_shot
         self._lock = threading.RLock()
@@ -90,7 +90,7 @@ class Library:
         """The loaded model (loading it, and its ANN cache, on first use)."""
         with self._lock:
             if self._model is None:
-                from .runtime import OnnxModel
+                from .models.runtime import OnnxModel
 
                 spec = self.spec
                 folder = local_model_folder(spec, self.settings)
@@ -222,14 +222,14 @@ class Library:
     # -- tagging -----------------------------------------------------------------------------
 
     def tagger(self):
-        """Tags photos with the library's vocabularies under the active model (engine.tagging)."""
-        from .tagging import Tagger
+        """Tags photos with the library's vocabularies under the active model (engine.tags.tagging)."""
+        from .tags.tagging import Tagger
 
         return Tagger(self.db, self.model(), self.space_id, pairs=self.settings.raw_jpeg_pairs)
 
     def _tag_new(self, image_ids, vectors) -> None:
         if self.settings.read_keywords:  # keywords set in other programs come in as confirmed tags
-            from .xmptags import import_for_new_images
+            from .xmp.tags import import_for_new_images
 
             import_for_new_images(self, image_ids)
         # New photos are tagged as they are committed; the cheap check keeps tag-less libraries free.

@@ -124,7 +124,7 @@ class Searcher:
                 path = str(Path(example).expanduser().resolve())
                 image_id = self.db.image_id_for_path(path)
                 if image_id is None and Path(path).is_file():
-                    from .scan import file_hash
+                    from .index.scan import file_hash
 
                     image_id = self.db.image_id_for_hash(file_hash(path))
                 if image_id is None:
@@ -137,7 +137,7 @@ class Searcher:
         return vec
 
     def _embed_file(self, path: str) -> np.ndarray:
-        from .decode import decode_photo
+        from .photos.decode import decode_photo
 
         if not Path(path).is_file():
             raise QueryError(f"example photo {path} does not exist")
@@ -162,7 +162,7 @@ class Searcher:
             if not allowed:
                 return []
         if q.filters.tags:
-            from .tagging import tagged_image_ids
+            from .tags.tagging import tagged_image_ids
 
             tagged = tagged_image_ids(self.db, self.model.spec.key, q.filters.tags)
             allowed = tagged if allowed is None else allowed & tagged
@@ -171,7 +171,7 @@ class Searcher:
         hidden = self.db.hidden_raw_twins(self.space_id, allowed) if self.pairs else set()
         n = q.k + 16 + q.k // 4
         if browse:  # tags alone: the photos carrying them, by the first tag's score
-            from .tagbrowse import browse as browse_tags
+            from .tags.browse import browse as browse_tags
 
             shown = allowed - hidden
             raw = browse_tags(self.db, self.model, self.space_id, q.filters.tags[0], shown, n)

@@ -37,12 +37,12 @@ class Settings:
     batch_size: int = 16
     workers: int | None = None
     exact_threshold: int = 20_000
-    # Indexing takes in new photos' XMP/IPTC keywords as confirmed tags (engine.xmptags).
+    # Indexing takes in new photos' XMP/IPTC keywords as confirmed tags (engine.xmp.tags).
     read_keywords: bool = True
     extra: dict = field(default_factory=dict)  # the app's own settings ride along
     # NaFlex models: patch budget per model key (e.g. 576 or 1024 for more detail, slower).
     max_patches: dict = field(default_factory=dict)
-    # Thumbnails on disk (engine.thumbcache): the least recently used go beyond this.
+    # Thumbnails on disk (engine.store.thumbcache): the least recently used go beyond this.
     thumb_cache_mb: int = 512
     # A RAW file with a JPEG (or HEIF) of the same name beside it, as cameras write them in
     # "RAW + JPEG" mode, is one photo in search results and tag lists: the JPEG, the RAW listed

@@ -2,12 +2,17 @@
 
     photosift [--data-dir DIR] [--theme ...]   the window (app/__main__.py)
     photosift --engine [--data-dir DIR] ...    the engine process; the window starts it itself
-                                               (engine.client.default_command() when frozen)
-    photosift cli COMMAND ...                  the command line (engine/cli.py), e.g.
+                                               (engine.service.client.default_command() when frozen)
+    photosift cli COMMAND ...                  the command line (engine/cli/), e.g.
                                                ``photosift cli index ~/Pictures``
     photosift-cli COMMAND ...                  the same, from the console twin (Windows only:
                                                the windowed photosift.exe has no console)
     photosift --version
+
+Hidden, started by the engine itself: ``photosift --train-job ...`` (fine-tuning,
+engine.finetune.job) and ``photosift --convert ...`` (downloaded weights to ONNX,
+engine.models.convert), the frozen form of ``python -m training.finetune.job`` and
+``python -m training.export.convert``; they need the training bundle's torch.
 
 Hidden, for the smoke test (packaging/linux/smoke.sh): ``photosift selftest --hits OUT.json
 APP-ARGS`` runs the window's screenshot mode (index a folder, search, show the results) and
@@ -150,8 +155,9 @@ def _selftest(argv: list[str]) -> int:
 def _selftest_train(argv: list[str]) -> int:
     """``selftest-train WORKDIR``: what the training extra is in the bundle for. A tiny random
     open_clip ViT-B-32-256 laid out as on the hub goes through the same conversion a downloaded
-    open_clip model does (engine.hub.convert_open_clip: torch -> ONNX), and the result must run
-    in ONNX Runtime. Prints a JSON report; exit 0 when the converted folder works."""
+    open_clip model does (engine.models.convert.convert_open_clip: torch -> ONNX, in this
+    executable's --convert role), and the result must run in ONNX Runtime. Prints a JSON report;
+    exit 0 when the converted folder works."""
     import json
 
     if len(argv) != 1:
@@ -160,9 +166,10 @@ def _selftest_train(argv: list[str]) -> int:
     work = Path(argv[0])
     import torch
 
-    from engine.hub import check_model_folder, convert_open_clip
+    from engine.models.convert import convert_open_clip
+    from engine.models.folder import check_model_folder
     from engine.settings import Settings
-    from training.tiny import build_tiny, save_open_clip_dir
+    from training.testmodels.tiny import build_tiny, save_open_clip_dir
 
     tiny = build_tiny("vit-b-32-256", work / "tiny")
     weights = save_open_clip_dir(tiny, work / "weights")
@@ -176,17 +183,21 @@ def _selftest_train(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--engine"]:
-        from engine.server import main as engine_main
+        from engine.service.server import main as engine_main
 
         return engine_main(argv[1:])
     if Path(sys.executable).stem.lower().endswith("-cli") or argv[:1] == ["cli"]:
         from engine.cli import main as cli_main
 
         return cli_main(argv[1:] if argv[:1] == ["cli"] else argv)
-    if argv[:1] == ["--train-job"]:  # engine.finetune.child_command: the fine-tuning child
-        from training.finetune_job import main as train_job_main
+    if argv[:1] == ["--train-job"]:  # engine.finetune.job.child_command: the fine-tuning child
+        from training.finetune.job import main as train_job_main
 
         return train_job_main(argv[1:])
+    if argv[:1] == ["--convert"]:  # engine.models.convert: converting downloaded weights to ONNX
+        from training.export.convert import main as convert_main
+
+        return convert_main(argv[1:])
     if argv[:1] == ["selftest-train"]:
         return _selftest_train(argv[1:])
     if argv[:1] in (["--version"], ["-V"]):

@@ -1,6 +1,6 @@
 """Tiny models in each hub layout, for the tests that download, import and run them.
 
-Each repo is made by training.hub_exports (a re-implementation of its publisher's exporter)
+Each repo is made by training.testmodels.hub_layouts (a re-implementation of its publisher's exporter)
 from a tiny random model, with the files a real repo holds beside the model that photosift
 must *not* fetch (other runtimes' graphs, fp16 and int8 variants, CoreML packages). Building
 one takes about a second; ``build`` caches them under a folder for a test session.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.registry import ModelSpec, Source
+from engine.models.registry import ModelSpec, Source
 
 REPOS = {  # name -> (hub repo, layout)
     "rclip": ("yurijmikhalevich/rclip-models", "rclip"),
@@ -56,8 +56,8 @@ _CACHE: dict[Path, dict[str, HubRepo]] = {}
 
 
 def _build(name: str, root: Path) -> HubRepo:
-    from training import hub_exports as hx
-    from training.tiny import build_tiny
+    from training.testmodels import hub_layouts as hx
+    from training.testmodels.tiny import build_tiny
 
     repo, layout = REPOS[name]
     folder = root / repo.replace("/", "--")
@@ -94,7 +94,7 @@ def _build(name: str, root: Path) -> HubRepo:
         hx.export_transformersjs(model, _tok(root, "gemma"), folder, external_data=True)
     else:
         raise ValueError(f"unknown hub repo {name!r}")
-    from engine.layouts import LAYOUTS
+    from engine.models.layouts import LAYOUTS
 
     described = LAYOUTS[layout].describe(folder, key=f"tiny-{name}", known=None)
     spec = described.with_(name=f"tiny {name}", source=Source(layout=layout, hf_repo=repo))
@@ -112,7 +112,7 @@ def _with_decoys(repo: HubRepo, layout: str) -> HubRepo:
 
 
 def _tok(root: Path, kind: str) -> Path:
-    from training import hub_exports as hx
+    from training.testmodels import hub_layouts as hx
 
     folder = root / f"tokenizer-{kind}"
     if not (folder / "tokenizer.json").is_file():

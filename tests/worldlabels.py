@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from training import world
+from training.demo import world
 
 
 def label_tree(root, n=14, seed=0):

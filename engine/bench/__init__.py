@@ -21,11 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--kinds", default="clip_like,uniform", help="query bench: synthetic vector kinds"
     )
     p.add_argument("--index-cache", help="query bench: keep built indexes here and reuse them")
-    p.add_argument("--m", type=int, help="query bench: HNSW M (default: engine.ann's)")
+    p.add_argument("--m", type=int, help="query bench: HNSW M (default: engine.store.ann's)")
     p.add_argument(
         "--ef-construction",
         type=int,
-        help="query bench: HNSW ef_construction (default: engine.ann's)",
+        help="query bench: HNSW ef_construction (default: engine.store.ann's)",
     )
     p.add_argument(
         "--model-folder",

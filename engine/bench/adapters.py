@@ -2,9 +2,9 @@
 same architecture, on this CPU, in one run.
 
 For each layout a full-size random-weight model (which times exactly like the trained one) is
-exported the way its publisher does it (training.hub_exports) and installed as a user's
-download is; photosift's own export (training.export: dynamic batch) of the same architecture
-is the baseline. Both run through engine.runtime.OnnxModel, as indexing and search run them:
+exported the way its publisher does it (training.testmodels.hub_layouts) and installed as a user's
+download is; photosift's own export (training.export.openclip: dynamic batch) of the same architecture
+is the baseline. Both run through engine.models.runtime.OnnxModel, as indexing and search run them:
 
 * images/s at the indexing batch (16): Immich's graphs are fixed to batch 1, so the runtime
   feeds them one photo at a time; the others take the batch whole;
@@ -36,7 +36,7 @@ TEXTS = [f"a photo of {w} at {p}" for w in ("a dog", "two cats", "a red car", "m
 
 def layout_folder(layout: str, log) -> Path:
     """A model folder in ``layout`` with a full-size random-weight model (built once)."""
-    from ..registry import Registry
+    from ..models.registry import Registry
     from ..settings import Settings
 
     key = CASES[layout]
@@ -47,10 +47,10 @@ def layout_folder(layout: str, log) -> Path:
         return folder
     log(f"  exporting a random-weight {spec.architecture} the way {layout} does (once; needs the training extra)")
     try:
-        from training.hub_exports import export_full_size
+        from training.testmodels.hub_layouts import export_full_size
     except ImportError as e:
         raise SystemExit(f"this benchmark needs the training extra to build its models: {e}") from e
-    from ..install import import_folder
+    from ..models.install import import_folder
 
     repo = export_full_size(layout, spec.source.open_clip_name, data)
     known = spec if layout != "transformers.js" else None
@@ -91,10 +91,10 @@ def measure(a, b, n_images: int = 48, rounds: int = 3) -> dict[str, dict[str, fl
 
 
 def run(args, out=None) -> dict:
-    from ..runtime import OnnxModel
+    from ..models.runtime import OnnxModel
 
     log = bench_log(out)
-    from ..cpu import describe
+    from ..models.cpu import describe
 
     flags = describe()
     log(f"adapters: each layout's towers vs photosift's own export of the same architecture (CPU: {flags})")

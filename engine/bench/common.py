@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..registry import Registry, resources_dir
+from ..models.registry import Registry, resources_dir
 
 
 def default_photos() -> Path:
@@ -49,7 +49,7 @@ def random_weight_folder(key: str, log=print) -> Path:
         f"  exporting a random-weight {spec.architecture} for timing (once; needs the training extra)"
     )
     try:
-        from training.random_models import export_random_weights
+        from training.testmodels.full_size import export_random_weights
     except ImportError as e:
         raise SystemExit(f"this benchmark needs the training extra to build its model: {e}") from e
     export_random_weights(spec, folder)
@@ -58,11 +58,11 @@ def random_weight_folder(key: str, log=print) -> Path:
 
 def bench_model(key: str, *, log=print, text: bool = True, image: bool = True, int8: bool = False):
     """OnnxModel of the random-weight folder; int8=True quantises its image tower once."""
-    from ..runtime import OnnxModel
+    from ..models.runtime import OnnxModel
 
     folder = random_weight_folder(key, log)
     if int8:
-        from ..quantize import current_settings, int8_settings, quantize_folder
+        from ..models.quantize import current_settings, int8_settings, quantize_folder
 
         made = folder / "image.int8.onnx"
         # A graph cached by an older version (other settings) is made again, not timed.

@@ -12,7 +12,7 @@ writes N files from them, each with content of its own, keeping the real size sp
   progressive.
 
 Content is unique in both tools' sense: photosift identifies a photo by a hash of its bytes
-(engine.scan.file_hash), rclip 4.0.8 reuses a vector for a file whose SHA-256 of the first
+(engine.index.scan.file_hash), rclip 4.0.8 reuses a vector for a file whose SHA-256 of the first
 MiB and last KiB (rclip/utils/helpers.py compute_file_hash) and size match another's; the
 builder checks both and re-encodes at another quality on a clash. Everything is seeded, so
 the same sources and Pillow give the same bytes; the corpus is built once and cached with a

@@ -19,7 +19,7 @@ finds them only weakly, AP 0.38 / 0.27 for ring / moon (base rates 0.09 / 0.06) 
 pretraining never named them, so its image tower barely learned to tell them apart. A
 locked image tower cannot be taught what it does not see.)
 
-Timing: ``training.finetune_bench`` in a child process, a ViT-B-32-sized text tower with
+Timing: ``training.finetune.bench`` in a child process, a ViT-B-32-sized text tower with
 random weights, 1,000 photos x 20 labels, one thread (its CPU time is what one idle core
 takes; wall-clock on a busy machine measures the other jobs). Measured here: per step
 0.14 CPU-s ``last:2``, 0.81 ``lora:8``, 1.14 ``full``; a complete ``last:2`` run with
@@ -63,7 +63,7 @@ def new_labels() -> dict:
 
 def write_world(root: Path, n_train: int, n_held: int, seed: int = 5) -> dict:
     """Label folders (+ _other) of n_train scenes and a held-out folder of n_held scenes."""
-    from training import world
+    from training.demo import world
 
     labels = new_labels()
     scenes = world.scenes("test", n_train + n_held, seed=seed)
@@ -104,8 +104,8 @@ def heldout_scores(
     folder: Path, gallery: np.ndarray, label_truth: np.ndarray, queries, q_truth
 ) -> dict:
     """Per-label AP and general-query mAP on the held-out gallery through an ONNX text tower."""
-    from ..runtime import OnnxModel
-    from ..train_data import FOLDER_TEMPLATES as templates
+    from ..finetune.sources import FOLDER_TEMPLATES as templates
+    from ..models.runtime import OnnxModel
 
     m = OnnxModel(folder, prefer_cpu=True, load_image=False)
     labels = list(new_labels())
@@ -124,11 +124,11 @@ def heldout_scores(
 
 
 def quality(out, quick: bool = False, tunes=TUNES) -> dict:
-    from training import world
+    from training.demo import captions, world
 
-    from ..finetune import TrainRequest, accept, discard, train
-    from ..hub import full_registry, local_model_folder
+    from ..finetune.job import TrainRequest, accept, discard, train
     from ..library import DEMO_MODEL, Library
+    from ..models.hub import full_registry, local_model_folder
     from ..settings import Settings
 
     n_train, n_held = (300, 200) if quick else (1000, 500)
@@ -155,7 +155,7 @@ def quality(out, quick: bool = False, tunes=TUNES) -> dict:
         lib.close()
         held = w["held_scenes"]
         label_truth = np.array([[f(s) for f in new_labels().values()] for s in held])
-        queries = world.attribute_queries()
+        queries = captions.attribute_queries()
         q_truth = world.match_matrix(held, [q.meaning for q in queries])
         base_folder = local_model_folder(full_registry(settings).get(DEMO_MODEL), settings)
         res["zero_shot"] = heldout_scores(base_folder, gallery, label_truth, queries, q_truth)
@@ -205,12 +205,12 @@ def quality(out, quick: bool = False, tunes=TUNES) -> dict:
 def timing(out, quick: bool = False) -> dict:
     # One thread: on a machine shared with other work, the CPU time of a single-threaded run
     # is what an idle core would take (wall-clock there measures the neighbours).
-    cmd = [sys.executable, "-m", "training.finetune_bench", "--threads", "1"]
+    cmd = [sys.executable, "-m", "training.finetune.bench", "--threads", "1"]
     if quick:
         cmd += ["--photos", "200", "--labels", "5", "--steps", "3", "--complete", ""]
-    from ..finetune import _child_env
+    from ..child import child_env
 
-    p = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     if p.returncode != 0:
         raise SystemExit(f"timing run failed: {p.stderr[-2000:]}")
     r = json.loads(p.stdout.strip().splitlines()[-1])

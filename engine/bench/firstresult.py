@@ -31,10 +31,10 @@ KEY = "vit-b-32-256-datacomp"
 
 def build_library(data: Path, n: int, log) -> Path:
     """A library of ``n`` photos at ``data`` (made once; returns its photo folder)."""
-    from ..db import LibraryDB, NewPhoto
+    from ..index.scan import file_hash
     from ..library import Library
-    from ..scan import file_hash
     from ..settings import Settings
+    from ..store.db import LibraryDB, NewPhoto
     from . import vectors
     from .adapters import layout_folder
     from .rescan import make_tree
@@ -110,7 +110,7 @@ def measure(data: Path, runs: int = 3) -> dict:
 
 
 def run(args, out=None) -> dict:
-    from ..cpu import describe
+    from ..models.cpu import describe
 
     log = bench_log(out)
     n = 2_000 if args.quick else 100_000

@@ -1,10 +1,10 @@
 """int8 against fp32: speed-up and cosine of the image tower, for several quantiser settings.
 
-The figure the product promises is the first row (``engine.quantize``'s defaults); the
+The figure the product promises is the first row (``engine.models.quantize``'s defaults); the
 other rows show what each setting buys, so the choice is measured, not assumed:
 
 * 8-bit weights: what the product did before. On x86 CPUs without VNNI onnxruntime's
-  u8 x s8 kernel saturates int16 pair sums (see :mod:`engine.quantize`), so its cosine
+  u8 x s8 kernel saturates int16 pair sums (see :mod:`engine.models.quantize`), so its cosine
   depends on the CPU the benchmark runs on.
 * per-tensor weight scales, uint8 weights (u8u8 kernels), and the final projection
   quantised too.
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cpu import describe as cpu_flags
-from ..quantize import cosine_to_fp32, quantize_int8, run_graph
+from ..models.cpu import describe as cpu_flags
+from ..models.quantize import cosine_to_fp32, quantize_int8, run_graph
 
 VARIANTS = {
     "default (7-bit weights, per-channel)": {},
@@ -39,7 +39,7 @@ VARIANTS = {
 
 
 def _session(path: Path, threads: int | None = None):
-    """A CPU session configured as engine.runtime configures the product's."""
+    """A CPU session configured as engine.models.runtime configures the product's."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -115,7 +115,7 @@ def rankings(model, fp32: Path, int8: Path, pixels: np.ndarray, k: int = 10) -> 
     """Whether int8 ranks photos as fp32 does: per-photo cosine, and the overlap of the top-k
     for each photo as a query by example (the others as the library) and for text queries
     through the model's own text tower, int8's library against fp32's."""
-    from ..runtime import l2_normalize
+    from ..models.runtime import l2_normalize
 
     a = l2_normalize(run_graph(fp32, pixels))
     b = l2_normalize(run_graph(int8, pixels))
@@ -146,7 +146,7 @@ def run(args, out=None) -> dict:
     log = bench_log(out)
     photos = photos_folder(args)
     if getattr(args, "model_folder", None):
-        from ..runtime import OnnxModel
+        from ..models.runtime import OnnxModel
 
         model = OnnxModel(Path(args.model_folder), lazy=True)
     else:
@@ -158,7 +158,7 @@ def run(args, out=None) -> dict:
     threads = getattr(args, "threads", None)
     rows = measure(fp32, pixels, rounds=2 if args.quick else 4, timed=16 if args.quick else 32,
                    threads=threads, log=log)  # fmt: skip
-    # The default's rankings over every photo: the bar for running it by default (engine.cpu).
+    # The default's rankings over every photo: the bar for running it by default (engine.models.cpu).
     with tempfile.TemporaryDirectory(prefix="int8-rank-") as tmp:
         ranked = rankings(model, fp32, quantize_int8(fp32, Path(tmp) / "int8.onnx"), everything)
     log(f"  default over {ranked['photos']} photos: cosine min {ranked['cosine_min']:.5f}; top-10 overlap "

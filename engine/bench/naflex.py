@@ -27,8 +27,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..decode import decode_photo
 from ..errors import DecodeError
+from ..photos.decode import decode_photo
 
 
 def _folder(kind: str, log) -> Path:
@@ -40,7 +40,7 @@ def _folder(kind: str, log) -> Path:
             f"  exporting a random-weight {kind} B/16 image tower for timing (once; needs the training extra)"
         )
         try:
-            from training.export_naflex import export_random_image_tower
+            from training.export.naflex import export_random_image_tower
         except ImportError as e:
             raise SystemExit(
                 f"this benchmark needs the training extra to build its models: {e}"
@@ -82,7 +82,7 @@ def _interleaved(models: dict, inputs: dict, batch: int) -> dict[str, float]:
 
 
 def run(args, out=None) -> dict:
-    from ..runtime import OnnxModel
+    from ..models.runtime import OnnxModel
     from .common import bench_log, photos_folder
     from .pipeline import _photos, pipeline
 

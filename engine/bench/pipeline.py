@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ann import AnnIndex
-from ..db import LibraryDB
-from ..decode import decode_photo
 from ..errors import DecodeError
-from ..indexer import Indexer
-from ..scan import FileTask, file_hash, photo_extensions, walk_photos
+from ..index.indexer import Indexer
+from ..index.scan import FileTask, file_hash, photo_extensions, walk_photos
+from ..photos.decode import decode_photo
+from ..store.ann import AnnIndex
+from ..store.db import LibraryDB
 
 
 def _photos(folder: Path) -> list[str]:

@@ -64,7 +64,8 @@ def save_scene(img: Image.Image, path: Path, orientation: int | None = None) -> 
 
 def write_world(root: Path, ws: WorldSpec, *, all_rotated: bool = False) -> dict:
     """Render the held-out world to files. Returns path -> (split, index) and the scenes."""
-    from training import demo_eval, world
+    from training.demo import evaluation as demo_eval
+    from training.demo import world
 
     test = world.scenes("test", ws.n_test, seed=ws.seed)
     comp = world.scenes("compositions", ws.n_comp, seed=ws.seed)
@@ -103,14 +104,14 @@ def _ids(hits, where, split_prefix=None) -> list[int]:
 
 def evaluate_library(lib: Library, root: Path, built: dict, ws: WorldSpec) -> dict:
     """Every metric, by searching the indexed world through Library.search."""
-    from training import world
+    from training.demo import captions, world
 
     where, test, comp = built["where"], built["test"], built["comp"]
     folder = lambda *parts: Filters(folders=[str(root.joinpath(*parts))])  # noqa: E731
     out: dict = {}
 
     # attribute queries over the 1,000-photo test gallery
-    queries = world.attribute_queries()
+    queries = captions.attribute_queries()
     truth = world.match_matrix(test, [q.meaning for q in queries])  # [scenes, queries]
     per_kind: dict[str, list[float]] = {}
     by_query = {}
@@ -128,7 +129,7 @@ def evaluate_library(lib: Library, root: Path, built: dict, ws: WorldSpec) -> di
 
     # caption recall: galleries of 100 (a subfolder) and of all test photos
     rng = np.random.default_rng([ws.seed, 555])
-    caps = [world.caption_detailed(s, rng).text for s in test]
+    caps = [captions.caption_detailed(s, rng).text for s in test]
     recall = {}
     for name, n, filt in (("gallery_100", min(100, ws.n_test), folder("test", "first100")),
                           (f"gallery_{ws.n_test}", ws.n_test, folder("test"))):  # fmt: skip
@@ -148,9 +149,9 @@ def evaluate_library(lib: Library, root: Path, built: dict, ws: WorldSpec) -> di
     zs = {}
     single = [i for i, s in enumerate(test) if s.count == 1 and image_ids.get(i) in vecs]
     tasks = {
-        "colour": ([f"{world._article(c)} {c} object" for c in world.COLOURS],
+        "colour": ([f"{captions._article(c)} {c} object" for c in world.COLOURS],
                    lambda s: world.COLOURS.index(s.objects[0].colour), single),
-        "shape": ([f"{world._article(k)} {k}" for k in world.NAMED_KINDS],
+        "shape": ([f"{captions._article(k)} {k}" for k in world.NAMED_KINDS],
                   lambda s: world.NAMED_KINDS.index(s.objects[0].kind),
                   [i for i in single if test[i].objects[0].kind in world.NAMED_KINDS]),
         "count": (["one object", "two objects", "three objects", "four objects"],
@@ -171,7 +172,7 @@ def evaluate_library(lib: Library, root: Path, built: dict, ws: WorldSpec) -> di
                    for p, (s, i) in where.items() if s == "compositions" or (s == "test" and i < ws.n_comp)}  # fmt: skip
     filt = Filters(folders=[str(root / "compositions"), str(root / "test")])
     comp_res = {}
-    for name, qs in (("held_out", world.composition_queries(True)), ("seen", world.composition_queries(False))):
+    for name, qs in (("held_out", captions.composition_queries(True)), ("seen", captions.composition_queries(False))):
         t = world.match_matrix(mixed, [q.meaning for q in qs])
         ps = []
         for qi, q in enumerate(qs):

@@ -9,7 +9,7 @@ weights (costs exactly what a trained one does).
 
 For each kind and size it reports: build time, resident memory per million
 vectors (measured RSS growth while building, and hnswlib's own layout formula),
-p50/p99 of text encode + search through :class:`engine.ann.AnnIndex` exactly as
+p50/p99 of text encode + search through :class:`engine.store.ann.AnnIndex` exactly as
 the product calls it (adaptive ef), recall@10 against exact search, and a sweep
 of recall and latency over ef_search that shows where the chosen ef sits.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ann import AnnIndex, hnsw_bytes_per_vector
+from ..store.ann import AnnIndex, hnsw_bytes_per_vector
 from . import vectors as V
 
 SWEEP_EF = (16, 32, 64, 96, 128, 192, 256, 384, 512)

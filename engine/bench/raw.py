@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..decode import DEFAULT_MAX_PIXELS, _embedded_jpeg, decode_photo
 from ..errors import DecodeError
-from ..formats import is_raw
-from ..raw import decode_raw, libraw_version
+from ..photos.decode import DEFAULT_MAX_PIXELS, _embedded_jpeg, decode_photo
+from ..photos.formats import is_raw
+from ..photos.raw import decode_raw, libraw_version
 
 SIDE = 256  # the input of the recommended model (ViT-B-32-256)
 REPS = 5

@@ -37,7 +37,7 @@ How each side runs:
   the CLI's own parsed defaults: exactly what ``rclip QUERY`` does before its query
   (rclip/main.py ``main``). Searches run the ``rclip`` console script itself.
 * The model is a full-size random-weight ViT-B-32-256 (it times exactly like the trained one)
-  exported in rclip's repo layout (training.hub_exports: rclip's scripts/convert_model.py).
+  exported in rclip's repo layout (training.testmodels.hub_layouts: rclip's scripts/convert_model.py).
   rclip finds it under ``RCLIP_DATADIR`` as its downloader leaves it (rclip/model_download.py:
   the towers under ``ViT-B-32-256-datacomp_s34b_b86k/``, ``tokenizer/``, four licence files at
   the root; all of them present means no download), with ``HF_HUB_OFFLINE=1``; each fresh data
@@ -67,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cpu import describe as cpu_flags
+from ..models.cpu import describe as cpu_flags
 from .common import bench_log, cache_dir
 
 RCLIP_VERSION = "4.0.8"
@@ -198,7 +198,7 @@ def _rclip_ok(venv: Path) -> bool:
 
 def rclip_repo(root: Path, log) -> Path:
     """rclip-models' layout holding a full-size random-weight ViT-B-32-256 (exported once, the
-    way rclip's scripts/convert_model.py does it: training.hub_exports.export_rclip)."""
+    way rclip's scripts/convert_model.py does it: training.testmodels.hub_layouts.export_rclip)."""
     repo, stamp = root / "repo", root / "repo.json"
     if stamp.is_file() and repo.is_dir():
         return repo
@@ -209,7 +209,7 @@ def rclip_repo(root: Path, log) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     stamp.unlink(missing_ok=True)
     try:  # torch and open_clip: the training extra, kept out of engine's own imports
-        from training.hub_exports import export_full_size
+        from training.testmodels.hub_layouts import export_full_size
 
         made = export_full_size("rclip", "ViT-B-32-256", work, seed=0)
     except ImportError as e:
@@ -217,7 +217,7 @@ def rclip_repo(root: Path, log) -> Path:
     shutil.rmtree(repo, ignore_errors=True)
     made.replace(repo)
     shutil.rmtree(work, ignore_errors=True)
-    stamp.write_text(json.dumps(dict(made_by="training.hub_exports.export_full_size", layout="rclip",
+    stamp.write_text(json.dumps(dict(made_by="training.testmodels.hub_layouts.export_full_size", layout="rclip",
                                      architecture="ViT-B-32-256", seed=0, made_at=time.time())))  # fmt: skip
     return repo
 
@@ -263,9 +263,9 @@ def photosift_template(root: Path, repo: Path, log) -> Path:
 
 
 def photosift_tower(template: Path) -> dict:
-    """Which image tower photosift's defaults run here (engine.quantize.use_int8), and its
+    """Which image tower photosift's defaults run here (engine.models.quantize.use_int8), and its
     check against fp32 once it has been made."""
-    from ..quantize import CHECK_FILE, use_int8
+    from ..models.quantize import CHECK_FILE, use_int8
     from ..settings import Settings
 
     folder = template / "models" / MODEL_KEY
@@ -487,7 +487,7 @@ def _med(xs: list[float]) -> float:
 
 
 def run(args, out=None) -> dict:
-    from ..registry import resources_dir
+    from ..models.registry import resources_dir
     from .corpus import build_corpus, corpus_stats, source_jpegs
 
     log = bench_log(out)

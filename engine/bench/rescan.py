@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..index.scan import plan_scan
 from ..library import DEMO_MODEL
-from ..scan import plan_scan
 from ..settings import Settings
 from .common import bench_log
 

@@ -5,7 +5,7 @@ database alone (label vectors come from their stored cache; the stand-in model b
 has no text encoder at all, so a call to it would fail the run). Timed: the first run
 (every tag new) and a run after every threshold moved (a diff is written).
 
-Quality: scenes of ``training/world.py`` written to JPEG files, indexed by the engine
+Quality: scenes of ``training/demo/world.py`` written to JPEG files, indexed by the engine
 with the demo model, tagged with the ``shapes-world`` starter vocabulary (colours,
 shapes, counts, positions). The truth of every label on every scene is known, so
 precision and recall per attribute kind are exact. Half the scenes are a review pool,
@@ -35,15 +35,15 @@ KINDS = ("colour", "shape", "count", "position", "unnamed")
 
 def shapes_world_labels() -> list[tuple[str, dict, str, tuple]]:
     """(label, json spec, attribute kind, meaning clause args) for the demo world."""
-    from training import world
+    from training.demo import captions, world
 
     out = []
     for c in world.COLOURS:
-        a = world._article(c)
+        a = captions._article(c)
         out.append((c, {"name": c, "prompts": [f"{a} {c} object", f"something {c}", f"{a} {c} shape", f"{c} thing"]},
                     "colour", ((("colour", c),), None)))  # fmt: skip
     for k in world.NAMED_KINDS:
-        a = world._article(k)
+        a = captions._article(k)
         out.append((k, {"name": k, "prompts": [f"{a} {k}", k, f"a picture with {a} {k}", f"{a} {k} shape"]},
                     "shape", ((("kind", k),), None)))  # fmt: skip
     words = {1: "one", 2: "two", 3: "three", 4: "four"}
@@ -84,7 +84,7 @@ def shapes_world_vocabulary_json() -> dict:
     return {
         "name": "shapes-world",
         "description": "Colours, shapes, counts and positions of the demo model's procedural world "
-        "(training/world.py). Made for the bundled demo model; real photos need a real model.",
+        "(training/demo/world.py). Made for the bundled demo model; real photos need a real model.",
         "templates": ["{}", "a picture of {}", "an image of {}"],
         "labels": [spec for _, spec, _, _ in shapes_world_labels()],
     }
@@ -97,7 +97,7 @@ class _StoredOnlyModel:
     """A model whose text side is never needed: label vectors are already stored."""
 
     def __init__(self, dim: int):
-        from ..registry import Registry
+        from ..models.registry import Registry
 
         # SigLIP-B/16's own scale and bias (exp(t) about 112, b about -16.5): realistic score spreads.
         self.spec = (
@@ -111,10 +111,10 @@ class _StoredOnlyModel:
 
 
 def bench_speed(n: int, labels: int, dim: int, workdir: Path, log=print) -> dict:
-    from .. import tagstore as S
-    from ..db import LibraryDB, NewPhoto
-    from ..tagging import Tagger, texts_sig
-    from ..vocab import make_vocabulary, prompt_texts
+    from ..store.db import LibraryDB, NewPhoto
+    from ..tags import tagstore as S
+    from ..tags.tagging import Tagger, texts_sig
+    from ..tags.vocab import make_vocabulary, prompt_texts
 
     rng = np.random.default_rng(0)
     db = LibraryDB(workdir / "speed.db")
@@ -199,12 +199,12 @@ def quality_world(
 ) -> dict:
     import json
 
-    from training import world
+    from training.demo import world
 
-    from .. import tagstore as S
     from ..library import Library
     from ..settings import Settings
-    from ..vocab import parse
+    from ..tags import tagstore as S
+    from ..tags.vocab import parse
 
     scenes = world.scenes("test", qs.n, seed=qs.seed)
     root = workdir / "photos"
@@ -303,8 +303,8 @@ def quality_world(
 def big_vocabulary(lib, log, n: int = 10_000) -> dict:
     """A 10,000-label vocabulary, default templates (50,000 prompts): first tagging runs the
     text encoder once per prompt; a re-tag after an edit reuses every stored label vector."""
-    from .. import tagstore as S
-    from ..vocab import make_vocabulary
+    from ..tags import tagstore as S
+    from ..tags.vocab import make_vocabulary
 
     words = ["red", "blue", "green", "small", "large", "striped", "round", "bright", "dark", "old"]
     things = [

@@ -24,7 +24,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from engine.hub import MODEL_FOLDER_FILES
+from engine.models.folder import MODEL_FOLDER_FILES
 
 COMMIT = "c0ffee" + "0" * 34
 LFS_SUFFIXES = (".onnx", ".safetensors", ".bin", ".onnx_data")
@@ -35,7 +35,7 @@ def git_blob_id(data: bytes) -> str:
 
 
 def repo_files(folder: Path) -> dict[str, bytes]:
-    """A folder laid out as a repo (e.g. made by training.hub_exports) as the hub serves it."""
+    """A folder laid out as a repo (e.g. made by training.testmodels.hub_layouts) as the hub serves it."""
     folder = Path(folder)
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -158,7 +158,7 @@ def test_gui_process_imports_nothing_heavy():
     """The window's modules pull in no inference stack, numpy or Pillow: a fast cold start."""
     code = ("import sys, app.main_window, app.__main__; "
             "bad = sorted(m for m in ('numpy', 'PIL', 'onnxruntime', 'torch', 'hnswlib', 'engine.library', "
-            "'engine.server') if m in sys.modules); print(bad)")  # fmt: skip
+            "'engine.service.server') if m in sys.modules); print(bad)")  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )

@@ -166,10 +166,10 @@ def test_naflex_patch_budget_is_chosen_in_the_model_manager(qtbot, make_window, 
     import pytest
 
     pytest.importorskip("transformers", reason="building a NaFlex model needs the training extra")
-    from engine.hub import import_model_folder
+    from engine.models.hub import import_model_folder
     from engine.settings import Settings
-    from training.export_naflex import export_siglip2_naflex
-    from training.tiny_naflex import build_tiny_naflex
+    from training.export.naflex import export_siglip2_naflex
+    from training.testmodels.tiny_naflex import build_tiny_naflex
 
     tiny = build_tiny_naflex(tmp_path / "tiny")
     folder = tmp_path / "export" / "tiny-naflex"

@@ -21,7 +21,7 @@ from app.train_dialog import (
     recommendation,
     tune_value,
 )
-from engine.client import EngineError
+from engine.service.client import EngineError
 from tests.app.conftest import ENGINE_TIMEOUT_MS, index_folder
 from tests.worldlabels import label_tree
 

@@ -12,11 +12,12 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from engine import cli, decode  # noqa: E402
+from engine.cli import commands as cli
 from engine.errors import Cancelled, TrainingDataError  # noqa: E402
-from engine.finetune import TrainRequest, runs_dir, train  # noqa: E402
-from engine.hub import local_models  # noqa: E402
+from engine.finetune.job import TrainRequest, runs_dir, train  # noqa: E402
 from engine.library import DEMO_MODEL, Library  # noqa: E402
+from engine.models.hub import local_models  # noqa: E402
+from engine.photos import decode  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests.worldlabels import label_tree  # noqa: E402
 

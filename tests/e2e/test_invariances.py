@@ -20,22 +20,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import engine.runtime
+import engine.models.runtime
 from engine.bench.quality import save_scene
 from engine.library import DEMO_MODEL, Library
-from engine.preprocess import preprocess
-from engine.registry import load_spec
+from engine.models.preprocess import preprocess
+from engine.models.registry import load_spec
+from engine.models.tokenizer import Tokenizer
 from engine.search import Filters, Query
 from engine.settings import Settings
-from engine.tokenizer import Tokenizer
-from training import demo_eval, world
+from training.demo import captions, world
+from training.demo import evaluation as demo_eval
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "resources" / "demo"
 N_IMAGES = 40  # small galleries: these run in the default suite
 K = 10
 # Queries of every attribute kind plus a few captions: short and long texts.
-QUERIES = [q.text for q in world.attribute_queries()] + [
+QUERIES = [q.text for q in captions.attribute_queries()] + [
     "a red circle on the left",
     "two objects: a large blue square and a small yellow star",
     "a white heart at the bottom on a dark background",
@@ -96,7 +97,7 @@ def backends():
             txt = model.encode_text(torch.from_numpy(tokens), normalize=True).numpy()
         return img, txt
 
-    onnx = engine.runtime.OnnxModel(DEMO, prefer_cpu=True)
+    onnx = engine.models.runtime.OnnxModel(DEMO, prefer_cpu=True)
     return dict(
         model=model, pixels=pixels, tokens=tokens, torch_encode=torch_encode,
         torch=torch_encode(model, pixels, tokens),
@@ -236,20 +237,20 @@ def test_results_do_not_depend_on_file_order(photo_folder, by_batch_size, tmp_pa
 def _batch_statistics(monkeypatch):
     """An image tower that normalises with the statistics of its batch (a train-mode
     BatchNorm left in an export): every vector then depends on its batch-mates."""
-    real = engine.runtime.OnnxModel.encode_images
+    real = engine.models.runtime.OnnxModel.encode_images
 
     def encode(self, pixels):
         mean = pixels.mean(0, keepdims=True)
         return real(self, pixels - 0.5 * mean + 0.5 * mean.mean())
 
-    monkeypatch.setattr(engine.runtime.OnnxModel, "encode_images", encode)
+    monkeypatch.setattr(engine.models.runtime.OnnxModel, "encode_images", encode)
 
 
 def _misaligned_vectors(monkeypatch):
     """Vectors handed back in another order than the images came in (an off-by-one
     or a reordering of a batch): the wrong file gets each vector whenever batches hold more than one."""
-    real = engine.runtime.OnnxModel.encode_images
-    monkeypatch.setattr(engine.runtime.OnnxModel, "encode_images", lambda self, px: np.roll(real(self, px), 1, axis=0))
+    real = engine.models.runtime.OnnxModel.encode_images
+    monkeypatch.setattr(engine.models.runtime.OnnxModel, "encode_images", lambda self, px: np.roll(real(self, px), 1, axis=0))
 
 
 @pytest.mark.parametrize("bug", [_batch_statistics, _misaligned_vectors], ids=["batch-statistics", "misaligned-vectors"])

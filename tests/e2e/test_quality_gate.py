@@ -13,8 +13,8 @@ import shutil
 import numpy as np
 import pytest
 
-import engine.decode
-import engine.preprocess
+import engine.models.preprocess
+import engine.photos.decode
 from engine.bench.quality import WorldSpec, evaluate_library, write_world
 from engine.library import DEMO_MODEL, Library
 from engine.settings import Settings
@@ -71,20 +71,20 @@ def test_quality_gate_passes_on_the_real_pipeline(tmp_path, world_files):
 
 
 def _swap_channels(monkeypatch):
-    real = engine.preprocess.preprocess
+    real = engine.models.preprocess.preprocess
     monkeypatch.setattr(
-        engine.preprocess, "preprocess", lambda im, p: np.ascontiguousarray(real(im, p)[::-1])
+        engine.models.preprocess, "preprocess", lambda im, p: np.ascontiguousarray(real(im, p)[::-1])
     )
 
 
 def _no_exif_transpose(monkeypatch):
-    monkeypatch.setattr(engine.decode, "_TRANSPOSE", {})
+    monkeypatch.setattr(engine.photos.decode, "_TRANSPOSE", {})
 
 
 def _wrong_normalisation(monkeypatch):
-    real = engine.preprocess.preprocess
+    real = engine.models.preprocess.preprocess
     monkeypatch.setattr(
-        engine.preprocess, "preprocess",
+        engine.models.preprocess, "preprocess",
         lambda im, p: real(im, dataclasses.replace(p, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))),
     )  # fmt: skip
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.hub import local_model_folder
 from engine.library import DEMO_MODEL
-from engine.registry import Registry
+from engine.models.hub import local_model_folder
+from engine.models.registry import Registry
 from engine.settings import Settings
 
 MODEL_KEY = DEMO_MODEL

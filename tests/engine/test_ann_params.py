@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.ann import DEFAULT_EXACT_THRESHOLD, AnnIndex, hnsw_bytes_per_vector
 from engine.bench.vectors import ClipLike, describe, twonn_dimension, uniform
+from engine.store.ann import DEFAULT_EXACT_THRESHOLD, AnnIndex, hnsw_bytes_per_vector
 
 
 def test_ef_covers_k_and_grows_with_it():

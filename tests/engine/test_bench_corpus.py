@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from engine.bench.corpus import build_corpus, rclip_hash, source_jpegs
-from engine.scan import file_hash
+from engine.index.scan import file_hash
 
 SIZES = [(40, 30), (320, 240), (1600, 1200), (2000, 500), (600, 900)]
 

@@ -86,7 +86,7 @@ def test_an_int8_tower_made_with_other_settings_is_not_used(tmp_path):
     """An older photosift's int8 file (8-bit weights: wrong on CPUs without VNNI) gives way
     to the fp32 tower until `models quantize` remakes it."""
     from engine.library import Library
-    from engine.quantize import quantize_int8
+    from engine.models.quantize import quantize_int8
     from engine.settings import Settings
 
     data = tmp_path / "data"

@@ -7,9 +7,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from engine.ann import AnnIndex
-from engine.db import SCHEMA_VERSION, LibraryDB, NewPhoto
 from engine.errors import DatabaseError, SchemaTooNew
+from engine.store.ann import AnnIndex
+from engine.store.db import SCHEMA_VERSION, LibraryDB, NewPhoto
 
 
 def unit(n, d, seed=0):

@@ -1,4 +1,4 @@
-"""Tests for engine.decode: hostile files, orientation, draft size, colour modes, metadata.
+"""Tests for engine.photos.decode: hostile files, orientation, draft size, colour modes, metadata.
 
 Real files come from ../shared/data (relative to the project root); tests that need them
 skip with a reason when it is absent. The rest build their inputs in tmp_path.
@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from engine.decode import (
+from engine.errors import DecodeError
+from engine.photos.decode import (
     DEFAULT_MAX_PIXELS,
     PHOTO_EXTENSIONS,
     Photo,
@@ -30,8 +31,7 @@ from engine.decode import (
     decode_photo,
     read_meta,
 )
-from engine.errors import DecodeError
-from engine.photometa import parse_exif_datetime
+from engine.photos.photometa import parse_exif_datetime
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
@@ -677,7 +677,7 @@ def test_concurrent_decoding_is_consistent(data):
 def test_import_is_light():
     # Importing decode pulls in neither Qt nor torch, and registers no plugin yet.
     code = (
-        "import sys, engine.decode; "
+        "import sys, engine.photos.decode; "
         "bad = [m for m in ('torch', 'PySide6', 'pillow_heif') if m in sys.modules]; "
         "sys.exit(str(bad) if bad else 0)"
     )

@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 
-from engine import filecheck
 from engine.errors import ModelError
-from engine.filecheck import CHECKED_FILE, FileChecks
-from engine.registry import file_sha256, resources_dir
+from engine.models import filecheck
+from engine.models.filecheck import CHECKED_FILE, FileChecks
+from engine.models.registry import file_sha256, resources_dir
 
 
 def _folder(tmp_path, data=b"weights" * 1000):
@@ -47,7 +47,7 @@ def test_the_apps_own_models_are_never_written(tmp_path, monkeypatch):
     model = fake_resources / "demo"
     model.mkdir(parents=True)
     files = _folder(model)
-    monkeypatch.setattr("engine.registry.resources_dir", lambda: fake_resources)
+    monkeypatch.setattr("engine.models.registry.resources_dir", lambda: fake_resources)
     FileChecks(model, "demo", files).check("w.onnx")
     assert not (model / CHECKED_FILE).exists()
     assert not (resources_dir() / "demo" / CHECKED_FILE).exists()

@@ -3,8 +3,8 @@ finished candidates stay for accept or discard."""
 
 from __future__ import annotations
 
-from engine.finetune import pending, runs_dir, sweep_unfinished
-from engine.registry import MODEL_FILE, Registry, load_spec, save_spec
+from engine.finetune.job import pending, runs_dir, sweep_unfinished
+from engine.models.registry import MODEL_FILE, Registry, load_spec, save_spec
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY
 

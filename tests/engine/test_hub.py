@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from engine.errors import ModelError, ModelNotAvailable
-from engine.hub import MODEL_FOLDER_FILES, fetch_model, import_model_folder, local_model_folder
-from engine.registry import Registry, Source
-from engine.runtime import OnnxModel
+from engine.models.folder import MODEL_FOLDER_FILES
+from engine.models.hub import fetch_model, import_model_folder, local_model_folder
+from engine.models.registry import Registry, Source
+from engine.models.runtime import OnnxModel
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY
 
@@ -119,7 +120,7 @@ def test_download_progress_counts_bytes_and_cancels():
     import threading
 
     from engine.errors import Cancelled
-    from engine.hub import _tqdm_for
+    from engine.models.hub import _tqdm_for
 
     seen, cancel = [], threading.Event()
     bar = _tqdm_for(seen.append, cancel)(total=100, initial=10, desc="image.onnx")

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-import engine.hub as hub
+import engine.models.hub as hub
 from engine.errors import ModelNotAvailable
-from engine.registry import Registry
+from engine.models.registry import Registry
 from engine.settings import Settings
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from engine.errors import Cancelled, ChecksumMismatch
-from engine.hub import MODEL_FOLDER_FILES, fetch_model, record_hashes
-from engine.registry import Registry, Source, load_spec
-from engine.runtime import OnnxModel
+from engine.models.folder import MODEL_FOLDER_FILES, record_hashes
+from engine.models.hub import fetch_model
+from engine.models.registry import Registry, Source, load_spec
+from engine.models.runtime import OnnxModel
 from engine.settings import Settings
 from tests.app.fakehub import COMMIT, DEMO, FakeHub, hub_model_files, point_hf_at
 from tests.engine.modelkit import MODEL_KEY
@@ -129,7 +130,7 @@ BIG = bytes(range(256)) * 100_000  # 25.6 MB: three of huggingface_hub's 10 MB c
 
 
 def partial_of(tmp_path: Path, data: bytes) -> Path:
-    from engine.hubresume import partial_path
+    from engine.models.hubresume import partial_path
 
     return partial_path(tmp_path / "hf" / "hub", REPO, hashlib.sha256(data).hexdigest())
 
@@ -319,7 +320,7 @@ def test_record_hashes_pins_the_folder_and_keeps_where_it_came_from(tmp_path):
 
 def test_an_unreachable_or_unhashed_hub_is_a_clear_error(online, tmp_path, monkeypatch):
     from engine.errors import ModelError, ModelNotAvailable
-    from engine.hubverify import published_hash
+    from engine.models.hubverify import published_hash
 
     with pytest.raises(ModelNotAvailable, match="published checksum could not be fetched"):
         published_hash(REPO, "image.onnx", "main", endpoint="http://127.0.0.1:9")

@@ -10,11 +10,11 @@ import shutil
 import numpy as np
 import pytest
 
-from engine import cpu, quantize
 from engine.library import Library
-from engine.quantize import CHECK_FILE, quantize_int8, read_check, use_int8
-from engine.registry import Registry
-from engine.runtime import OnnxModel
+from engine.models import cpu, quantize
+from engine.models.quantize import CHECK_FILE, quantize_int8, read_check, use_int8
+from engine.models.registry import Registry
+from engine.models.runtime import OnnxModel
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY
 from tests.helpers import make_photos
@@ -23,7 +23,7 @@ from tests.helpers import make_photos
 @pytest.fixture
 def demo_copy(tmp_path):
     """The demo model's folder in a library's models folder, with an int8 image tower."""
-    from engine.hub import local_model_folder
+    from engine.models.hub import local_model_folder
 
     src = local_model_folder(Registry.load().get(MODEL_KEY), Settings(data_dir=tmp_path / "none"))
     dst = tmp_path / "data" / "models" / MODEL_KEY

@@ -1,4 +1,4 @@
-"""NaFlex preprocessing (engine.naflex) against transformers' SigLIP 2 processor and torch.
+"""NaFlex preprocessing (engine.models.naflex) against transformers' SigLIP 2 processor and torch.
 
 The reference is transformers' ``Siglip2ImageProcessorPil``: the processor the
 published NaFlex checkpoints name in their preprocessor_config.json
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import naflex
-from engine.decode import DecodeError, decode_photo
-from engine.registry import Registry
+from engine.models import naflex
+from engine.models.registry import Registry
+from engine.photos.decode import DecodeError, decode_photo
 from tests.conftest import shared
 
 pil_processor = pytest.importorskip(
@@ -153,7 +153,7 @@ def test_position_weights_equal_torch_antialiased_bilinear():
         got = naflex.position_weights(rows, cols, base) @ table.reshape(5, -1).T.numpy()
         assert np.abs(got - want).max() < 1e-5, (base, rows, cols)
     # One patch wide: torch's one-call result is constant along the height (see
-    # engine.naflex); ours equals resizing in two calls, height first.
+    # engine.models.naflex); ours equals resizing in two calls, height first.
     table = torch.randn(1, 5, 8, 8, generator=g)
     two_pass = F.interpolate(
         F.interpolate(table, size=(10, 8), mode="bilinear", align_corners=False, antialias=True),

@@ -1,4 +1,4 @@
-"""engine.preprocess (PIL + numpy) against open_clip's eval transforms, on real photos.
+"""engine.models.preprocess (PIL + numpy) against open_clip's eval transforms, on real photos.
 
 The engine and open_clip resize with the same Pillow call, so the expected
 difference is zero; the tolerance (1e-5 after normalisation, about 1/400 of one
@@ -14,8 +14,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from engine.errors import ModelError
-from engine.preprocess import preprocess, preprocess_batch, resized_size
-from engine.registry import Preprocess
+from engine.models.preprocess import preprocess, preprocess_batch, resized_size
+from engine.models.registry import Preprocess
 
 open_clip = pytest.importorskip("open_clip", reason="open_clip is the reference transform")
 from open_clip.transform import image_transform  # noqa: E402

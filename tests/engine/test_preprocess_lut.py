@@ -1,12 +1,12 @@
-"""engine.preprocess.normalize looks values up in a table: it must give the arithmetic's bits."""
+"""engine.models.preprocess.normalize looks values up in a table: it must give the arithmetic's bits."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.preprocess import normalize
-from engine.registry import Preprocess
+from engine.models.preprocess import normalize
+from engine.models.registry import Preprocess
 
 
 def _arithmetic(pixels: np.ndarray, mean, std) -> np.ndarray:

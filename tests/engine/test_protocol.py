@@ -1,4 +1,4 @@
-"""The engine process and its JSON-lines protocol, end to end: a real `python -m engine.server`.
+"""The engine process and its JSON-lines protocol, end to end: a real `python -m engine.service.server`.
 
 Covers the handshake, jobs with progress events, search through the protocol, hostile
 input (every bad line gets an error reply and the engine keeps answering), kill -9 in the
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine import protocol as P
-from engine.client import EngineClient, EngineDied, EngineError
+from engine.service import protocol as P
+from engine.service.client import EngineClient, EngineDied, EngineError
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 from tests.helpers import Events, make_photos, wait_for
@@ -62,7 +62,7 @@ class RawEngine:
         self.log = data_dir.parent / f"engine-{time.monotonic_ns()}.log"
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.server", "--data-dir", str(data_dir), "--model", MODEL_KEY],
+                [sys.executable, "-m", "engine.service.server", "--data-dir", str(data_dir), "--model", MODEL_KEY],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, env=env,
             )  # fmt: skip
         self.replies: queue.Queue = queue.Queue()
@@ -211,7 +211,7 @@ class _Out:
 
 
 def test_duplicate_ids_and_floods_are_refused(data_dir):
-    from engine.server import MAX_IN_FLIGHT, Engine
+    from engine.service.server import MAX_IN_FLIGHT, Engine
 
     out = _Out()
     eng = Engine(Settings.load(data_dir), MODEL_KEY, out)
@@ -503,13 +503,13 @@ def test_shutdown_and_sigterm_exit_cleanly(data_dir):
 
 
 def test_protocol_module_is_cheap_to_import():
-    code = "import sys, engine.protocol, engine.client; print(sorted(m for m in ('numpy', 'onnxruntime', 'PIL', 'hnswlib', 'watchdog') if m in sys.modules))"
+    code = "import sys, engine.service.protocol, engine.service.client; print(sorted(m for m in ('numpy', 'onnxruntime', 'PIL', 'hnswlib', 'watchdog') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_every_method_has_a_handler_and_typed_params():
-    from engine.server import Engine
+    from engine.service.server import Engine
 
     for name, (params, _result, runs) in P.METHODS.items():
         assert callable(getattr(Engine, "m_" + name, None)), name

@@ -1,4 +1,4 @@
-"""engine.quantize on a small hand-built ONNX tower (no torch needed)."""
+"""engine.models.quantize on a small hand-built ONNX tower (no torch needed)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ModelError
-from engine.quantize import (
+from engine.models.quantize import (
     cosine_to_fp32,
     current_settings,
     int8_path,

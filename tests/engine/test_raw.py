@@ -1,4 +1,4 @@
-"""Camera RAW files through LibRaw (engine.raw): preview first, orientation, garbage refused.
+"""Camera RAW files through LibRaw (engine.photos.raw): preview first, orientation, garbage refused.
 
 Real files come from ../shared/data/raw (real/: camera files LibRaw decodes, two of them
 genuinely black frames, and a GoPro GPR it cannot; stubs/: RAW files with their image data
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import decode, formats, raw
-from engine.decode import DecodeError, decode_photo, read_meta
-from engine.scan import photo_extensions, walk_photos
+from engine.index.scan import photo_extensions, walk_photos
+from engine.photos import decode, formats, raw
+from engine.photos.decode import DecodeError, decode_photo, read_meta
 from tests.conftest import shared
 from tests.rawkit import write_dng
 

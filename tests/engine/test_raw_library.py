@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.db import _SCHEMA_V1, MIGRATIONS, SCHEMA_VERSION, LibraryDB, _statements
-from engine.decode import decode_photo
+from engine.index.watcher import Watcher
 from engine.library import Library
+from engine.photos.decode import decode_photo
 from engine.search import Filters, Query
 from engine.settings import Settings
-from engine.watcher import Watcher
+from engine.store.db import _SCHEMA_V1, MIGRATIONS, SCHEMA_VERSION, LibraryDB, _statements
 from tests.conftest import shared
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 from tests.helpers import make_photos, wait_for
@@ -136,8 +136,8 @@ def test_raw_and_jpeg_of_one_shot_are_one_photo(settings, tmp_path):
         assert dng[[h.path for h in dng].index(pair["raw"])].info["twins"] == [pair["jpeg"]]
 
         # tag lists: the pair is one photo there too
-        from engine import tagstore as S
-        from engine.vocab import make_vocabulary
+        from engine.tags import tagstore as S
+        from engine.tags.vocab import make_vocabulary
 
         S.create(lib.db, make_vocabulary("trip", ["card"], auto=False))
         tg = lib.tagger()

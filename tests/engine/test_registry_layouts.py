@@ -3,8 +3,8 @@ never converted with torch, and says where its SigLIP scale and bias come from."
 
 from __future__ import annotations
 
-from engine.layouts import LAYOUTS
-from engine.registry import Registry
+from engine.models.layouts import LAYOUTS
+from engine.models.registry import Registry
 
 # Converted with torch because no ready export qualifies; each entry's notes say why.
 NO_READY_EXPORT = {"mobileclip2-s0", "siglip2-b-16-naflex", "siglip2-so400m-16-naflex"}

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from engine.errors import ModelError
-from engine.hub import full_registry
-from engine.registry import Registry, load_spec, save_spec, spec_from_json
+from engine.models.hub import full_registry
+from engine.models.registry import Registry, load_spec, save_spec, spec_from_json
 from engine.settings import Settings
 
 

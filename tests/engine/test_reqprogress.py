@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 
-from engine import protocol as P
-from engine import reqprogress, tagging
 from engine.library import DEMO_MODEL
-from engine.reqprogress import RequestProgress
-from engine.server import Engine
+from engine.service import protocol as P
+from engine.service import reqprogress
+from engine.service.reqprogress import RequestProgress
+from engine.service.server import Engine
 from engine.settings import Settings
+from engine.tags import tagging
 from tests.engine.test_tagging import lib  # noqa: F401 -- the indexed demo library
 
 
@@ -43,7 +44,7 @@ def test_quick_work_reports_nothing_and_slow_work_is_throttled():
 
 
 def test_retag_counts_photos_and_finishes_at_the_total(lib, monkeypatch):  # noqa: F811
-    from engine import tagstore as S
+    from engine.tags import tagstore as S
     from tests.engine.test_tagging import colour_vocab
 
     monkeypatch.setattr(tagging, "CHUNK", 7)

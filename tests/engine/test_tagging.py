@@ -14,21 +14,16 @@ import numpy as np
 import pytest
 
 from app.sampledata import world_photos
-from engine import tagstore as S
-from engine.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
 from engine.errors import QueryError
 from engine.library import DEMO_MODEL, Library
 from engine.search import Filters, Query
 from engine.settings import Settings
-from engine.tagging import (
-    FAMILY_THRESHOLD,
-    NONE_PROMPTS,
-    Tagger,
-    confirmed_examples,
-    label_texts,
-)
-from engine.vocab import VocabularyError, make_vocabulary
-from training import world
+from engine.store.db import _SCHEMA_V1, SCHEMA_VERSION, LibraryDB
+from engine.tags import tagstore as S
+from engine.tags.scoring import FAMILY_THRESHOLD, NONE_PROMPTS
+from engine.tags.tagging import Tagger, confirmed_examples, label_texts
+from engine.tags.vocab import VocabularyError, make_vocabulary
+from training.demo import world
 
 N = 48
 COLOURS = ["red", "blue", "green", "yellow", "white"]
@@ -199,9 +194,9 @@ def test_threshold_preview_matches_saving(lib):
     for h in pv["left_hits"]:
         assert h["state"] == "auto" and h["online"] and h["path"].endswith(".jpg")
         assert abs(h["score"] - scores[h["image_id"]]) < 1e-5 and h["score"] < 0.99
-    from engine import tagbrowse
+    from engine.tags import tagging
 
-    capped = tagbrowse.moved_hits(
+    capped = tagging.moved_hits(
         lib.db, tg, tg.plan(S.load(lib.db, "th")), 1, pv["left"], "auto", cap=2
     )
     assert [h["image_id"] for h in capped] == [h["image_id"] for h in pv["left_hits"][:2]]
@@ -337,8 +332,8 @@ def test_v1_database_migrates_with_nothing_lost(tmp_path):
 
 
 def test_failed_migration_leaves_v1_untouched(tmp_path, monkeypatch):
-    from engine import db as dbmod
     from engine.errors import DatabaseError
+    from engine.store import db as dbmod
 
     path = tmp_path / "v1.db"
     c = sqlite3.connect(path)
@@ -413,7 +408,7 @@ def test_vocabulary_with_auto_off_is_carried_by_answers_only(lib):
 
 
 def test_auto_setting_round_trips_through_json():
-    from engine.vocab import dumps, parse
+    from engine.tags.vocab import dumps, parse
 
     v = make_vocabulary("Keywords", ["2008", "dublin"], auto=False)
     back = parse(dumps(v, "json"), "json")
@@ -423,7 +418,7 @@ def test_auto_setting_round_trips_through_json():
 
 
 def test_v2_database_migrates_to_v3_and_keywords_stop_spreading(tmp_path):
-    from engine.db import _SCHEMA_V2_TAGS, _statements
+    from engine.store.db import _SCHEMA_V2_TAGS, _statements
 
     path = tmp_path / "v2.db"
     c = sqlite3.connect(path)

@@ -82,8 +82,8 @@ def test_help_everywhere(capsys):
 
 def test_export_xmp_writes_automatic_tags_beside_the_users_keywords(library, capsys):
     """`tag export-xmp VOCAB`: tags in force (automatic ones too) go into real XMP sidecars,
-    merged with what a sidecar already holds (engine.xmptags, engine.xmp)."""
-    from engine import xmp
+    merged with what a sidecar already holds (engine.xmp.tags, engine.xmp.keywords)."""
+    from engine.xmp import keywords as xmp
     from tests.engine.test_xmp import rdf_items
 
     root, base, photos = library

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from app.sampledata import world_photos
-from engine import protocol as P
-from engine.client import EngineClient, EngineError
-from engine.registry import Registry
+from engine.models.registry import Registry
+from engine.service import protocol as P
+from engine.service.client import EngineClient, EngineError
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 from tests.helpers import Events

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine import thumbcache
-from engine.client import EngineClient
+from engine.service.client import EngineClient
 from engine.settings import Settings
+from engine.store import thumbcache
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 from tests.helpers import make_photos, wait_for
 

@@ -1,4 +1,4 @@
-"""engine.tokenizer (tokenizer.json, no torch) against open_clip's own tokenizers."""
+"""engine.models.tokenizer (tokenizer.json, no torch) against open_clip's own tokenizers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from engine.errors import ModelError
-from engine.registry import TokenizerSpec
-from engine.tokenizer import Tokenizer
+from engine.models.registry import TokenizerSpec
+from engine.models.tokenizer import Tokenizer
 
 open_clip = pytest.importorskip("open_clip", reason="open_clip is the reference tokenizer")
 
@@ -46,7 +46,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def clip_json(tmp_path_factory):
-    from engine.clip_bpe import write_clip_tokenizer_json
+    from engine.models.clip_bpe import write_clip_tokenizer_json
 
     return write_clip_tokenizer_json(tmp_path_factory.mktemp("tok") / "tokenizer.json")
 
@@ -90,7 +90,7 @@ def hf_reference(tmp_path_factory):
     pytest.importorskip("transformers", reason="open_clip's HFTokenizer is built on transformers")
     from open_clip.tokenizer import HFTokenizer
 
-    from training.tiny import write_tiny_hf_tokenizer_repo
+    from training.testmodels.tiny import write_tiny_hf_tokenizer_repo
 
     repo = tmp_path_factory.mktemp("hf-repo")
     write_tiny_hf_tokenizer_repo(repo)
@@ -109,7 +109,7 @@ def _hf_mismatches(tok, reference, texts):
 
 
 def test_hf_matches_open_clip_hftokenizer(hf_reference, tmp_path):
-    from training.tokenizer_json import open_clip_tokenizer_json
+    from training.export.tokenizer_json import open_clip_tokenizer_json
 
     path = open_clip_tokenizer_json(hf_reference, tmp_path / "tokenizer.json")
     tok = Tokenizer.from_file(path, TokenizerSpec("hf", 64))
@@ -121,7 +121,7 @@ def test_hf_matches_open_clip_hftokenizer(hf_reference, tmp_path):
 
 def test_hf_known_difference_final_sigma(hf_reference, tmp_path):
     """Documented gap: the Rust lowercase does not know Greek final sigma (Python's does)."""
-    from training.tokenizer_json import open_clip_tokenizer_json
+    from training.export.tokenizer_json import open_clip_tokenizer_json
 
     path = open_clip_tokenizer_json(hf_reference, tmp_path / "tokenizer.json")
     tok = Tokenizer.from_file(path, TokenizerSpec("hf", 64))
@@ -129,7 +129,7 @@ def test_hf_known_difference_final_sigma(hf_reference, tmp_path):
 
 
 def test_tiny_siglip_tokenizer_is_the_baked_reference(hf_reference, tmp_path):
-    from training.tiny import write_tiny_gemma_tokenizer
+    from training.testmodels.tiny import write_tiny_gemma_tokenizer
 
     path = write_tiny_gemma_tokenizer(tmp_path / "tokenizer.json")
     tok = Tokenizer.from_file(path, TokenizerSpec("hf", 64))

@@ -9,10 +9,7 @@ import numpy as np
 import pytest
 
 from engine.errors import TrainingDataError
-from engine.library import DEMO_MODEL, Library
-from engine.settings import Settings
-from training import world
-from training.dataset import (
+from engine.finetune.dataset import (
     MIN_POSITIVES,
     NEGATIVE,
     POSITIVE,
@@ -20,6 +17,9 @@ from training.dataset import (
     TrainingSet,
     stratified_split,
 )
+from engine.library import DEMO_MODEL, Library
+from engine.settings import Settings
+from training.demo import world
 
 
 def _set(targets: np.ndarray) -> TrainingSet:
@@ -104,9 +104,9 @@ def _label_tree(root, n=14, seed=0):
 
 
 def test_folder_per_label_import_reads_stored_vectors_only(tmp_path, monkeypatch):
-    from engine import decode
-    from engine.hub import full_registry
-    from engine.train_data import from_folders
+    from engine.finetune.sources import from_folders
+    from engine.models.hub import full_registry
+    from engine.photos import decode
 
     root = tmp_path / "labels"
     both = _label_tree(root)
@@ -140,7 +140,7 @@ def test_folder_per_label_import_reads_stored_vectors_only(tmp_path, monkeypatch
 
 
 def test_folder_import_refuses_a_folder_without_label_folders(tmp_path):
-    from engine.train_data import label_folders
+    from engine.finetune.sources import label_folders
 
     (tmp_path / "flat").mkdir()
     with pytest.raises(TrainingDataError, match="no sub-folders"):
@@ -150,13 +150,13 @@ def test_folder_import_refuses_a_folder_without_label_folders(tmp_path):
 def test_vocab_import_uses_confirmed_and_rejected_tags_and_leaves_the_rest_unknown(
     tmp_path, monkeypatch
 ):
-    """The adapter over engine.tagging's contract (confirmed_examples, label_texts)."""
+    """The adapter over engine.tags.tagging's contract (confirmed_examples, label_texts)."""
     import sys
     import types
 
-    from engine.db import LibraryDB, NewPhoto
-    from engine.hub import full_registry
-    from engine.train_data import from_vocab
+    from engine.finetune.sources import from_vocab
+    from engine.models.hub import full_registry
+    from engine.store.db import LibraryDB, NewPhoto
 
     spec = full_registry(Settings(data_dir=tmp_path)).get(DEMO_MODEL)
     db = LibraryDB(tmp_path / "library.db")
@@ -170,14 +170,14 @@ def test_vocab_import_uses_confirmed_and_rejected_tags_and_leaves_the_rest_unkno
                                hash=f"h{i}", vector=v / np.linalg.norm(v)))  # fmt: skip
     db.commit_batch(sid, photos)
     ids = [db.image_id_for_hash(f"h{i}") for i in range(6)]
-    fake = types.ModuleType("engine.tagging")
+    fake = types.ModuleType("engine.tags.tagging")
     fake.confirmed_examples = lambda db_, vocab: {
         "miso": ([ids[0], ids[1], ids[2]], [ids[3], ids[2]]),  # p2 both: the confirmation wins
         "tofu": ([ids[3]], [ids[0]]),
         "empty": ([], []),
     }
     fake.label_texts = lambda db_, vocab: {"miso": ["a photo of Miso the cat"], "tofu": []}
-    monkeypatch.setitem(sys.modules, "engine.tagging", fake)
+    monkeypatch.setitem(sys.modules, "engine.tags.tagging", fake)
     data = from_vocab(db, spec, "cats")
     db.close()
     data.validate()
@@ -195,14 +195,14 @@ def test_vocab_import_uses_confirmed_and_rejected_tags_and_leaves_the_rest_unkno
 
 
 def test_a_real_vocabulary_feeds_training_with_the_users_answers(tmp_path):
-    """engine.tagging's answers, not a stand-in: what the user confirmed and rejected in a
+    """engine.tags.tagging's answers, not a stand-in: what the user confirmed and rejected in a
     vocabulary becomes the targets, and its prompts the label texts."""
     from app.sampledata import colour_folder
-    from engine import tagstore
+    from engine.finetune.dataset import NEGATIVE, POSITIVE, UNKNOWN
+    from engine.finetune.sources import from_vocab
     from engine.library import Library
-    from engine.train_data import from_vocab
-    from engine.vocab import make_vocabulary
-    from training.dataset import NEGATIVE, POSITIVE, UNKNOWN
+    from engine.tags import tagstore
+    from engine.tags.vocab import make_vocabulary
 
     photos = colour_folder(tmp_path / "photos", colours=("red", "blue", "green"), per_colour=4)
     lib = Library(Settings(data_dir=tmp_path / "data"), model_key=DEMO_MODEL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.client import EngineClient, EngineError
+from engine.service.client import EngineClient, EngineError
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 from tests.helpers import wait_for

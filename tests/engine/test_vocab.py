@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine import vocab as V
+from engine.tags import vocab as V
 
 
 def test_labels_in_any_script_and_duplicates_up_to_case():
@@ -131,7 +131,7 @@ def test_starters_load_and_shapes_world_matches_its_generator():
 
 
 def test_the_demo_starter_comes_first_only_for_the_demo_model():
-    from engine.vocab import DEMO_STARTER, starters, starters_for
+    from engine.tags.vocab import DEMO_STARTER, starters, starters_for
 
     assert set(starters_for("photosift-demo", "photosift-demo")) == set(starters())
     assert starters_for("photosift-demo", "photosift-demo")[0] == DEMO_STARTER

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.index.watcher import Watcher
 from engine.library import Library
 from engine.settings import Settings
-from engine.watcher import Watcher
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 from tests.helpers import wait_for
 

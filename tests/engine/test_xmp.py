@@ -1,4 +1,4 @@
-"""Keywords in XMP sidecars, embedded XMP and IPTC (engine.xmp), on real photos.
+"""Keywords in XMP sidecars, embedded XMP and IPTC (engine.xmp.keywords), on real photos.
 
 Written files are checked with readers independent of the writer (xml.etree for sidecars,
 Pillow for embedded XMP/IPTC and pixels), so a test does not only trust exiv2.
@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, IptcImagePlugin
 
-from engine import atomicfile, exiv2meta, jpegsegments, xmp
 from engine.errors import MetadataError
+from engine.photos import exiv2meta
+from engine.store import atomicfile
+from engine.xmp import jpegsegments
+from engine.xmp import keywords as xmp
 from tests.conftest import shared
 
 NS = {

@@ -1,4 +1,4 @@
-"""photosift's tags <-> XMP/IPTC keywords (engine.xmptags), on copies of real photos with the
+"""photosift's tags <-> XMP/IPTC keywords (engine.xmp.tags), on copies of real photos with the
 demo model, through the library, the CLI and the engine process.
 
 Written sidecars are read back with xml.etree, embedded XMP with Pillow: not only with exiv2.
@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol as P
-from engine import tagstore as S
-from engine import xmp, xmptags
+from engine.index.scan import file_hash
 from engine.library import DEMO_MODEL, Library
-from engine.scan import file_hash
 from engine.search import Query
+from engine.service import protocol as P
 from engine.settings import Settings
-from engine.vocab import make_vocabulary
+from engine.tags import tagstore as S
+from engine.tags.vocab import make_vocabulary
+from engine.xmp import keywords as xmp
+from engine.xmp import tags as xmptags
 from tests.conftest import shared
 from tests.engine.test_xmp import DARKTABLE_SIDECAR, embedded_xmp, rdf_items
 
@@ -319,7 +320,7 @@ def test_embedding_rehashes_the_photo_in_place(tmp_path):
 def test_embed_leaves_raw_files_alone_and_gives_them_sidecars(tmp_path, capsys):
     from PIL import Image
 
-    from engine import cli
+    from engine.cli import commands as cli
     from tests.rawkit import write_dng
 
     folder = tmp_path / "photos"
@@ -413,7 +414,7 @@ def test_cli_import_and_export(tmp_path, capsys):
 
 
 def test_protocol_jobs(tmp_path):
-    from engine.client import EngineClient
+    from engine.service.client import EngineClient
     from tests.helpers import Events
 
     photos = copy_photos(tmp_path / "photos", ["Issue_600_(1).jpg", "Apple_iPhone_4.jpg"])

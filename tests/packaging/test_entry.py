@@ -26,10 +26,10 @@ def calls(monkeypatch):
     """Replace the three mains with recorders: (role, argv)."""
     import app.__main__
     import engine.cli
-    import engine.server
+    import engine.service.server
 
     seen: list[tuple[str, list[str]]] = []
-    for role, mod in (("engine", engine.server), ("cli", engine.cli), ("app", app.__main__)):
+    for role, mod in (("engine", engine.service.server), ("cli", engine.cli), ("app", app.__main__)):
         monkeypatch.setattr(
             mod, "main", lambda argv=None, role=role: seen.append((role, argv)) or 0
         )
@@ -37,7 +37,7 @@ def calls(monkeypatch):
 
 
 def test_engine_mode_is_what_the_client_spawns_when_frozen(entry, calls, monkeypatch):
-    from engine.client import default_command
+    from engine.service.client import default_command
 
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     cmd = default_command()  # [sys.executable, "--engine"]
@@ -98,7 +98,7 @@ def test_engine_mode_keeps_the_bundle_library_path(entry, calls, monkeypatch):
 
 def test_frozen_resources_dir_is_inside_the_bundle(monkeypatch, tmp_path):
     """The spec puts resources/ at the bundle root (sys._MEIPASS); the engine looks there."""
-    from engine.registry import resources_dir
+    from engine.models.registry import resources_dir
 
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
     assert resources_dir() == tmp_path / "resources"
@@ -112,16 +112,33 @@ def test_train_selftest_role_is_dispatched(entry, calls, capsys):
 
 
 def test_training_child_is_the_bundle_itself_when_frozen(entry, monkeypatch):
-    """engine.finetune starts its child with `-m` from source; a frozen bundle has no `-m`, so
+    """engine.finetune.job starts its child with `-m` from source; a frozen bundle has no `-m`, so
     the child is the executable in its training role, and the entry point dispatches it."""
-    import training.finetune_job
-    from engine.finetune import child_command
+    import training.finetune.job
+    from engine.finetune.job import child_command
 
-    assert child_command()[1:] == ["-m", "training.finetune_job"]
+    assert child_command()[1:] == ["-m", "training.finetune.job"]
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     cmd = child_command()
     assert cmd[0] == sys.executable and len(cmd) == 2
     seen = []
-    monkeypatch.setattr(training.finetune_job, "main", lambda argv=None: seen.append(argv) or 0)
+    monkeypatch.setattr(training.finetune.job, "main", lambda argv=None: seen.append(argv) or 0)
     assert entry.main([*cmd[1:], "--data-dir", "/lib", "--out", "/run"]) == 0
     assert seen == [["--data-dir", "/lib", "--out", "/run"]]
+
+
+def test_conversion_child_is_the_bundle_itself_when_frozen(entry, monkeypatch):
+    """engine.models.convert converts downloaded weights in a child, `-m training.export.convert`
+    from source; frozen, the child is the executable in its conversion role."""
+    import training.export.convert
+    from engine import child
+    from engine.models.convert import CHILD_MODULE, FROZEN_ROLE
+
+    assert child.child_command(CHILD_MODULE, FROZEN_ROLE)[1:] == ["-m", "training.export.convert"]
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    cmd = child.child_command(CHILD_MODULE, FROZEN_ROLE)
+    assert cmd[0] == sys.executable and len(cmd) == 2
+    seen = []
+    monkeypatch.setattr(training.export.convert, "main", lambda argv=None: seen.append(argv) or 0)
+    assert entry.main([*cmd[1:], "open_clip", "--out", "/m"]) == 0
+    assert seen == [["open_clip", "--out", "/m"]]

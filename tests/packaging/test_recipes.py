@@ -75,7 +75,7 @@ def _one(made, kind):
 
 @pytest.mark.parametrize("variant", ["lean", "train"])
 def test_spec_bundles_the_resources_the_engine_reads(monkeypatch, variant):
-    from engine.hub import MODEL_FOLDER_FILES
+    from engine.models.folder import MODEL_FOLDER_FILES
 
     a = _one(run_spec(monkeypatch, "linux", variant), "Analysis")
     dests = {(d, Path(s).name) for s, d in a.kwargs["datas"]}

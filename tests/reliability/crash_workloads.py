@@ -8,7 +8,7 @@ engine confirmed must be on disk, and nothing half-done may be taken for done:
 * tagging: every answer whose reply arrived is stored; the automatic tags a restarted
   engine reports equal a fresh re-tag of the same state (a half-written re-tag never
   survives as truth); every XMP sidecar parses whole; no photo is embedded again;
-* training: the training child dies with its engine (no orphan ``training.finetune_job``,
+* training: the training child dies with its engine (no orphan ``training.finetune.job``,
   found by scanning /proc); every model folder the engine lists is complete (its files
   match the hashes in its model.json and both towers load); ``train_pending`` lists only
   complete candidates, and the restarted engine has removed the killed runs' folders; the
@@ -24,9 +24,10 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from engine.client import EngineError
-from engine.hub import _sha256, check_model_folder
-from engine.registry import MODEL_FILE, load_spec
+from engine.models.folder import check_model_folder
+from engine.models.registry import MODEL_FILE, load_spec
+from engine.models.registry import file_sha256 as _sha256
+from engine.service.client import EngineError
 from engine.settings import Settings
 from tests.helpers import make_photos, wait_for
 from tests.reliability.harness import TIMEOUT, query
@@ -46,7 +47,7 @@ def vectors_digest(db: Path) -> str:
 
 
 def finetune_children(data_dir: Path) -> list[int]:
-    """Pids of live ``training.finetune_job`` processes working on `data_dir` (from /proc)."""
+    """Pids of live ``training.finetune.job`` processes working on `data_dir` (from /proc)."""
     out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -56,7 +57,7 @@ def finetune_children(data_dir: Path) -> list[int]:
             state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue  # gone meanwhile
-        if state != "Z" and b"training.finetune_job" in argv and str(data_dir).encode() in argv:
+        if state != "Z" and b"training.finetune.job" in argv and str(data_dir).encode() in argv:
             out.append(int(d.name))
     return out
 
@@ -216,7 +217,7 @@ class Tagging(_Driver):
         for side in folder.glob("*.xmp"):
             ET.fromstring(side.read_bytes())  # raises on a torn file
         for p in self.ctx["paths"]:
-            from engine.xmp import read_keywords
+            from engine.xmp.keywords import read_keywords
 
             read_keywords(Path(p))
         return len(list(folder.glob(".*.tmp")))

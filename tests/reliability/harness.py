@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.client import EngineClient
+from engine.service.client import EngineClient
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY, install_test_model
 from tests.helpers import Events
@@ -74,9 +74,9 @@ def ann_check(data_dir: Path, scratch: Path) -> list[dict]:
     Returns, per space, whether the cache was caught up or rebuilt (and why); raises
     AssertionError when the index's ids differ from the database's.
     """
-    from engine.ann import AnnIndex
-    from engine.db import LibraryDB
     from engine.library import _safe
+    from engine.store.ann import AnnIndex
+    from engine.store.db import LibraryDB
 
     out = []
     settings = Settings.load(data_dir)

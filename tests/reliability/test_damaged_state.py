@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import db as dbmod
-from engine import protocol as P
-from engine.client import EngineError
 from engine.errors import DatabaseError, DiskFull
-from engine.hub import full_registry
+from engine.index.scan import file_hash
 from engine.library import Library
-from engine.scan import file_hash
+from engine.models.hub import full_registry
 from engine.search import Query
+from engine.service import protocol as P
+from engine.service.client import EngineError
 from engine.settings import Settings
+from engine.store import db as dbmod
 from tests.engine.modelkit import MODEL_KEY
 from tests.helpers import make_photos, wait_for
 from tests.reliability.harness import (
@@ -280,13 +280,13 @@ def _read_only_engine_command(data_dir: Path) -> list[str]:
     if os.geteuid() != 0:
         for p in [data_dir, *data_dir.rglob("*")]:
             p.chmod(p.stat().st_mode & ~0o222)
-        return [sys.executable, "-m", "engine.server"]
+        return [sys.executable, "-m", "engine.service.server"]
     probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro '{data_dir}' '{data_dir}'"],
                            capture_output=True)  # fmt: skip
     if probe.returncode != 0:
         pytest.skip(f"cannot make a read-only folder as root here: {probe.stderr.decode().strip()}")
     return ["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(data_dir),
-            sys.executable, "-m", "engine.server"]  # fmt: skip
+            sys.executable, "-m", "engine.service.server"]  # fmt: skip
 
 
 def test_read_only_data_folder_is_refused_clearly_and_left_alone(indexed, tmp_path):
@@ -336,7 +336,7 @@ class _DiskLimit:
 
 
 def test_disk_full_mid_scan_keeps_every_committed_batch_and_resumes(tmp_path, monkeypatch):
-    from engine.server import Engine
+    from engine.service.server import Engine
     from tests.helpers import Events
 
     limit = _DiskLimit(monkeypatch)
@@ -448,7 +448,7 @@ def test_disk_full_while_saving_the_ann_cache_loses_nothing(tmp_path, monkeypatc
     """The HNSW file cannot be written (ENOSPC): the scan still succeeds, the cache is rebuilt."""
     import errno
 
-    from engine.ann import AnnIndex
+    from engine.store.ann import AnnIndex
 
     settings = Settings.load(make_data_dir(tmp_path / "data", exact_threshold=20))
     make_photos(tmp_path / "photos", 40)

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import decode as decode_mod
+from engine.index.scan import photo_extensions, walk_photos
+from engine.index.watcher import Watcher
 from engine.library import Library
-from engine.scan import photo_extensions, walk_photos
+from engine.photos import decode as decode_mod
 from engine.settings import Settings
-from engine.watcher import Watcher
 from tests.conftest import shared
 from tests.engine.modelkit import MODEL_KEY
 from tests.engine.test_watcher import db_state, fs_state, make_photo

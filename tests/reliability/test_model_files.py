@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol as P
 from engine.errors import ModelError
-from engine.hub import import_model_folder, local_model_folder
 from engine.library import Library
-from engine.registry import Registry
-from engine.runtime import OnnxModel
+from engine.models.hub import import_model_folder, local_model_folder
+from engine.models.registry import Registry
+from engine.models.runtime import OnnxModel
+from engine.service import protocol as P
 from engine.settings import Settings
 from tests.engine.modelkit import MODEL_KEY
 from tests.helpers import make_photos

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol as P
+from engine.service import protocol as P
 from tests.engine.modelkit import MODEL_KEY
 from tests.helpers import make_photos
 from tests.reliability.harness import TIMEOUT, engine_client, make_data_dir, record
@@ -36,7 +36,7 @@ class Raw:
         self.log = data_dir.parent / f"engine-{time.monotonic_ns()}.log"
         with open(self.log, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.server", "--data-dir", str(data_dir), "--model", MODEL_KEY],
+                [sys.executable, "-m", "engine.service.server", "--data-dir", str(data_dir), "--model", MODEL_KEY],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                 env=dict(os.environ, PYTHONPATH=str(ROOT)),
             )  # fmt: skip

@@ -3,14 +3,15 @@ than the SigLIP family default would."""
 
 from __future__ import annotations
 
-from engine.registry import load_spec, resources_dir
-from training import demo_eval, world
+from engine.models.registry import load_spec, resources_dir
+from training.demo import captions, world
+from training.demo import evaluation as demo_eval
 
 DEMO = resources_dir() / "demo"
 
 
 def test_label_names_mean_what_they_say():
-    names = dict(world.label_names())
+    names = dict(captions.label_names())
     assert {"red", "circle", "one object", "three objects", "something on the left"} <= set(names)
     assert not set(names) & set(world.RESERVE_KINDS)  # only what pretraining named
     sc = world.scenes("test", 200)
@@ -24,7 +25,7 @@ def test_the_bundled_demo_records_the_threshold_it_measures():
     spec = load_spec(DEMO / "model.json")
     got = demo_eval.tag_threshold_folder(DEMO, n=1000)
     assert got is not None and spec.tag_threshold == got["threshold"]
-    assert got["labels"] == len(world.label_names())
+    assert got["labels"] == len(captions.label_names())
     # on the half the threshold was not fitted on: better than the family default, and good
     fam = got["family_default"]
     assert got["f1"] > fam["f1"] and got["precision"] > fam["precision"], got

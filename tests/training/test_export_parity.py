@@ -18,11 +18,11 @@ ort = pytest.importorskip("onnxruntime")
 import torch  # noqa: E402
 
 from engine.errors import ModelError  # noqa: E402
-from engine.registry import load_spec  # noqa: E402
-from engine.tokenizer import Tokenizer  # noqa: E402
-from training import export  # noqa: E402
-from training.export import export_open_clip, random_images  # noqa: E402
-from training.tiny import FAMILIES, build_tiny  # noqa: E402
+from engine.models.registry import load_spec  # noqa: E402
+from engine.models.tokenizer import Tokenizer  # noqa: E402
+from training.export import openclip as export  # noqa: E402
+from training.export.openclip import export_open_clip, random_images  # noqa: E402
+from training.testmodels.tiny import FAMILIES, build_tiny  # noqa: E402
 
 MIN_COS = 0.9999
 TEXTS = [
@@ -189,8 +189,8 @@ def test_export_from_hub_layout(tmp_path, family):
     """open_clip weights as a hub repo holds them -> model folder (the hub conversion path)."""
     if family == "vit-b-16-siglip2-256":
         pytest.importorskip("transformers", reason="open_clip loads HF tokenizers via transformers")
-    from training.export import export_from_pretrained
-    from training.tiny import save_open_clip_dir
+    from training.export.openclip import export_from_pretrained
+    from training.testmodels.tiny import save_open_clip_dir
 
     tiny = build_tiny(family, tmp_path / "work", seed=3)
     repo = save_open_clip_dir(tiny, tmp_path / "repo")
@@ -212,7 +212,7 @@ def test_export_from_hub_layout(tmp_path, family):
 
 
 def test_int8_image_tower_of_tiny_vit(exported, tmp_path):
-    from engine.quantize import cosine_to_fp32, quantize_int8
+    from engine.models.quantize import cosine_to_fp32, quantize_int8
 
     tiny, folder = exported["vit-b-32-256"]
     dst = quantize_int8(folder / "image.onnx", tmp_path / "image.int8.onnx")
@@ -231,9 +231,9 @@ REAL = [("ViT-B-32-256", "datacomp_s34b_b86k"), ("MobileCLIP2-S0", "dfndr2b"), (
 def test_full_size_random_weight_parity(tmp_path, name, tag, record_property):
     import open_clip
 
-    from engine.clip_bpe import write_clip_tokenizer_json
-    from engine.registry import ModelSpec, Preprocess, Source, TokenizerSpec
-    from training.tiny import write_tiny_gemma_tokenizer
+    from engine.models.clip_bpe import write_clip_tokenizer_json
+    from engine.models.registry import ModelSpec, Preprocess, Source, TokenizerSpec
+    from training.testmodels.tiny import write_tiny_gemma_tokenizer
 
     torch.manual_seed(0)
     model = open_clip.create_model(name, pretrained=None)  # random weights, train mode (!)
@@ -265,9 +265,9 @@ def test_int8_speedup_full_size_vit_b_32(tmp_path, record_property):
 
     import open_clip
 
-    from engine.clip_bpe import write_clip_tokenizer_json
-    from engine.quantize import cosine_to_fp32, quantize_int8
-    from engine.registry import ModelSpec, Preprocess, Source, TokenizerSpec
+    from engine.models.clip_bpe import write_clip_tokenizer_json
+    from engine.models.quantize import cosine_to_fp32, quantize_int8
+    from engine.models.registry import ModelSpec, Preprocess, Source, TokenizerSpec
 
     torch.manual_seed(0)
     model = open_clip.create_model("ViT-B-32-256", pretrained=None)

@@ -14,12 +14,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
 from engine.errors import Cancelled  # noqa: E402
-from engine.registry import load_spec, resources_dir  # noqa: E402
-from engine.tokenizer import Tokenizer  # noqa: E402
-from training import world  # noqa: E402
-from training.dataset import GeneralCheck, TrainingSet  # noqa: E402
-from training.finetune import FinetuneSettings, TextSide, finetune  # noqa: E402
-from training.pretrain import load_checkpoint  # noqa: E402
+from engine.finetune.dataset import GeneralCheck, TrainingSet  # noqa: E402
+from engine.models.registry import load_spec, resources_dir  # noqa: E402
+from engine.models.tokenizer import Tokenizer  # noqa: E402
+from training.demo import captions, world  # noqa: E402
+from training.demo.pretrain import load_checkpoint  # noqa: E402
+from training.finetune.siglit import FinetuneSettings, TextSide, finetune  # noqa: E402
 
 DEMO = resources_dir() / "demo"
 LABELS = {  # words the demo model never read, for things its image tower does see
@@ -31,7 +31,7 @@ LABELS = {  # words the demo model never read, for things its image tower does s
 @pytest.fixture(scope="module")
 def demo_world():
     """Stored-vector stand-ins: 260 world scenes through the demo model's ONNX image tower."""
-    from engine.runtime import OnnxModel
+    from engine.models.runtime import OnnxModel
 
     om = OnnxModel(DEMO, prefer_cpu=True, load_text=False)
     scenes = world.scenes("test", 260, seed=11)
@@ -51,7 +51,7 @@ def _data(demo_world) -> TrainingSet:
     scenes, vecs = demo_world
     train, gallery = slice(0, 180), slice(180, None)
     t = np.array([[f(s) for f in LABELS.values()] for s in scenes[train]], dtype=np.int8)
-    qs = world.attribute_queries()
+    qs = captions.attribute_queries()
     truth = world.match_matrix(scenes[gallery], [q.meaning for q in qs])
     return TrainingSet(
         image_ids=np.arange(180), vectors=vecs[train], labels=list(LABELS),
@@ -148,8 +148,8 @@ def _sha(p: Path) -> str:
 
 
 def test_candidate_folder_runs_in_the_engine_and_matches_torch(demo_world, tokenize, tmp_path):
-    from engine.runtime import OnnxModel
-    from training.candidate import write_candidate
+    from engine.models.runtime import OnnxModel
+    from training.finetune.candidate import write_candidate
 
     base = load_spec(DEMO / "model.json")
     base_files = {f.name: _sha(f) for f in DEMO.iterdir() if f.is_file()}
@@ -180,8 +180,8 @@ def test_candidate_folder_runs_in_the_engine_and_matches_torch(demo_world, token
 
 
 def test_a_softmax_trained_clip_gets_a_sigmoid_bias_and_trains(tmp_path):
-    from training.finetune_bench import planted_data
-    from training.tiny import build_tiny
+    from training.finetune.bench import planted_data
+    from training.testmodels.tiny import build_tiny
 
     tiny = build_tiny("vit-b-32-256", tmp_path)
     model = tiny.model
@@ -201,7 +201,7 @@ def test_a_softmax_trained_clip_gets_a_sigmoid_bias_and_trains(tmp_path):
 def test_training_runs_on_cuda_when_torch_sees_it_else_on_the_cpu(monkeypatch):
     """The device choice only: no GPU is lent to the machines this is built on, so the CUDA
     path itself is exercised only where one exists (training moves every tensor with ``.to``)."""
-    from training.finetune import pick_device
+    from training.finetune.siglit import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device(None) == "cpu"

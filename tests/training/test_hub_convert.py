@@ -11,12 +11,12 @@ import pytest
 pytest.importorskip("open_clip", reason="converting open_clip weights needs torch + open_clip")
 
 from engine.errors import ChecksumMismatch, ModelError  # noqa: E402
-from engine.hub import fetch_model  # noqa: E402
-from engine.registry import Source, load_spec  # noqa: E402
-from engine.runtime import OnnxModel  # noqa: E402
+from engine.models.hub import fetch_model  # noqa: E402
+from engine.models.registry import Source, load_spec  # noqa: E402
+from engine.models.runtime import OnnxModel  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests.app.fakehub import COMMIT, FakeHub, point_hf_at  # noqa: E402
-from training.tiny import build_tiny, save_open_clip_dir  # noqa: E402
+from training.testmodels.tiny import build_tiny, save_open_clip_dir  # noqa: E402
 
 REPO = "org/tiny-vit-b-32-256"
 

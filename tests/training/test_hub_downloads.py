@@ -1,4 +1,4 @@
-"""Downloading a model in each hub layout from a stand-in hub, as users do (engine.hub.fetch_model):
+"""Downloading a model in each hub layout from a stand-in hub, as users do (engine.models.hub.fetch_model):
 only the files the layout needs come down (external data included; no ArmNN, RKNN, CoreML,
 fp16 or int8 variants), progress counts through the whole download and ends at the size the
 repo's listing gave beforehand, and a missing or damaged file is refused by name with nothing
@@ -16,10 +16,10 @@ pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
 from engine.errors import ModelError, ModelNotAvailable  # noqa: E402
-from engine.hub import fetch_model, local_model_folder  # noqa: E402
-from engine.install import download_plan, int8_by_default  # noqa: E402
 from engine.library import Library  # noqa: E402
-from engine.runtime import OnnxModel  # noqa: E402
+from engine.models.hub import fetch_model, local_model_folder  # noqa: E402
+from engine.models.install import download_plan, int8_by_default  # noqa: E402
+from engine.models.runtime import OnnxModel  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests import hubrepos  # noqa: E402
 from tests.app.fakehub import FakeHub, point_hf_at, repo_files  # noqa: E402

@@ -1,4 +1,4 @@
-"""Each hub layout, made by a re-implementation of its publisher's exporter (training.hub_exports),
+"""Each hub layout, made by a re-implementation of its publisher's exporter (training.testmodels.hub_layouts),
 imported as a user imports a downloaded folder, and run by the engine: image and text vectors
 must match the torch forward of the same weights (open_clip, or transformers for
 transformers.js exports) at cosine >= 0.9999, with the very token ids the publisher's own
@@ -15,12 +15,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from engine.hub import import_model_folder  # noqa: E402
-from engine.install import import_folder  # noqa: E402
-from engine.registry import Registry  # noqa: E402
-from engine.runtime import OnnxModel  # noqa: E402
+from engine.models.hub import import_model_folder  # noqa: E402
+from engine.models.install import import_folder  # noqa: E402
+from engine.models.registry import Registry  # noqa: E402
+from engine.models.runtime import OnnxModel  # noqa: E402
+from engine.models.tokenizer import CLEANERS  # noqa: E402
 from engine.settings import Settings  # noqa: E402
-from engine.tokenizer import CLEANERS  # noqa: E402
 from tests import hubrepos  # noqa: E402
 
 TEXTS = ["a photo of a cat", "Kids on a RED slide, at dusk!", "", "ein Hund im Schnee", "猫がソファの上で寝ている",
@@ -99,7 +99,7 @@ def test_layout_matches_torch(repos, name, tmp_path):
     got_txt = model.encode_texts(TEXTS)
     assert _cos(got_img, want_img).min() >= MIN_COS
     assert _cos(got_txt, want_txt).min() >= MIN_COS
-    # CLIP's causal towers run each text at its own length (engine.textcut), proved above too
+    # CLIP's causal towers run each text at its own length (engine.models.textcut), proved above too
     causal = name in ("rclip", "immich-clip", "tfjs-clip")
     assert model.text_cut == causal
 
@@ -109,7 +109,7 @@ def test_the_cut_proof_refuses_a_tower_the_padding_changes(repos, tmp_path):
     other vectors, and the proof says so (so such a tower keeps its fixed length)."""
     import onnxruntime as ort
 
-    from engine import textcut
+    from engine.models import textcut
 
     made = hubrepos.build("immich-siglip2", repos)
     settings = Settings(data_dir=tmp_path / "data")
@@ -151,7 +151,7 @@ QUERIES = {  # typed queries, with the punctuation and case people type
 def test_multilingual_queries_tokenize_as_transformers_does(repos, entry, kind, lang):
     """The registry entry's tokenizer settings (pad token, length, cleaning) on a tokenizer.json
     made as the upstream one was, against transformers' own tokenizer on the same files."""
-    from engine.tokenizer import Tokenizer
+    from engine.models.tokenizer import Tokenizer
 
     spec = Registry.load().get(entry).tokenizer
     folder = hubrepos._tok(repos, kind)

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from engine.hub import local_model_folder
-from engine.registry import Registry, resources_dir
-from engine.runtime import OnnxModel
+from engine.models.hub import local_model_folder
+from engine.models.registry import Registry, resources_dir
+from engine.models.runtime import OnnxModel
 from engine.settings import Settings
-from training.naflex_demo import BUNDLED, KEY
-from training.naflex_edges import EDGE_SHAPES, evaluate_folder
+from training.demo.naflex import BUNDLED, KEY
+from training.demo.naflex_edges import EDGE_SHAPES, evaluate_folder
 
 
 def bundled_folder():
@@ -52,9 +52,9 @@ def test_naflex_finds_edge_objects_that_a_centre_crop_loses():
 
 @pytest.mark.slow
 def test_the_training_command_writes_a_working_model_folder(tmp_path):
-    """``python -m training.naflex_demo --smoke``: trains, exports (parity-gated) and registers."""
+    """``python -m training.demo.naflex --smoke``: trains, exports (parity-gated) and registers."""
     pytest.importorskip("transformers")
-    from training.naflex_demo import main
+    from training.demo.naflex import main
 
     out, reg = tmp_path / "model", tmp_path / "models" / "demo-naflex.json"
     assert main(["--smoke", "--out", str(out), "--registry", str(reg), "--no-eval"]) == 0

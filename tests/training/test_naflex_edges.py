@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.naflex_edges import centre_crop, edge_scenes, evaluate_demo
+from training.demo.naflex_edges import centre_crop, edge_scenes, evaluate_demo
 
 
 def test_edge_scenes_put_the_object_where_a_centre_crop_cuts():

@@ -3,7 +3,7 @@
 The reference is transformers' ``Siglip2Model`` with its ``Siglip2ImageProcessorPil``
 (what the published ``google/siglip2-*-naflex`` checkpoints are and ship with).
 A tiny random model of the same classes is laid out as its hub repo, loaded
-offline through ``engine.hub.fetch_model`` (what users hit), and every vector
+offline through ``engine.models.hub.fetch_model`` (what users hit), and every vector
 the engine makes must have cosine >= 0.9999 to transformers' own.
 """
 
@@ -18,21 +18,21 @@ import pytest
 pytest.importorskip("transformers", reason="transformers' SigLIP 2 is the reference")
 torch = pytest.importorskip("torch")
 
-from engine import naflex  # noqa: E402
-from engine.decode import decode_photo  # noqa: E402
 from engine.errors import ModelError  # noqa: E402
-from engine.hub import fetch_model  # noqa: E402
-from engine.registry import Source, load_spec  # noqa: E402
-from engine.runtime import OnnxModel  # noqa: E402
+from engine.models import naflex  # noqa: E402
+from engine.models.hub import fetch_model  # noqa: E402
+from engine.models.registry import Source, load_spec  # noqa: E402
+from engine.models.runtime import OnnxModel  # noqa: E402
+from engine.photos.decode import decode_photo  # noqa: E402
 from engine.settings import Settings  # noqa: E402
 from tests.conftest import shared  # noqa: E402
 from tests.engine.test_hub import lay_out_hub_snapshot  # noqa: E402
-from training.export_naflex import (  # noqa: E402
+from training.export.naflex import (  # noqa: E402
     export_siglip2_naflex,
     parity_photos,
     reference_image_features,
 )
-from training.tiny_naflex import build_tiny_naflex, save_hf_dir  # noqa: E402
+from training.testmodels.tiny_naflex import build_tiny_naflex, save_hf_dir  # noqa: E402
 
 MIN_COS = 0.9999
 REPO = "google/siglip2-base-patch16-naflex"
@@ -95,7 +95,7 @@ def test_export_refuses_a_graph_that_disagrees(tiny, tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def hub_model(tiny, tmp_path_factory):
-    """The tiny checkpoint laid out as its hub repo, fetched offline through engine.hub."""
+    """The tiny checkpoint laid out as its hub repo, fetched offline through engine.models.hub."""
     base = tmp_path_factory.mktemp("hubcase")
     repo_dir = save_hf_dir(tiny, base / "repo")
     (repo_dir / "special_tokens_map.json").write_text(
@@ -204,8 +204,8 @@ def test_full_size_b16_naflex_tower_exports_with_parity(tiny, tmp_path):
     random weights, through the same exporter and gate as the real checkpoint."""
     from transformers import Siglip2Config, Siglip2Model
 
-    from engine.registry import Registry
-    from training.tiny_naflex import perturb
+    from engine.models.registry import Registry
+    from training.testmodels.tiny_naflex import perturb
 
     text = dict(vocab_size=1024, hidden_size=768, num_hidden_layers=1, num_attention_heads=12)
     model = Siglip2Model(Siglip2Config(text_config=text, vision_config={})).eval()
@@ -217,7 +217,7 @@ def test_full_size_b16_naflex_tower_exports_with_parity(tiny, tmp_path):
 
 
 def test_exported_folder_imports_like_any_model_folder(folder, tmp_path):
-    from engine.hub import import_model_folder
+    from engine.models.hub import import_model_folder
 
     settings = Settings(data_dir=tmp_path / "data")
     spec = import_model_folder(folder, settings)  # runs both towers once (NaFlex: a 2:1 photo)
@@ -230,8 +230,8 @@ def test_patch_budget_is_chosen_through_the_engine_and_re_embeds_into_its_own_sp
 ):
     """set_max_patches on the active NaFlex model: the library is re-embedded into the new
     budget's image space (never mixed with the old one); bad requests are refused clearly."""
-    from engine.client import EngineClient, EngineError
-    from engine.hub import import_model_folder
+    from engine.models.hub import import_model_folder
+    from engine.service.client import EngineClient, EngineError
     from tests.helpers import make_photos, wait_for
 
     data = tmp_path / "data"

@@ -9,14 +9,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine.registry import load_spec
-from engine.tokenizer import Tokenizer
-from training import demo_tokenizer, world
+from engine.models.registry import load_spec
+from engine.models.tokenizer import Tokenizer
+from training.demo import captions, world
+from training.demo import tokenizer as demo_tokenizer
 
 open_clip = pytest.importorskip("open_clip")
 torch = pytest.importorskip("torch")
 
-from training import pretrain  # noqa: E402  (needs torch)
+from training.demo import pretrain  # noqa: E402  (needs torch)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def test_trimmed_text_encoding_equals_full_context(tokenizer_json):
     model = pretrain.build_model(pretrain.model_config(s, vocab), seed=0).eval()
     tok = Tokenizer.from_file(tokenizer_json, pretrain.tokenizer_spec(s))
     rng = np.random.default_rng(0)
-    texts = [world.sample_caption(sc, rng).text for sc in world.scenes("train", 37)]
+    texts = [captions.sample_caption(sc, rng).text for sc in world.scenes("train", 37)]
     texts[5] = "two objects: a large blue square at the top left and a small red star on the right"
     ids = torch.from_numpy(tok.encode(texts))
     assert len({int(n) for n in (ids != 0).sum(1)}) > 5  # lengths really differ
@@ -99,7 +100,7 @@ def test_training_is_deterministic_from_seed(tokenizer_json):
 
 
 def test_training_images_go_through_the_runtime_preprocessing():
-    from engine.preprocess import preprocess
+    from engine.models.preprocess import preprocess
 
     s = pretrain.Settings.smoke()
     scenes, pixels = pretrain.render_training_set(replace(s, n_train=3))
@@ -110,7 +111,7 @@ def test_training_images_go_through_the_runtime_preprocessing():
 
 
 def test_cli_smoke_writes_a_model_folder_the_engine_loads(tmp_path):
-    from engine.runtime import OnnxModel
+    from engine.models.runtime import OnnxModel
 
     out, reg = tmp_path / "demo", tmp_path / "models" / "demo.json"
     assert (

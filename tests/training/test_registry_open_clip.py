@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.registry import Registry
+from engine.models.registry import Registry
 
 open_clip = pytest.importorskip("open_clip", reason="open_clip's tables are the reference")
 

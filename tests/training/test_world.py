@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import world
-from training.world import Background, Caption, Clause, Meaning, Obj, Scene
+from training.demo import captions, world
+from training.demo.world import Background, Caption, Clause, Meaning, Obj, Scene
 
 
 def _scene(*objs: Obj, tone: str = "dark", pattern: str = "plain") -> Scene:
@@ -77,10 +77,10 @@ def test_position_buckets_follow_the_centre():
 def test_every_caption_is_true_of_its_scene_and_says_what_it_means():
     rng = np.random.default_rng(1)
     for sc in world.scenes("train", 300):
-        caps: list[Caption] = [world.caption_detailed(sc, rng)]
-        caps += [world.sample_caption(sc, rng) for _ in range(6)]
+        caps: list[Caption] = [captions.caption_detailed(sc, rng)]
+        caps += [captions.sample_caption(sc, rng) for _ in range(6)]
         caps += [
-            world.caption_attribute(sc, rng, a)
+            captions.caption_attribute(sc, rng, a)
             for a in ("colour", "kind", "count", "position", "size")
         ]
         for c in caps:
@@ -98,25 +98,25 @@ def test_caption_mix_and_attribute_weights_choose_the_forms():
     sc = world.scenes("train", 400)
     rng = np.random.default_rng(3)
     only_kinds = [
-        world.sample_caption(s, rng, (("attribute", 1.0),), (0.0, 1.0, 0.0, 0.0, 0.0)) for s in sc
+        captions.sample_caption(s, rng, (("attribute", 1.0),), (0.0, 1.0, 0.0, 0.0, 0.0)) for s in sc
     ]
     # a kind caption, unless the object drawn is of a reserve kind (never named): then colour
     assert {c.form for c in only_kinds} == {"kind", "colour"}
     assert sum(c.form == "kind" for c in only_kinds) > 0.8 * len(sc)
-    counted = {world.sample_caption(s, rng, (("counted", 1.0),)).form for s in sc}
+    counted = {captions.sample_caption(s, rng, (("counted", 1.0),)).form for s in sc}
     assert counted == {"counted"}
-    mixed = [world.sample_caption(s, rng, (("full", 0.5), ("object", 0.5))).form for s in sc]
+    mixed = [captions.sample_caption(s, rng, (("full", 0.5), ("object", 0.5))).form for s in sc]
     assert set(mixed) == {"full", "object"} and 150 < mixed.count("full") < 250
 
 
 def test_label_captions_are_a_label_in_the_editors_default_templates():
-    from engine.vocab import DEFAULT_TEMPLATES
+    from engine.tags.vocab import DEFAULT_TEMPLATES
 
     rng = np.random.default_rng(4)
     prefixes = {t.split("{}")[0] for t in DEFAULT_TEMPLATES}
     names = set()
     for sc in world.scenes("train", 300):
-        c = world.caption_label(sc, rng)
+        c = captions.caption_label(sc, rng)
         assert c.form == "label" and world.matches(sc, c.meaning), (c.text, sc)
         prefix = next(p for p in prefixes if c.text.startswith(p))
         names.add(c.text[len(prefix) : -1])
@@ -136,7 +136,7 @@ def test_reserve_kinds_and_textures_are_never_named_in_captions():
     seen_reserve = 0
     for sc in world.scenes("train", 400):
         seen_reserve += any(o.kind in world.RESERVE_KINDS for o in sc.objects)
-        for text in world.captions(sc, rng, 8):
+        for text in captions.captions(sc, rng, 8):
             assert not words & set(text.replace(",", " ").replace(":", " ").split()), text
     assert seen_reserve > 20  # they are drawn, though
 
@@ -144,7 +144,7 @@ def test_reserve_kinds_and_textures_are_never_named_in_captions():
 def test_captions_are_varied():
     rng = np.random.default_rng(3)
     sc = world.scenes("train", 1)[0]
-    texts = {t for _ in range(20) for t in world.captions(sc, rng, 6)}
+    texts = {t for _ in range(20) for t in captions.captions(sc, rng, 6)}
     assert len(texts) > 30
 
 
@@ -171,8 +171,8 @@ def test_matches_semantics():
 def test_match_matrix_agrees_with_matches():
     rng = np.random.default_rng(4)
     sc = world.scenes("test", 120)
-    meanings = [world.sample_caption(s, rng).meaning for s in sc]
-    meanings += [q.meaning for q in world.attribute_queries() + world.composition_queries()]
+    meanings = [captions.sample_caption(s, rng).meaning for s in sc]
+    meanings += [q.meaning for q in captions.attribute_queries() + captions.composition_queries()]
     meanings += [Meaning((Clause((("colour", "red"),)),) * 3)]
     m = world.match_matrix(sc, meanings)
     want = np.array([[world.matches(s, q) for q in meanings] for s in sc])
@@ -182,7 +182,7 @@ def test_match_matrix_agrees_with_matches():
 
 
 def test_attribute_queries_cover_every_kind_and_are_selective():
-    qs = world.attribute_queries()
+    qs = captions.attribute_queries()
     assert {q.kind for q in qs} == {"colour", "shape", "count", "position"}
     texts = {q.text for q in qs}
     for t in ("a red object", "a triangle", "three objects", "something on the left"):
@@ -190,6 +190,17 @@ def test_attribute_queries_cover_every_kind_and_are_selective():
     sc = world.scenes("test", 500)
     truth = world.match_matrix(sc, [q.meaning for q in qs])
     assert (truth.mean(0) > 0.05).all() and (truth.mean(0) < 0.9).all()
+
+
+def test_the_engine_reads_these_queries_for_a_demo_world_model():
+    """The engine never imports training: the general-knowledge check of a fine-tuned model of
+    this world reads the attribute queries from resources/finetune/world_queries.txt."""
+    from engine.finetune.sources import general_queries
+    from engine.models.registry import load_spec, resources_dir
+
+    spec = load_spec(resources_dir() / "demo" / "model.json")
+    assert "world" in spec.extra
+    assert general_queries(spec) == [q.text for q in captions.attribute_queries()]
 
 
 def _object_columns(img: np.ndarray, bg: int = 60) -> np.ndarray:
@@ -274,7 +285,7 @@ def test_opposite_moves_every_object_to_the_opposite_place():
                 b.r,
                 b.angle,
             )
-        cap = world.caption_detailed(sc, rng)  # names every object's place
+        cap = captions.caption_detailed(sc, rng)  # names every object's place
         told_apart += not world.matches(o, cap.meaning)
         if all((x.hpos, x.vpos) == ("centre", "middle") for x in sc.objects):
             assert world.matches(o, cap.meaning)  # nothing moved
@@ -298,7 +309,7 @@ def test_mirrored_swaps_left_and_right_only():
         for a, b in zip(sc.objects, m.objects, strict=True):
             assert b.hpos == flip[a.hpos] and b.vpos == a.vpos
             assert (a.kind, a.colour, a.size) == (b.kind, b.colour, b.size)
-        cap = world.caption_detailed(sc, rng)
+        cap = captions.caption_detailed(sc, rng)
         if any(o.hpos != "centre" for o in sc.objects):
             assert not world.matches(m, cap.meaning), cap.text
     # rendered: the mirror image of the original, up to anti-aliasing of rotated edges
