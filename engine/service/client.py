@@ -32,6 +32,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from ..child import frozen_self
 from ..errors import PhotosiftError
 from . import protocol as P
 
@@ -125,7 +126,7 @@ class EngineClient:
             for fut in stale.values():
                 if not fut.done():
                     fut.set_exception(EngineDied("the engine was restarted before it answered"))
-            env = dict(os.environ if self.env is None else self.env)
+            env = frozen_self(dict(os.environ if self.env is None else self.env))
             if not getattr(sys, "frozen", False):
                 # The child imports the same engine package as this process.
                 root = str(Path(__file__).resolve().parents[2])  # engine/service/client.py
