@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = AppSettings.load(data_dir)
     theme.apply(app, args.theme or settings.theme)
     bridge = EngineBridge(data_dir, model=args.model)
+    # The engine process starts first: its imports and model loading overlap building the
+    # window (it answers through the event loop, which runs once the window is up).
+    bridge.start()
     win = MainWindow(bridge, settings)
     if args.screenshot:
         w, h = (int(x) for x in args.size.lower().split("x"))
@@ -132,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
 
         win.resultsShown.connect(results)
         QTimer.singleShot(0, typed)
-    QTimer.singleShot(0, win.start_engine)  # the window is up first; the engine follows
     shooter = None
     if args.screenshot:
         from .screenshot import Shooter

@@ -131,9 +131,12 @@ def int8_by_default(spec: ModelSpec) -> bool:
 
 
 def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checked: dict[str, dict],
-             provenance: dict | None, progress: Callable[[str], None] | None = None) -> Path:  # fmt: skip
+             provenance: dict | None, progress: Callable[[str], None] | None = None, *,
+             link: bool = True) -> Path:  # fmt: skip
     """Make ``<models>/<spec.key>`` from ``files`` (repo path -> file), whole or not at all.
-    ``progress(step)`` hears of the slow steps after the files are in (``"int8"``)."""
+    ``progress(step)`` hears of the slow steps after the files are in (``"int8"``). ``link``:
+    hard-link the files where possible (the HF cache's); False copies them (a folder the user
+    imports stays theirs to change or delete)."""
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     dest = settings.models_dir / spec.key
     stage = Path(tempfile.mkdtemp(prefix=f".{spec.key}-", dir=settings.models_dir))
@@ -142,7 +145,10 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
         for name, src in files.items():
             target = stage / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(Path(src), target)
+            if link:
+                _link_or_copy(Path(src), target)
+            else:
+                shutil.copy2(src, target)
             recorded[name] = checked.get(name) or {
                 "sha256": file_sha256(target), "size": target.stat().st_size
             }  # fmt: skip
@@ -217,7 +223,7 @@ def import_folder(
         if not (src / name).is_file():
             raise ModelError(f"{src / name}: missing (its graph keeps its weights in it)")
         files[name] = src / name
-    folder = _install(spec, settings, files, {}, None)
+    folder = _install(spec, settings, files, {}, None, link=False)  # the user's folder: a copy
     return load_spec(folder / MODEL_FILE)
 
 

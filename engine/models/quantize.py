@@ -100,7 +100,7 @@ def quantize_int8(
         exclude = list(exclude_nodes)
         if exclude_last_matmul:
             exclude += _last_matmul(src, op_types)
-        with _readable_by_onnx(src, dst.parent) as graph:
+        with _readable_by_onnx(src, dst.parent) as graph, _quiet_quantizer():
             quantize_dynamic(
                 model_input=os.fspath(graph),
                 model_output=os.fspath(tmp),
@@ -121,6 +121,7 @@ def quantize_int8(
             model, {**{p.key: p.value for p in model.metadata_props}, SETTINGS_KEY: settings}
         )
         onnx.save(model, os.fspath(tmp))
+        shutil.copymode(src, tmp)  # mkstemp made it private; it is as readable as its source
         tmp.replace(dst)
     except Exception as e:
         tmp.unlink(missing_ok=True)
@@ -128,6 +129,27 @@ def quantize_int8(
             raise
         raise ModelError(f"{src}: int8 quantisation failed ({e})") from e
     return dst
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """onnxruntime's quantiser logs advice for model authors on the root logger ("consider
+    pre-processing"): noise in a user's terminal, dropped while it runs."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    for h in root.handlers:
+        h.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+        for h in root.handlers:
+            h.removeFilter(keep)
 
 
 @contextlib.contextmanager

@@ -213,9 +213,13 @@ class OnnxModel:
 
         self.text_cut = False
         full_file = self.parts.text.file
-        want = (self.spec.source.files.get(full_file) or {}).get("sha256")
+        # The decision holds for this very graph: its recorded hash, or (a folder that records
+        # none, such as a benchmark's own export) its size, mtime and inode.
+        st = (self.folder / full_file).stat()
+        want = (self.spec.source.files.get(full_file) or {}).get("sha256") or \
+            f"stat:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"  # fmt: skip
         decision_path = self.folder / textcut.DECISION
-        if self.spec.family != "clip" or not want:  # SigLIP pools the padding too: never cut
+        if self.spec.family != "clip":  # SigLIP pools the padding too: never cut
             return self._tower(self.parts.text, self._opts)
         decision = textcut.read_decision(decision_path, want)
         if decision is not None:

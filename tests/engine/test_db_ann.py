@@ -135,6 +135,25 @@ def test_ann_reopened_from_file_without_rebuild(tmp_path):
     assert ann.rebuilt_reason is None and len(ann) == 1500
 
 
+def test_an_unchanged_ann_file_is_not_hashed_again(tmp_path, monkeypatch):
+    """The file as it was written (size, mtime, inode in its sidecar) is trusted; one rewritten
+    in place is hashed again (and a zeroed one is then caught, below)."""
+    import os
+
+    from engine.store import ann as ann_mod
+
+    db, sid, path = _hnsw_lib(tmp_path)
+    calls = []
+    real = ann_mod._file_digest
+    monkeypatch.setattr(ann_mod, "_file_digest", lambda p: calls.append(p) or real(p))
+    assert AnnIndex.open(db, sid, 16, path, exact_threshold=1000).rebuilt_reason is None
+    assert calls == []
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # touched: checked again
+    assert AnnIndex.open(db, sid, 16, path, exact_threshold=1000).rebuilt_reason is None
+    assert calls == [path]
+
+
 @pytest.mark.parametrize(
     "damage, reason",
     [
