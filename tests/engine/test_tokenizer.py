@@ -135,3 +135,21 @@ def test_tiny_siglip_tokenizer_is_the_baked_reference(hf_reference, tmp_path):
     tok = Tokenizer.from_file(path, TokenizerSpec("hf", 64))
     texts = [t for t in TEXTS if t != "ΟΔΟΣ ΣΟΦΟΣ"]
     assert not _hf_mismatches(tok, hf_reference, texts)
+
+
+def test_plain_ascii_skips_ftfy_with_the_same_result():
+    """Printable ASCII without '&' is what ftfy returns unchanged (random strings and edge cases)."""
+    import random
+    import string
+
+    import ftfy
+
+    from engine.models.tokenizer import _fix_text
+
+    rng = random.Random(0)
+    alphabet = string.printable.replace("&", "")[:95]  # printable ASCII, no whitespace controls
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    texts += ['a "quoted" photo', "it's `odd`", "<b>bold</b>", "x;y", "  spaced  ", "--", "'"]
+    for t in texts:
+        assert _fix_text(t) == ftfy.fix_text(t), t
+    assert _fix_text("caf\u00e9 &amp; bar") == ftfy.fix_text("caf\u00e9 &amp; bar")  # not skipped
