@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from engine.child import child_env, frozen_self
 
 
@@ -38,8 +40,6 @@ def test_the_engine_client_passes_it_to_the_engine(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     monkeypatch.setattr(subprocess, "Popen", popen)
     c = client.EngineClient(["photosift", "--engine"], data_dir=tmp_path)
-    try:
+    with pytest.raises(Stop):
         c.start()
-    except Stop:
-        pass
     assert seen.get("PYINSTALLER_RESET_ENVIRONMENT") == "1"
