@@ -28,6 +28,7 @@ bias), checked and copied in the same way.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -40,6 +41,8 @@ from ..settings import Settings
 from .folder import check_model_folder
 from .layouts import LAYOUTS, Layout, external_data_of, layout_of, recognise
 from .registry import MODEL_FILE, ModelSpec, Registry, Source, file_sha256, load_spec, save_spec
+
+log = logging.getLogger(__name__)
 
 
 def download_plan(spec: ModelSpec, *, endpoint: str | None = None) -> dict[str, int | None]:
@@ -162,14 +165,9 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
         save_spec(folder_spec, stage / MODEL_FILE)
         check_model_folder(stage)
         if int8_by_default(spec):  # the tower indexing runs on this CPU (engine.models.cpu)
-            from .quantize import quantize_folder
-
             if progress is not None:
                 progress("int8")
-            (made,) = quantize_folder(stage)
-            recorded[made.name] = {"sha256": file_sha256(made), "size": made.stat().st_size}
-            save_spec(folder_spec.with_(source=Source(**{**folder_spec.source.__dict__, "files": recorded})),
-                      stage / MODEL_FILE)  # fmt: skip
+            _add_int8(stage, folder_spec, recorded)
         if dest.exists():
             shutil.rmtree(dest)
         stage.replace(dest)
@@ -177,6 +175,21 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return dest
+
+
+def _add_int8(stage: Path, folder_spec: ModelSpec, recorded: dict[str, dict]) -> None:
+    """Make the int8 image tower in ``stage`` and record it in its model.json. A model is
+    complete without it (fp32 runs instead), so a quantiser that fails is logged, not fatal."""
+    from .quantize import quantize_folder
+
+    try:
+        (made,) = quantize_folder(stage)
+    except (ModelError, ImportError) as e:
+        log.warning("model %s: no int8 image tower (%s); the fp32 one will run", folder_spec.key, e)
+        return
+    recorded[made.name] = {"sha256": file_sha256(made), "size": made.stat().st_size}
+    save_spec(folder_spec.with_(source=Source(**{**folder_spec.source.__dict__, "files": recorded})),
+              stage / MODEL_FILE)  # fmt: skip
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

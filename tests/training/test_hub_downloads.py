@@ -133,3 +133,22 @@ def test_a_missing_or_damaged_file_is_named_and_nothing_is_touched(repos, name, 
     assert target in str(e.value)
     assert _snapshot(data) == before  # the library, its models folder included, is as it was
     assert local_model_folder(made.spec, settings) is None
+
+
+def test_a_quantiser_that_fails_leaves_a_working_fp32_model(repos, tmp_path, monkeypatch, caplog):
+    """The int8 tower is an extra a model is complete without: a quantiser that cannot run (as in
+    a frozen app missing one of its modules) is logged, and the model installs and runs in fp32."""
+    from engine.models import install, quantize
+    from engine.models.hub import import_model_folder
+
+    def broken(*a, **k):
+        raise ImportError("No module named 'fusion_utils'")
+
+    monkeypatch.setattr(install, "int8_by_default", lambda spec: True)
+    monkeypatch.setattr(quantize, "quantize_folder", broken)
+    made = hubrepos.build("immich-clip", repos)
+    settings = Settings(data_dir=tmp_path / "data")
+    spec = import_model_folder(made.folder, settings)
+    folder = settings.models_dir / spec.key
+    assert not (folder / "image.int8.onnx").exists() and "no int8 image tower" in caplog.text
+    assert OnnxModel(folder, prefer_cpu=True).encode_texts(["a dog"]).shape == (1, spec.embed_dim)
