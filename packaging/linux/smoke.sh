@@ -137,9 +137,11 @@ HUB_PID=$!
 for _ in $(seq 50); do [ -s "$T/hub.url" ] && break; sleep 0.1; done
 HUB_URL=$(head -n 1 "$T/hub.url")
 [ -n "$HUB_URL" ] || fail "the stand-in hub did not start: $(cat "$T/hub.log")"
-online() {  # run, with the way to the stand-in hub open
+online() {  # run, with the way to the stand-in hub open (and a cache of its own: the tiny
+  # model bears the real repo's name, which the window's offline download must not find later)
   (cd "$T/work" && env -i HOME="$T/home" PATH="$T/home/.local/bin:/usr/bin:/bin" LANG=C.UTF-8 \
-    TMPDIR="$T" HF_HUB_OFFLINE=0 HF_ENDPOINT="$HUB_URL" QT_QPA_PLATFORM=offscreen "$@")
+    TMPDIR="$T" HF_HUB_OFFLINE=0 HF_ENDPOINT="$HUB_URL" HF_HOME="$T/standin-hf" \
+    QT_QPA_PLATFORM=offscreen "$@")
 }
 online photosift cli --data-dir "$T/hub-library" models download "$hub_key" > "$T/hubdl.out" 2>&1 \
   || fail "downloading $hub_key from the stand-in hub: $(tail -c 1500 "$T/hubdl.out")"
