@@ -346,12 +346,13 @@ def test_cancel_keeps_nothing(qtbot, window, tmp_path):
     dlg.cancel_btn.click()
     qtbot.waitUntil(lambda: dlg.pages.currentIndex() == 0, timeout=ENGINE_TIMEOUT_MS)
     assert dlg.setup_msg.text() == "Training cancelled; nothing was kept."
-    got: list[dict] = []
-    window.bridge.call("train_pending", {}, on_result=got.append)
-    window.bridge.call("models_list", {}, on_result=got.append)
-    qtbot.waitUntil(lambda: len(got) == 2, timeout=ENGINE_TIMEOUT_MS)
-    assert got[0]["runs"] == []
-    assert not any("-ft-" in m["key"] for m in got[1]["models"])
+    pending: list[dict] = []
+    models: list[dict] = []  # (the two answer in either order: quick calls run side by side)
+    window.bridge.call("train_pending", {}, on_result=pending.append)
+    window.bridge.call("models_list", {}, on_result=models.append)
+    qtbot.waitUntil(lambda: pending and models, timeout=ENGINE_TIMEOUT_MS)
+    assert pending[0]["runs"] == []
+    assert not any("-ft-" in m["key"] for m in models[0]["models"])
 
 
 @pytest.mark.slow
