@@ -74,20 +74,35 @@ def _time_texts(model, texts: list[str], batch: int) -> float:
     return len(texts) / (time.perf_counter() - t)
 
 
-def measure(a, b, n_images: int = 48, rounds: int = 3) -> dict[str, dict[str, float]]:
-    """Best-of-``rounds`` throughput of models ``a`` and ``b``, alternating."""
+def measure(a, b, n_images: int = 48, rounds: int = 3, a8=None, b8=None) -> dict[str, dict[str, float]]:
+    """Best-of-``rounds`` throughput of models ``a`` and ``b``, alternating; ``a8``/``b8``: the
+    same models with their int8 image towers (the default where the CPU has VNNI)."""
     h, w = a.input_size
     assert (h, w) == b.input_size, "compare like with like"
     pixels = np.random.default_rng(0).normal(0, 1, (n_images, 3, h, w)).astype(np.float32)
-    a.encode_images(pixels[:1]), b.encode_images(pixels[:1])  # warm up (allocations, caches)
+    for m in (a, b, a8, b8):  # warm up (allocations, caches)
+        if m is not None:
+            m.encode_images(pixels[:1])
     best: dict[str, dict[str, float]] = {"a": {}, "b": {}}
     for _ in range(rounds):
-        for side, m in (("a", a), ("b", b)):
+        for side, m, m8 in (("a", a, a8), ("b", b, b8)):
             r = {"images_per_s@16": _time_images(m, pixels, 16), "texts_per_s@1": _time_texts(m, TEXTS, 1),
                  "texts_per_s@64": _time_texts(m, TEXTS, 64)}  # fmt: skip
+            if m8 is not None:
+                r["images_per_s@16_int8"] = _time_images(m8, pixels, 16)
             for k, v in r.items():
                 best[side][k] = max(best[side].get(k, 0.0), v)
     return best
+
+
+def _int8(folder: Path):
+    """``folder``'s model with its int8 image tower (made once, as an install on VNNI does)."""
+    from ..models.quantize import quantize_folder
+    from ..models.runtime import OnnxModel
+
+    if not (folder / "image.int8.onnx").is_file():
+        quantize_folder(folder)
+    return OnnxModel(folder, int8=True, prefer_cpu=True, load_text=False)
 
 
 def run(args, out=None) -> dict:
@@ -99,13 +114,15 @@ def run(args, out=None) -> dict:
     flags = describe()
     log(f"adapters: each layout's towers vs photosift's own export of the same architecture (CPU: {flags})")
     results: dict[str, dict] = {"cpu": flags}
-    own_cache: dict[str, OnnxModel] = {}
+    own_cache: dict[str, tuple] = {}
     for layout, key in CASES.items():
         folder = layout_folder(layout, log)
         if key not in own_cache:
-            own_cache[key] = OnnxModel(random_weight_folder(key, log), prefer_cpu=True)
+            own = random_weight_folder(key, log)
+            own_cache[key] = (OnnxModel(own, prefer_cpu=True), _int8(own))
         theirs = OnnxModel(folder, prefer_cpu=True)
-        best = measure(theirs, own_cache[key], n_images=16 if args.quick else 48, rounds=2 if args.quick else 3)
+        best = measure(theirs, own_cache[key][0], n_images=16 if args.quick else 48,
+                       rounds=2 if args.quick else 3, a8=_int8(folder), b8=own_cache[key][1])  # fmt: skip
         row = {k: {"layout": round(best["a"][k], 2), "own": round(best["b"][k], 2),
                    "ratio": round(best["a"][k] / best["b"][k], 3)} for k in best["a"]}  # fmt: skip
         results[layout] = {"model": key, **row}
