@@ -415,6 +415,8 @@ def _needs_name(fn):
 
 def search_tags(args, lib) -> list[tuple[str, str]]:
     """`photosift search --tag TAG`: the (vocabulary, label) pairs, tagged under the active model first."""
+    if not args.tag:
+        return []  # (and a search without tags never imports tagging)
     from ..tags.tagging import resolve_tag
 
     refs = [resolve_tag(lib.db, t) for t in args.tag or []]

@@ -76,7 +76,6 @@ class OnnxModel:
         ``one_shot``: a process that runs a tower once or twice (a command-line search): weights
         are used where they lie instead of repacked for the matrix kernels first (measured on
         the ViT-B/32 text tower: 0.09 s to load and 19 ms a query, against 0.22 s and 10 ms)."""
-        import onnxruntime as ort
 
         self.folder = Path(folder)
         self.spec: ModelSpec = load_spec(self.folder / MODEL_FILE)
@@ -93,23 +92,15 @@ class OnnxModel:
             # Another patch budget gives other vectors: they live in an image space of their own,
             # so changing the budget re-embeds instead of mixing the two in one index.
             self.spec = self.spec.with_(image_space=f"{self.spec.space}@{self.max_patches}")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        # Idle ORT threads otherwise busy-wait between ops, taking the CPU that the
-        # decode workers need to stay ahead of the encoder.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3  # errors only: its warnings are for graph authors, not users
-        if one_shot:
-            opts.add_session_config_entry("session.disable_prepacking", "1")
+        self._threads = threads
+        self._one_shot = one_shot
+        opts = self._session_options()
         self.providers = available_providers(prefer_cpu)
         self.parts = layout_of(self.spec).parts(self.spec)
         self._opts = opts
         self._checks = FileChecks(self.folder, self.spec.key, self.spec.source.files)
         self._image = self._text = self._tokenizer = None
         self.text_cut = False  # the text tower runs each text at its own length (engine.models.textcut)
-        self._threads = threads
         self._pool = None  # threads running a fixed-batch image graph's photos side by side
         self._may_load = {"image": load_image, "text": load_text}
         self._load_lock = threading.RLock()
@@ -155,6 +146,25 @@ class OnnxModel:
             self.image_graph, self._image = graph, sess
             return sess
 
+    def _session_options(self, *, optimise: bool = True, threads: int | None = None):
+        """ONNX Runtime's options for a tower. ``optimise``: False for a graph ONNX Runtime
+        optimised already (engine.models.textcut); ``threads``: intra-op threads (default:
+        the model's setting, else all cores)."""
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise
+                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)  # fmt: skip
+        if threads or self._threads:
+            opts.intra_op_num_threads = threads or self._threads
+        # Idle ORT threads otherwise busy-wait between ops, taking the CPU that the
+        # decode workers need to stay ahead of the encoder.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3  # errors only: its warnings are for graph authors, not users
+        if self._one_shot:
+            opts.add_session_config_entry("session.disable_prepacking", "1")
+        return opts
+
     def _image_opts(self):
         """Session options for the image tower. A graph fixed to batch 1 (Immich's) leaves a
         core's worth of work per photo too small to share between cores: such a tower runs one
@@ -164,12 +174,7 @@ class OnnxModel:
             return self._opts
         from concurrent.futures import ThreadPoolExecutor
 
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 3
+        opts = self._session_options(threads=1)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         if (cores or 1) > 1:
             self._pool = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="photosift-tower")
@@ -231,7 +236,10 @@ class OnnxModel:
             for data, want_data in (decision.get("data") or {}).items():
                 self._checks.check(data, want_data)
             self.text_cut = True
-            return self._tower(self.parts.text, self._opts, cut, checked=cut != full_file)
+            opts = self._opts
+            if decision.get("optimised") and self._one_shot:  # optimised once already
+                opts = self._session_options(optimise=False)
+            return self._tower(self.parts.text, opts, cut, checked=cut != full_file)
         full, graph = self._tower(self.parts.text, self._opts)
         try:
             found = textcut.decide(self.folder, full_file, full, graph, self.tokenizer,

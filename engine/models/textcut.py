@@ -47,7 +47,14 @@ def read_decision(path: Path, source_sha256: str) -> dict | None:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return d if isinstance(d, dict) and d.get("source_sha256") == source_sha256 else None
+    if not isinstance(d, dict) or d.get("source_sha256") != source_sha256:
+        return None
+    if d.get("optimised"):  # optimised by one ONNX Runtime version: another derives it again
+        import onnxruntime as ort
+
+        if d.get("onnxruntime") != ort.__version__:
+            return None
+    return d
 
 
 def write_decision(path: Path, source_sha256: str, found: dict | None) -> None:
@@ -81,6 +88,7 @@ def decide(folder: Path, full_file: str, full, graph, tokenizer, ctx: int, opts,
         data.unlink(missing_ok=True)
         return None
     try:
+        _optimise(dst)
         cut = ort.InferenceSession(os.fspath(dst), sess_options=opts, providers=providers)
         ok = prove(full, cut, tokenizer, graph.input, graph.output, dtype)
     except Exception:  # onnxruntime refuses the rewritten graph: no cut
@@ -89,7 +97,32 @@ def decide(folder: Path, full_file: str, full, graph, tokenizer, ctx: int, opts,
         dst.unlink(missing_ok=True)
         data.unlink(missing_ok=True)
         return None
-    return {"graph": CUT_FILE, "file": _stamp(dst), "data": {data.name: _stamp(data)}}
+    return {"graph": CUT_FILE, "file": _stamp(dst), "data": {data.name: _stamp(data)},
+            "optimised": True, "onnxruntime": ort.__version__}  # fmt: skip
+
+
+def _optimise(dst: Path) -> None:
+    """Replace the derived graph by ONNX Runtime's own optimised version of it (its portable
+    level, weights beside it as before), so that loading it skips that work: a command-line
+    search loads it with no further optimisation (0.016 s against 0.055 s for the text tower).
+    The file is this ONNX Runtime version's: the decision names it, and another version
+    derives the graph again."""
+    import onnxruntime as ort
+
+    stage = Path(tempfile.mkdtemp(prefix=".opt-", dir=dst.parent))
+    try:
+        o = ort.SessionOptions()
+        o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        o.log_severity_level = 3
+        o.optimized_model_filepath = os.fspath(stage / dst.name)
+        o.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                   dst.name + DATA_SUFFIX)  # fmt: skip
+        o.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        ort.InferenceSession(os.fspath(dst), o, providers=["CPUExecutionProvider"])
+        (stage / (dst.name + DATA_SUFFIX)).replace(dst.with_name(dst.name + DATA_SUFFIX))
+        (stage / dst.name).replace(dst)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _stamp(path: Path) -> dict:
