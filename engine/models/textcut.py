@@ -33,6 +33,7 @@ import numpy as np
 CUT_FILE = "text.cut.onnx"  # the derived graph, beside model.json
 DATA_SUFFIX = ".data"  # its weights: text.cut.onnx.data
 DECISION = "text.cut.json"  # what was decided, for which text graph (its sha256)
+VERSION = 2  # of the derivation: 2 keeps weights beside the graph and optimises it once
 MAX_ABS_DIFF = 1e-4
 MIN_COSINE = 0.99999
 _SEQ = "photosift_seq_len"  # the [1] int64 tensor holding the input's length
@@ -49,6 +50,8 @@ def read_decision(path: Path, source_sha256: str) -> dict | None:
         return None
     if not isinstance(d, dict) or d.get("source_sha256") != source_sha256:
         return None
+    if d.get("version") != VERSION:  # made by an older photosift: derived again
+        return None
     if d.get("optimised"):  # optimised by one ONNX Runtime version: another derives it again
         import onnxruntime as ort
 
@@ -60,7 +63,7 @@ def read_decision(path: Path, source_sha256: str) -> dict | None:
 def write_decision(path: Path, source_sha256: str, found: dict | None) -> None:
     import json
 
-    d = {"source_sha256": source_sha256, **(found or {"graph": None})}
+    d = {"source_sha256": source_sha256, "version": VERSION, **(found or {"graph": None})}
     tmp = Path(path).with_name(Path(path).name + ".tmp")
     tmp.write_text(json.dumps(d), encoding="utf-8")
     tmp.replace(path)
