@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def photo_extensions() -> frozenset[str]:
-    from ..photos.decode import PHOTO_EXTENSIONS
+    from ..photos.formats import PHOTO_EXTENSIONS  # the list alone: no decoder is imported
 
     return frozenset(e.lower().lstrip(".") for e in PHOTO_EXTENSIONS)
 
