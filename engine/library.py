@@ -262,6 +262,8 @@ class Library:
 
     def close(self) -> None:
         self.save()
+        if self._model is not None:
+            self._model.close()
         with self._lock:
             for db in self._all_dbs:
                 db.close()

@@ -8,6 +8,8 @@ a file from another export is refused with its name instead of giving wrong vect
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -19,6 +21,8 @@ from ..errors import ModelError
 from .filecheck import FileChecks
 from .layouts import Graph, layout_of
 from .registry import MODEL_FILE, ModelSpec, load_spec
+
+log = logging.getLogger(__name__)
 
 _IDS_DTYPES = {"int32": np.int32, "int64": np.int64}
 _ORT_TYPES = {"int32": "tensor(int32)", "int64": "tensor(int64)"}
@@ -94,14 +98,13 @@ class OnnxModel:
             self.spec = self.spec.with_(image_space=f"{self.spec.space}@{self.max_patches}")
         self._threads = threads
         self._one_shot = one_shot
-        opts = self._session_options()
-        self.providers = available_providers(prefer_cpu)
+        self._prefer_cpu = prefer_cpu
         self.parts = layout_of(self.spec).parts(self.spec)
-        self._opts = opts
         self._checks = FileChecks(self.folder, self.spec.key, self.spec.source.files)
         self._image = self._text = self._tokenizer = None
         self.text_cut = False  # the text tower runs each text at its own length (engine.models.textcut)
         self._pool = None  # threads running a fixed-batch image graph's photos side by side
+        self._repacking: threading.Thread | None = None  # load_text(quick_first=True)
         self._may_load = {"image": load_image, "text": load_text}
         self._load_lock = threading.RLock()
         self._tok_lock = threading.Lock()
@@ -146,10 +149,22 @@ class OnnxModel:
             self.image_graph, self._image = graph, sess
             return sess
 
-    def _session_options(self, *, optimise: bool = True, threads: int | None = None):
+    @functools.cached_property
+    def providers(self) -> list[str]:
+        """ONNX Runtime's execution providers, best first (importing ONNX Runtime: not before
+        a tower loads, so that a rescan with nothing new never pays for it)."""
+        return available_providers(self._prefer_cpu)
+
+    @functools.cached_property
+    def _opts(self):
+        return self._session_options()
+
+    def _session_options(self, *, optimise: bool = True, threads: int | None = None,
+                         prepack: bool | None = None):  # fmt: skip
         """ONNX Runtime's options for a tower. ``optimise``: False for a graph ONNX Runtime
         optimised already (engine.models.textcut); ``threads``: intra-op threads (default:
-        the model's setting, else all cores)."""
+        the model's setting, else all cores); ``prepack``: repack weights for the matrix
+        kernels (faster runs, slower load; default: unless one-shot)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -161,7 +176,7 @@ class OnnxModel:
         # decode workers need to stay ahead of the encoder.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3  # errors only: its warnings are for graph authors, not users
-        if self._one_shot:
+        if not (prepack if prepack is not None else not self._one_shot):
             opts.add_session_config_entry("session.disable_prepacking", "1")
         return opts
 
@@ -180,11 +195,39 @@ class OnnxModel:
             self._pool = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="photosift-tower")
         return opts
 
-    def load_text(self) -> None:
-        """Load the text tower now (a lazy model loads it at the first text otherwise)."""
-        self._text or self._load_text()
+    def load_text(self, *, quick_first: bool = False) -> None:
+        """Load the text tower now (a lazy model loads it at the first text otherwise).
+        ``quick_first``: load it the one-shot way (weights used where they lie: ready in a
+        tenth of the time, queries about twice as slow), answer with it, and swap in the
+        repacked tower once a background thread has made it (the engine's start: the first
+        search of a 100,000-photo library waited 0.57 s for the repacked one)."""
+        if self._text is not None:
+            return
+        if not quick_first or self._one_shot:
+            self._load_text()
+            return
+        self._load_text(prepack=False)
+        self._repacking = threading.Thread(target=self._repack_text, name="photosift-text-repack",
+                                           daemon=True)  # fmt: skip
+        self._repacking.start()
 
-    def _load_text(self):
+    def close(self) -> None:
+        """Wait for a background repack still building its session (a second at most): a
+        process that exits while ONNX Runtime builds one aborts instead of exiting."""
+        if self._repacking is not None:
+            self._repacking.join()
+
+    def _repack_text(self) -> None:
+        try:
+            opts = self._session_options(optimise=not self._text_optimised, prepack=True)
+            sess, graph = self._tower(self.parts.text, opts, self._text_file, checked=self._text_checked)
+        except Exception as e:  # the quick tower keeps answering: slower, never wrong
+            log.warning("model %s: the repacked text tower could not be made (%s)", self.spec.key, e)
+            return
+        with self._load_lock:
+            self.text_graph, self._text = graph, sess
+
+    def _load_text(self, *, prepack: bool | None = None):
         with self._load_lock:
             if self._text is not None:
                 return self._text
@@ -203,7 +246,7 @@ class OnnxModel:
             side = threading.Thread(target=tokenizer, name="photosift-tokenizer")
             side.start()
             try:
-                sess, graph = self._cut_text_tower()
+                sess, graph = self._cut_text_tower(prepack)
             finally:
                 side.join()
             if failed:
@@ -211,13 +254,15 @@ class OnnxModel:
             self.text_graph, self._text = graph, sess
             return sess
 
-    def _cut_text_tower(self):
+    def _cut_text_tower(self, prepack: bool | None = None):
         """The text tower, cut to each text's length where that is proved exact (causal CLIP
         towers; see engine.models.textcut), decided once per model and remembered in text.cut.json."""
         from . import textcut
 
         self.text_cut = False
         full_file = self.parts.text.file
+        self._text_file, self._text_checked, self._text_optimised = full_file, False, False
+        base = self._opts if prepack is None else self._session_options(prepack=prepack)
         # The decision holds for this very graph: its recorded hash, or (a folder that records
         # none, such as a benchmark's own export) its size, mtime and inode.
         st = (self.folder / full_file).stat()
@@ -225,22 +270,24 @@ class OnnxModel:
             f"stat:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"  # fmt: skip
         decision_path = self.folder / textcut.DECISION
         if self.spec.family != "clip":  # SigLIP pools the padding too: never cut
-            return self._tower(self.parts.text, self._opts)
+            return self._tower(self.parts.text, base)
         decision = textcut.read_decision(decision_path, want)
         if decision is not None:
             if not decision.get("graph"):
-                return self._tower(self.parts.text, self._opts)
+                return self._tower(self.parts.text, base)
             cut = decision["graph"]
             self._checks.check(full_file)  # what it was derived from must still be intact
             self._checks.check(cut, decision.get("file") or {})
             for data, want_data in (decision.get("data") or {}).items():
                 self._checks.check(data, want_data)
             self.text_cut = True
-            opts = self._opts
-            if decision.get("optimised") and self._one_shot:  # optimised once already
-                opts = self._session_options(optimise=False)
-            return self._tower(self.parts.text, opts, cut, checked=cut != full_file)
-        full, graph = self._tower(self.parts.text, self._opts)
+            self._text_file, self._text_checked = cut, cut != full_file
+            self._text_optimised = bool(decision.get("optimised"))
+            opts = base
+            if self._text_optimised:  # optimised once already (engine.models.textcut)
+                opts = self._session_options(optimise=False, prepack=prepack)
+            return self._tower(self.parts.text, opts, cut, checked=self._text_checked)
+        full, graph = self._tower(self.parts.text, base)
         try:
             found = textcut.decide(self.folder, full_file, full, graph, self.tokenizer,
                                    self.spec.tokenizer.context_length, self._opts, self.providers)  # fmt: skip
@@ -252,7 +299,10 @@ class OnnxModel:
         self.text_cut = True
         if found["graph"] == full_file:
             return full, graph
-        return self._tower(self.parts.text, self._opts, found["graph"], checked=True)
+        self._text_file, self._text_checked = found["graph"], True
+        self._text_optimised = bool(found.get("optimised"))
+        opts = self._session_options(optimise=False, prepack=prepack) if self._text_optimised else base
+        return self._tower(self.parts.text, opts, found["graph"], checked=True)
 
     @property
     def tokenizer(self):

@@ -286,7 +286,7 @@ class Engine(JobMethods, PhotoMethods, ModelMethods, TagMethods, TrainMethods):
         them (the image tower loads when a photo needs embedding)."""
         try:
             lib = self.library()
-            lib.model().load_text()
+            lib.model().load_text(quick_first=True)  # the repacked tower follows
             lib.ann()
         except Exception as e:
             log.info("model not loaded yet: %s", e)

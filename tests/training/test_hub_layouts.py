@@ -137,6 +137,22 @@ def test_a_changed_cut_graph_is_refused(repos, tmp_path):
         OnnxModel(folder, prefer_cpu=True, load_image=False)
 
 
+def test_the_quick_text_tower_answers_as_the_repacked_one_that_replaces_it(repos, tmp_path):
+    """The engine starts with the text tower that is ready soonest and swaps in the repacked
+    one from a background thread: a search before, during or after the swap gives one answer."""
+    made = hubrepos.build("immich-clip", repos)
+    settings = Settings(data_dir=tmp_path / "data")
+    folder = settings.models_dir / import_model_folder(made.folder, settings).key
+    model = OnnxModel(folder, prefer_cpu=True, lazy=True)
+    model.load_text(quick_first=True)
+    quick_session = model._text
+    before = model.encode_texts(TEXTS)
+    model.close()  # waits for the repack
+    assert model._text is not quick_session  # swapped in
+    assert model.text_cut  # the repacked tower is the cut one too
+    np.testing.assert_allclose(model.encode_texts(TEXTS), before, atol=1e-5)
+
+
 QUERIES = {  # typed queries, with the punctuation and case people type
     "de": ["Kinder auf einer roten Rutsche bei Sonnenuntergang", "Ein Hund spielt im Schnee!", "Straße, Brücke & Fluss"],
     "fr": ["Des enfants sur un toboggan rouge au crépuscule", "Un chat qui dort sur le canapé", "l'été à Nice, où?"],
