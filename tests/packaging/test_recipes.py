@@ -60,12 +60,22 @@ def run_spec(monkeypatch, platform: str, variant: str) -> list[_Rec]:
     hooks = types.ModuleType("PyInstaller.utils.hooks")
     hooks.collect_submodules = lambda pkg, filter=None: [f"{pkg}._stub"]
     hooks.collect_dynamic_libs = lambda pkg: [(f"/site/{pkg}.libs/lib{pkg}.so", f"{pkg}.libs")]
+    hooks.collect_data_files = _collect_data_files
     monkeypatch.setitem(sys.modules, "PyInstaller.utils.hooks", hooks)
     _Rec.made = []
     kinds = {k: type(k, (_Rec,), {}) for k in ("Analysis", "PYZ", "EXE", "COLLECT", "BUNDLE")}
     code = compile((PKG / "photosift.spec").read_text(), str(PKG / "photosift.spec"), "exec")
     exec(code, {"SPECPATH": str(PKG), "__name__": "__main__", **kinds})
     return _Rec.made
+
+
+def _collect_data_files(pkg: str, include_py_files: bool = False) -> list[tuple[str, str]]:
+    """PyInstaller's collect_data_files, for a package's top folder: its real files."""
+    import importlib.util
+
+    folder = Path(importlib.util.find_spec(pkg).origin).parent
+    return [(str(p), pkg.replace(".", "/")) for p in sorted(folder.iterdir())
+            if p.is_file() and (include_py_files or p.suffix not in (".py", ".pyc"))]  # fmt: skip
 
 
 def _one(made, kind):
@@ -92,6 +102,8 @@ def test_spec_bundles_the_resources_the_engine_reads(monkeypatch, variant):
     )
     assert ("torch" in a.kwargs["excludes"]) == (variant == "lean")
     assert "engine.bench.pipeline" in a.kwargs["hiddenimports"]  # loaded by name at run time
+    # the quantiser's onnxruntime.transformers imports its modules by bare name: sources needed
+    assert ("onnxruntime/transformers", "fusion_utils.py") in dests
     assert Path(a.args[0][0]).name == "photosift_entry.py"
 
 
