@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from .derived import source_key
 from .filecheck import FileChecks
 from .layouts import Graph, layout_of
 from .registry import MODEL_FILE, ModelSpec, load_spec
@@ -263,11 +264,7 @@ class OnnxModel:
         full_file = self.parts.text.file
         self._text_file, self._text_checked, self._text_optimised = full_file, False, False
         base = self._opts if prepack is None else self._session_options(prepack=prepack)
-        # The decision holds for this very graph: its recorded hash, or (a folder that records
-        # none, such as a benchmark's own export) its size, mtime and inode.
-        st = (self.folder / full_file).stat()
-        want = (self.spec.source.files.get(full_file) or {}).get("sha256") or \
-            f"stat:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"  # fmt: skip
+        want = source_key(self.folder, full_file, self.spec.source.files)  # the decision's graph
         decision_path = self.folder / textcut.DECISION
         if self.spec.family != "clip":  # SigLIP pools the padding too: never cut
             return self._tower(self.parts.text, base)

@@ -40,19 +40,13 @@ _SEQ = "photosift_seq_len"  # the [1] int64 tensor holding the input's length
 
 
 def read_decision(path: Path, source_sha256: str) -> dict | None:
-    """The decision made for the text graph with this sha256, or None (none yet, or for
-    another file: a model downloaded again decides again)."""
-    import json
+    """The decision made for the text graph ``source_sha256`` names (engine.models.derived), or
+    None: none yet, for another file, by an older photosift, or optimised by another ONNX
+    Runtime version."""
+    from .derived import read_decision as read
 
-    try:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(d, dict) or d.get("source_sha256") != source_sha256:
-        return None
-    if d.get("version") != VERSION:  # made by an older photosift: derived again
-        return None
-    if d.get("optimised"):  # optimised by one ONNX Runtime version: another derives it again
+    d = read(path, source_sha256, VERSION)
+    if d is not None and d.get("optimised"):
         import onnxruntime as ort
 
         if d.get("onnxruntime") != ort.__version__:
@@ -61,12 +55,9 @@ def read_decision(path: Path, source_sha256: str) -> dict | None:
 
 
 def write_decision(path: Path, source_sha256: str, found: dict | None) -> None:
-    import json
+    from .derived import write_decision as write
 
-    d = {"source_sha256": source_sha256, "version": VERSION, **(found or {"graph": None})}
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    tmp.write_text(json.dumps(d), encoding="utf-8")
-    tmp.replace(path)
+    write(path, source_sha256, VERSION, found)
 
 
 def decide(folder: Path, full_file: str, full, graph, tokenizer, ctx: int, opts, providers) -> dict | None:
@@ -74,6 +65,8 @@ def decide(folder: Path, full_file: str, full, graph, tokenizer, ctx: int, opts,
     is already free (transformers.js), else a derived ``text.cut.onnx``; None when neither
     holds. Returns {"graph": file, "file": {"sha256", "size"}, "data": {name: {...}}}."""
     import onnxruntime as ort
+
+    from .derived import stamp
 
     dtype = np.int32 if "int32" in full.get_inputs()[0].type else np.int64
     length = full.get_inputs()[0].shape[1]
@@ -100,7 +93,7 @@ def decide(folder: Path, full_file: str, full, graph, tokenizer, ctx: int, opts,
         dst.unlink(missing_ok=True)
         data.unlink(missing_ok=True)
         return None
-    return {"graph": CUT_FILE, "file": _stamp(dst), "data": {data.name: _stamp(data)},
+    return {"graph": CUT_FILE, "file": stamp(dst), "data": {data.name: stamp(data)},
             "optimised": True, "onnxruntime": ort.__version__}  # fmt: skip
 
 
@@ -126,12 +119,6 @@ def _optimise(dst: Path) -> None:
         (stage / dst.name).replace(dst)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def _stamp(path: Path) -> dict:
-    from .registry import file_sha256
-
-    return {"sha256": file_sha256(path), "size": path.stat().st_size}
 
 
 def _external_refs(graph: Path):
