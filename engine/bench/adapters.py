@@ -6,8 +6,9 @@ exported the way its publisher does it (training.testmodels.hub_layouts) and ins
 download is; photosift's own export (training.export.openclip: dynamic batch) of the same architecture
 is the baseline. Both run through engine.models.runtime.OnnxModel, as indexing and search run them:
 
-* images/s at the indexing batch (16): Immich's graphs are fixed to batch 1, so the runtime
-  feeds them one photo at a time; the others take the batch whole;
+* images/s at the indexing batch (16), fp32 and int8: Immich's graphs are fixed to batch 1,
+  and run freed of it (engine.models.freebatch); ``images_per_s@16_as_exported`` is the
+  graph as Immich exported it, one photo per run on each core; the others take the batch whole;
 * texts/s one at a time (a typed query) and 64 at a time (re-tagging a vocabulary).
 
 The two sides alternate, three rounds each, and the best round counts (the least disturbed).
@@ -74,13 +75,15 @@ def _time_texts(model, texts: list[str], batch: int) -> float:
     return len(texts) / (time.perf_counter() - t)
 
 
-def measure(a, b, n_images: int = 48, rounds: int = 3, a8=None, b8=None) -> dict[str, dict[str, float]]:
+def measure(a, b, n_images: int = 48, rounds: int = 3, a8=None, b8=None, a1=None
+            ) -> dict[str, dict[str, float]]:  # fmt: skip
     """Best-of-``rounds`` throughput of models ``a`` and ``b``, alternating; ``a8``/``b8``: the
-    same models with their int8 image towers (the default where the CPU has VNNI)."""
+    same models with their int8 image towers (the default where the CPU has VNNI); ``a1``:
+    ``a``'s image graph as exported, fixed to batch 1 (compared with ``b`` too)."""
     h, w = a.input_size
     assert (h, w) == b.input_size, "compare like with like"
     pixels = np.random.default_rng(0).normal(0, 1, (n_images, 3, h, w)).astype(np.float32)
-    for m in (a, b, a8, b8):  # warm up (allocations, caches)
+    for m in (a, b, a8, b8, a1):  # warm up (allocations, caches)
         if m is not None:
             m.encode_images(pixels[:1])
     best: dict[str, dict[str, float]] = {"a": {}, "b": {}}
@@ -90,6 +93,8 @@ def measure(a, b, n_images: int = 48, rounds: int = 3, a8=None, b8=None) -> dict
                  "texts_per_s@64": _time_texts(m, TEXTS, 64)}  # fmt: skip
             if m8 is not None:
                 r["images_per_s@16_int8"] = _time_images(m8, pixels, 16)
+            if a1 is not None:  # the same images/s of the baseline, against the graph as exported
+                r["images_per_s@16_as_exported"] = _time_images(a1 if side == "a" else m, pixels, 16)
             for k, v in r.items():
                 best[side][k] = max(best[side].get(k, 0.0), v)
     return best
@@ -102,7 +107,13 @@ def _int8(folder: Path):
 
     if not (folder / "image.int8.onnx").is_file():
         quantize_folder(folder)
-    return OnnxModel(folder, int8=True, prefer_cpu=True, load_text=False)
+    model = OnnxModel(folder, int8=True, prefer_cpu=True, load_text=False)
+    if model.image_graph.batch is not None and model._image_base().batch is None:
+        # made from the batch-1 graph by an older photosift: made again from the freed one
+        (folder / "image.int8.onnx").unlink()
+        quantize_folder(folder)
+        model = OnnxModel(folder, int8=True, prefer_cpu=True, load_text=False)
+    return model
 
 
 def run(args, out=None) -> dict:
@@ -121,8 +132,12 @@ def run(args, out=None) -> dict:
             own = random_weight_folder(key, log)
             own_cache[key] = (OnnxModel(own, prefer_cpu=True), _int8(own))
         theirs = OnnxModel(folder, prefer_cpu=True)
+        exported = None
+        if theirs.parts.image.batch is not None:  # Immich's: as exported, too
+            exported = OnnxModel(folder, prefer_cpu=True, load_text=False, free_batch=False)
         best = measure(theirs, own_cache[key][0], n_images=16 if args.quick else 48,
-                       rounds=2 if args.quick else 3, a8=_int8(folder), b8=own_cache[key][1])  # fmt: skip
+                       rounds=2 if args.quick else 3, a8=_int8(folder), b8=own_cache[key][1],
+                       a1=exported)  # fmt: skip
         row = {k: {"layout": round(best["a"][k], 2), "own": round(best["b"][k], 2),
                    "ratio": round(best["a"][k] / best["b"][k], 3)} for k in best["a"]}  # fmt: skip
         results[layout] = {"model": key, **row}

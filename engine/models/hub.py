@@ -267,9 +267,12 @@ def fetch_model(
             return _download(spec, src.hf_repo, tuple(names), offline, progress, cancel,
                              before, total)  # fmt: skip
 
+        steps = {"batch": "preparing the image tower to take many photos at once",
+                 "int8": "making the int8 image tower for this CPU"}  # fmt: skip
+
         def note(step: str) -> None:  # a step with no byte count: the GUI shows it as busy
-            if progress is not None and step == "int8":
-                progress(DownloadProgress("making the int8 image tower for this CPU", 0, None))
+            if progress is not None and step in steps:
+                progress(DownloadProgress(steps[step], 0, None))
 
         return install.download(spec, settings, fetch, offline=offline, endpoint=_hub_endpoint(),
                                 note=note)  # fmt: skip

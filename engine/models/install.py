@@ -137,7 +137,7 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
              provenance: dict | None, progress: Callable[[str], None] | None = None, *,
              link: bool = True) -> Path:  # fmt: skip
     """Make ``<models>/<spec.key>`` from ``files`` (repo path -> file), whole or not at all.
-    ``progress(step)`` hears of the slow steps after the files are in (``"int8"``). ``link``:
+    ``progress(step)`` hears of the slow steps after the files are in (``"batch"``, ``"int8"``). ``link``:
     hard-link the files where possible (the HF cache's); False copies them (a folder the user
     imports stays theirs to change or delete)."""
     settings.models_dir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +164,8 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
         )  # fmt: skip
         save_spec(folder_spec, stage / MODEL_FILE)
         check_model_folder(stage)
+        if folder_spec.source.layout != "photosift":  # ready exports: Immich's fix batch 1
+            _free_batch(stage, folder_spec, progress)
         if int8_by_default(spec):  # the tower indexing runs on this CPU (engine.models.cpu)
             if progress is not None:
                 progress("int8")
@@ -175,6 +177,22 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return dest
+
+
+def _free_batch(stage: Path, folder_spec: ModelSpec, progress: Callable[[str], None] | None) -> None:
+    """Derive the image graph that takes any batch where the layout's is fixed to batch 1
+    (engine.models.freebatch); a graph it cannot free runs at batch 1, as exported."""
+    from . import freebatch
+    from .layouts import layout_of
+
+    graph = layout_of(folder_spec).parts(folder_spec).image
+    if graph.batch is None or folder_spec.preprocess.resize_mode == "naflex":
+        return
+    if progress is not None:
+        progress("batch")
+    found, _ = freebatch.image_graph(stage, folder_spec, graph)
+    if found == graph:
+        log.info("model %s: its image graph stays at batch 1 (see engine.models.freebatch)", folder_spec.key)
 
 
 def _add_int8(stage: Path, folder_spec: ModelSpec, recorded: dict[str, dict]) -> None:

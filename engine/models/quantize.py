@@ -215,7 +215,9 @@ def quantize_folder(folder: Path, towers: Sequence[str] = ("image",), **options)
     if (folder / MODEL_FILE).is_file():
         spec = load_spec(folder / MODEL_FILE)
         parts = layout_of(spec).parts(spec)
-        graphs = {"image": parts.image.file, "text": parts.text.file}
+        from .freebatch import image_graph  # a graph fixed to batch 1 freed first: int8 keeps that
+
+        graphs = {"image": image_graph(folder, spec, parts.image)[0].file, "text": parts.text.file}
     return [quantize_int8(folder / graphs[t], folder / f"{t}.int8.onnx", **options) for t in towers]
 
 

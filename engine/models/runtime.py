@@ -72,6 +72,7 @@ class OnnxModel:
         lazy: bool = False,
         check_int8: bool = False,
         one_shot: bool = False,
+        free_batch: bool = True,
     ):
         """``lazy``: load each tower (and check its files) on first use instead of now, so a
         text query never loads the image tower, nor a rescan with nothing new either tower.
@@ -80,7 +81,9 @@ class OnnxModel:
         is not used (here nor later: the check is recorded), and those photos keep fp32's.
         ``one_shot``: a process that runs a tower once or twice (a command-line search): weights
         are used where they lie instead of repacked for the matrix kernels first (measured on
-        the ViT-B/32 text tower: 0.09 s to load and 19 ms a query, against 0.22 s and 10 ms)."""
+        the ViT-B/32 text tower: 0.09 s to load and 19 ms a query, against 0.22 s and 10 ms).
+        ``free_batch``: False runs an image graph fixed to batch 1 as exported, not freed
+        (engine.models.freebatch; `photosift bench adapters` measures what freeing gains)."""
 
         self.folder = Path(folder)
         self.spec: ModelSpec = load_spec(self.folder / MODEL_FILE)
@@ -99,6 +102,7 @@ class OnnxModel:
             self.spec = self.spec.with_(image_space=f"{self.spec.space}@{self.max_patches}")
         self._threads = threads
         self._one_shot = one_shot
+        self._free_batch = free_batch
         self._prefer_cpu = prefer_cpu
         self.parts = layout_of(self.spec).parts(self.spec)
         self._checks = FileChecks(self.folder, self.spec.key, self.spec.source.files)
@@ -131,18 +135,19 @@ class OnnxModel:
                 return self._image
             if not self._may_load["image"]:
                 raise ModelError(f"model {self.spec.key!r} was loaded without its image tower")
-            opts = self._image_opts()
+            base = self._image_base()
+            opts = self._image_opts(base)
             if self._int8:  # made by `photosift models quantize`, beside model.json, same names
-                sess, graph = self._tower(self.parts.image, opts, "image.int8.onnx")
+                sess, graph = self._tower(base, opts, "image.int8.onnx")
                 if not _int8_current(sess):
                     self._int8, self._int8_stale = False, True
-                    sess, graph = self._tower(self.parts.image, opts)
+                    sess, graph = self._tower(base, opts, checked=base != self.parts.image)
                 elif self._check_int8:
                     from .quantize import read_check
 
                     self._int8_unchecked = read_check(self.folder) is None
             else:
-                sess, graph = self._tower(self.parts.image, opts)
+                sess, graph = self._tower(base, opts, checked=base != self.parts.image)
             if self.naflex:
                 from . import naflex
 
@@ -181,12 +186,27 @@ class OnnxModel:
             opts.add_session_config_entry("session.disable_prepacking", "1")
         return opts
 
-    def _image_opts(self):
-        """Session options for the image tower. A graph fixed to batch 1 (Immich's) leaves a
-        core's worth of work per photo too small to share between cores: such a tower runs one
+    def _image_base(self) -> Graph:
+        """The fp32 image graph: one fixed to batch 1 (Immich's) freed to take any batch where
+        that is proved (engine.models.freebatch; derived once, at install or here), its own
+        otherwise. The derived files are checked against what was recorded when they were made."""
+        from . import freebatch
+
+        if not self._free_batch:
+            return self.parts.image
+        graph, derived = freebatch.image_graph(self.folder, self.spec, self.parts.image)
+        if derived:
+            self._checks.check(self.parts.image.file)  # what it was derived from must still be intact
+            for name, want in derived.items():
+                self._checks.check(name, want)
+        return graph
+
+    def _image_opts(self, graph: Graph):
+        """Session options for image graph ``graph``. A graph fixed to batch 1 leaves a core's
+        worth of work per photo too small to share between cores: such a tower runs one
         thread per photo, as many photos at once as there are cores (measured in
         `photosift bench adapters`); others share all cores within each batch."""
-        if self.parts.image.batch is None or self._threads:
+        if graph.batch is None or self._threads:
             return self._opts
         from concurrent.futures import ThreadPoolExecutor
 
@@ -355,7 +375,9 @@ class OnnxModel:
         self._check_input(name, inputs[inp].shape, graph)
         from dataclasses import replace
 
-        return sess, replace(graph, input=inp, output=out)
+        first = inputs[inp].shape[0] if inputs[inp].shape else None
+        # the batch the file really takes (an int8 tower made from a graph freed of batch 1 or not)
+        return sess, replace(graph, input=inp, output=out, batch=first if isinstance(first, int) else None)
 
     def _check_input(self, name: str, shape: list, graph: Graph) -> None:
         """The network's input must be what model.json promises the preprocessing makes."""
@@ -436,7 +458,8 @@ class OnnxModel:
         with self._load_lock:
             if not self._int8_unchecked:
                 return out
-            fp32, graph = self._tower(self.parts.image, self._image_opts())
+            base = self._image_base()
+            fp32, graph = self._tower(base, self._image_opts(base), checked=base != self.parts.image)
             want = _run(fp32, graph, pixels, self._pool)
             cos = (l2_normalize(out) * l2_normalize(want)).sum(1)
             self._int8_unchecked = False

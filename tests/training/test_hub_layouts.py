@@ -15,6 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
+from engine.errors import ModelError  # noqa: E402
+from engine.models import freebatch  # noqa: E402
 from engine.models.hub import import_model_folder  # noqa: E402
 from engine.models.install import import_folder  # noqa: E402
 from engine.models.registry import Registry  # noqa: E402
@@ -102,6 +104,10 @@ def test_layout_matches_torch(repos, name, tmp_path):
     # CLIP's causal towers run each text at its own length (engine.models.textcut), proved above too
     causal = name in ("rclip", "immich-clip", "tfjs-clip")
     assert model.text_cut == causal
+    # Immich's batch-1 image graphs run freed to any batch (engine.models.freebatch), proved
+    # above too, external-data weights included
+    if name.startswith("immich"):
+        assert (model.image_graph.file, model.image_graph.batch) == (freebatch.FREE_FILE, None)
 
 
 def test_the_cut_proof_refuses_a_tower_the_padding_changes(repos, tmp_path):
@@ -123,8 +129,6 @@ def test_the_cut_proof_refuses_a_tower_the_padding_changes(repos, tmp_path):
 
 
 def test_a_changed_cut_graph_is_refused(repos, tmp_path):
-    from engine.errors import ModelError
-
     made = hubrepos.build("immich-clip", repos)
     settings = Settings(data_dir=tmp_path / "data")
     folder = settings.models_dir / import_model_folder(made.folder, settings).key
@@ -185,18 +189,59 @@ def test_canonicalize_is_open_clips():
     assert [CLEANERS["canonicalize"](t) for t in texts] == [theirs(t) for t in texts]
 
 
-def test_a_batch_one_graph_runs_photos_side_by_side_with_the_same_vectors(repos, tmp_path):
-    """Immich's image graphs take one photo at a time; the runtime runs several on threads at
-    once (one core each), which must give each photo exactly the vector a lone run gives."""
+def _lone_runs(folder: Path, pixels: np.ndarray) -> np.ndarray:
+    """Immich's own visual graph, one photo at a time, as Immich runs it."""
     import onnxruntime as ort
 
-    made = hubrepos.build("immich-clip", repos)
+    lone = ort.InferenceSession(str(folder / "visual/model.onnx"), providers=["CPUExecutionProvider"])
+    return np.concatenate([lone.run(["embedding"], {"image": pixels[i : i + 1]})[0] for i in range(len(pixels))])
+
+
+@pytest.mark.parametrize("name", ["immich-clip", "immich-siglip2"])
+def test_a_batch_one_graph_is_freed_to_take_a_batch_with_the_same_vectors(repos, tmp_path, name):
+    """Immich's image graphs take one photo at a time; the graph derived at install takes a
+    whole batch in one run, which must give each photo the vector a lone run of Immich's gives."""
+    made = hubrepos.build(name, repos)
     settings = Settings(data_dir=tmp_path / "data")
     folder = settings.models_dir / import_model_folder(made.folder, settings).key
+    assert (folder / freebatch.DECISION).is_file() and (folder / freebatch.FREE_FILE).is_file()
     model = OnnxModel(folder, prefer_cpu=True, load_text=False)
     pixels = _pixels(7, model.input_size[0])
     got = model.encode_images(pixels, normalize=False)
+    assert model.image_graph.batch is None and model._pool is None  # one run of 7, not 7 of 1
+    assert model._image.get_inputs()[0].shape[0] == "batch"
+    want = _lone_runs(folder, pixels)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert _cos(got, want).min() >= 0.99999
+
+
+def test_a_graph_left_at_batch_one_runs_photos_side_by_side_with_the_same_vectors(repos, tmp_path):
+    """Where no freed graph was proved, the runtime runs several photos on threads at once
+    (one core each), which must give each photo exactly the vector a lone run gives."""
+    from engine.models.derived import source_key
+
+    made = hubrepos.build("immich-clip", repos)
+    settings = Settings(data_dir=tmp_path / "data")
+    spec = import_model_folder(made.folder, settings)
+    folder = settings.models_dir / spec.key
+    (folder / freebatch.FREE_FILE).unlink()  # as a graph the derivation refused leaves it
+    freebatch.write_decision(folder / freebatch.DECISION,
+                             source_key(folder, "visual/model.onnx", spec.source.files), None)  # fmt: skip
+    model = OnnxModel(folder, prefer_cpu=True, load_text=False)
+    pixels = _pixels(7, model.input_size[0])
+    got = model.encode_images(pixels, normalize=False)
+    assert model.image_graph.batch == 1
     assert model._pool is not None or (os.cpu_count() or 1) == 1
-    lone = ort.InferenceSession(str(folder / "visual/model.onnx"), providers=["CPUExecutionProvider"])
-    want = np.concatenate([lone.run(["embedding"], {"image": pixels[i : i + 1]})[0] for i in range(7)])
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got, _lone_runs(folder, pixels), rtol=0, atol=1e-6)
+
+
+def test_a_changed_freed_graph_is_refused(repos, tmp_path):
+    """The freed graph is checked against what was recorded when it was derived and proved."""
+    made = hubrepos.build("immich-clip", repos)
+    settings = Settings(data_dir=tmp_path / "data")
+    folder = settings.models_dir / import_model_folder(made.folder, settings).key
+    with open(folder / (freebatch.FREE_FILE + freebatch.DATA_SUFFIX), "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff\xff\xff")
+    with pytest.raises(ModelError, match=freebatch.FREE_FILE):
+        OnnxModel(folder, prefer_cpu=True, load_text=False)
