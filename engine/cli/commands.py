@@ -393,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, common)  # vocab ..., tag ...
 
-    sp = sub.add_parser("bench", help="benchmarks: pipeline, int8, query, rescan, quality, tagging, raw")
-    from ..bench import add_arguments
+    from ..bench import BENCHES, add_arguments
+
+    sp = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES))
 
     add_arguments(sp)
     sp.set_defaults(func=cmd_bench)
