@@ -333,10 +333,13 @@ def run_child(
 
 
 def _base_env() -> dict:
+    # PYTHONDONTWRITEBYTECODE too: an installed tool runs from compiled modules (pip compiles
+    # rclip's at install), so photosift's tree gets its own on the untimed first run instead of
+    # compiling 38 modules in every timed search (35 ms of 0.36 s, measured)
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PHOTOSIFT_HOME")
+        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PHOTOSIFT_HOME", "PYTHONDONTWRITEBYTECODE")
     }
     env["HF_HUB_OFFLINE"] = "1"  # neither side may reach the network
     return env
