@@ -20,8 +20,8 @@ The runtime (``engine.models.tokenizer``) still does open_clip's Python-side cle
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
+import zlib
 from pathlib import Path
 
 SOT = "<start_of_text>"
@@ -60,6 +60,22 @@ def open_clip_bpe_path() -> Path:
     return path
 
 
+def _first_lines(gz: Path, n: int) -> list[str]:
+    """The first ``n`` lines of gzip file ``gz``, decompressing no further than they reach: CLIP
+    uses the first 48,895 of the merges file's 262,146 lines, and decompressing the rest cost a
+    one-shot search 25 ms (of the tokenizer's 80)."""
+    unzip = zlib.decompressobj(wbits=31)  # gzip framing
+    got = bytearray()
+    with open(gz, "rb") as f:
+        while got.count(b"\n") < n:
+            chunk = f.read(1 << 16)
+            if not chunk:
+                got += unzip.flush()
+                break
+            got += unzip.decompress(chunk)
+    return got.decode("utf-8").split("\n")[:n]
+
+
 def build_clip_tokenizer(bpe_path: Path | None = None):
     """A ``tokenizers.Tokenizer`` with SimpleTokenizer's vocabulary and behaviour."""
     from tokenizers import (
@@ -73,8 +89,7 @@ def build_clip_tokenizer(bpe_path: Path | None = None):
         processors,
     )
 
-    with gzip.open(bpe_path or open_clip_bpe_path()) as f:
-        lines = f.read().decode("utf-8").split("\n")
+    lines = _first_lines(bpe_path or open_clip_bpe_path(), N_MERGES + 1)
     merges = [tuple(m.split()) for m in lines[1 : N_MERGES + 1]]
     byte_chars = list(bytes_to_unicode().values())
     vocab_list = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]

@@ -156,6 +156,21 @@ QPA=offscreen run photosift cli --data-dir "$T/hub-library" search "a red object
 check 'len(j) == 24' "$T/hubsearch.json" "search with the downloaded model"
 echo "   $(tail -n 1 "$T/hubdl.out")" >&2
 
+step "command line: import an Immich repo as it comes (its batch-1 image graph freed at install), index, search"
+PYTHONPATH=$ROOT "$DEVPY" -m tests.hubrepos immich-clip "$T/immichrepo" > "$T/immichrepo.json" 2> "$T/immichrepo.log" \
+  || fail "could not make the Immich repo: $(tail -c 1500 "$T/immichrepo.log")"
+imm_folder=$("$HOSTPY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["folder"])' "$T/immichrepo.json")
+QPA=offscreen run photosift cli --data-dir "$T/immich-library" models import "$imm_folder" --as tiny-immich \
+  > "$T/immichimport.out" 2>&1 || fail "importing the Immich repo: $(tail -c 1500 "$T/immichimport.out")"
+"$HOSTPY" -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["graph"] == "image.batch.onnx" else 1)' \
+  "$T/immich-library/models/tiny-immich/image.batch.json" \
+  || fail "the installed app did not free the Immich image graph of batch 1: $(cat "$T/immich-library/models/tiny-immich/image.batch.json" 2>&1)"
+QPA=offscreen run photosift cli --data-dir "$T/immich-library" models use tiny-immich >&2
+QPA=offscreen run photosift cli --data-dir "$T/immich-library" index "$T/photos" --json > "$T/immichindex.json"
+check 'j["files"] == 24 and j["embedded"] == 24 and j["failed"] == 0' "$T/immichindex.json" "index with the Immich model"
+QPA=offscreen run photosift cli --data-dir "$T/immich-library" search "a red object" -k 24 --json > "$T/immichsearch.json"
+check 'len(j) == 24' "$T/immichsearch.json" "search with the Immich model"
+
 # A model folder to import from disk (as a user without internet would): the bundled demo's
 # four files under another key and name, so that it shows up as a new model.
 INSTALLED=$T/home/.local/lib/photosift
