@@ -350,7 +350,7 @@ def test_cancel_keeps_nothing(qtbot, window, tmp_path):
     models: list[dict] = []  # (the two answer in either order: quick calls run side by side)
     window.bridge.call("train_pending", {}, on_result=pending.append)
     window.bridge.call("models_list", {}, on_result=models.append)
-    qtbot.waitUntil(lambda: pending and models, timeout=ENGINE_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: bool(pending and models), timeout=ENGINE_TIMEOUT_MS)
     assert pending[0]["runs"] == []
     assert not any("-ft-" in m["key"] for m in models[0]["models"])
 
