@@ -30,6 +30,7 @@ This module derives, once per model, a graph that takes any batch (``image.batch
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -47,6 +48,8 @@ MIN_COSINE = 0.99999
 MAX_READINGS = 64  # readings of the batch's place followed at once before giving up
 PROOF_BATCH = 3
 
+log = logging.getLogger(__name__)
+
 
 class Refused(Exception):
     """The graph holds something this cannot free (the message says what)."""
@@ -62,12 +65,12 @@ class Place:
     choices: frozenset = frozenset()
 
 
-def image_graph(folder: Path, spec, graph, *, derive: bool = True):
+def image_graph(folder: Path, spec, graph):
     """The image graph to run from a model folder, and the stamps of the files derived for it
     ({name: {"sha256", "size"}}, to check before use): ``graph`` itself where it takes any
     batch already (or is NaFlex's), else the freed graph where one was derived and proved
-    (derived now, once, where ``derive``: a few seconds for a ViT-B), else ``graph`` (batch 1).
-    The decision is remembered in image.batch.json."""
+    (derived now if it never was: a few seconds for a ViT-B), else ``graph`` (batch 1). The
+    decision, and why a graph stays at batch 1, is remembered in image.batch.json."""
     from dataclasses import replace
 
     from .derived import source_key
@@ -79,14 +82,13 @@ def image_graph(folder: Path, spec, graph, *, derive: bool = True):
     path = folder / DECISION
     found = read_decision(path, source)
     if found is None:
-        if not derive:
-            return graph, {}
         found = decide(folder, graph.file, graph.input, graph.output, [1, 3, *spec.preprocess.size])
-        with contextlib.suppress(
-            OSError
-        ):  # a folder that cannot be written: decided again next time
+        if not found["graph"]:
+            log.info("model %s: its image graph stays at batch 1: %s", spec.key, found["reason"])
+        # a folder that cannot be written: decided again next time
+        with contextlib.suppress(OSError):
             write_decision(path, source, found)
-    if not (found or {}).get("graph"):
+    if not found.get("graph"):
         return graph, {}
     stamps = {found["graph"]: found.get("file") or {}, **(found.get("data") or {})}
     return replace(graph, file=found["graph"], batch=None), stamps
@@ -98,7 +100,7 @@ def read_decision(path: Path, source: str) -> dict | None:
     return read(path, source, VERSION)
 
 
-def write_decision(path: Path, source: str, found: dict | None) -> None:
+def write_decision(path: Path, source: str, found: dict) -> None:
     from .derived import write_decision as write
 
     write(path, source, VERSION, found)
@@ -107,9 +109,10 @@ def write_decision(path: Path, source: str, found: dict | None) -> None:
 def decide(folder: Path, src_file: str, input_name: str, output_name: str, shape: list[int]
            ) -> dict | None:  # fmt: skip
     """Derive and prove ``image.batch.onnx`` from the batch-1 graph ``src_file`` of a model
-    folder. Returns {"graph": FREE_FILE, "file": stamp, "data": {name: stamp}}, or None where
-    the graph cannot be freed (nothing is left behind then). The proof runs on the CPU, whose
-    results do not depend on the batch beyond float rounding."""
+    folder. Returns {"graph": FREE_FILE, "file": stamp, "data": {name: stamp}}, or
+    {"graph": None, "reason": why} where the graph cannot be freed (nothing is left behind
+    then). The proof runs on the CPU, whose results do not depend on the batch beyond float
+    rounding."""
     import onnxruntime as ort
 
     from .derived import stamp
@@ -118,6 +121,7 @@ def decide(folder: Path, src_file: str, input_name: str, output_name: str, shape
     src = folder / src_file
     dst = folder / FREE_FILE
     data = folder / (FREE_FILE + DATA_SUFFIX)
+    why = None
     try:
         free_graph(src, dst)
         opts = ort.SessionOptions()
@@ -125,13 +129,16 @@ def decide(folder: Path, src_file: str, input_name: str, output_name: str, shape
         cpu = ["CPUExecutionProvider"]
         one = ort.InferenceSession(os.fspath(src), opts, providers=cpu)
         many = ort.InferenceSession(os.fspath(dst), opts, providers=cpu)
-        ok = prove(one, many, input_name, output_name, shape)
-    except Exception:  # refused, or onnxruntime refuses the rewritten graph: stays at batch 1
-        ok = False
-    if not ok:
+        if not prove(one, many, input_name, output_name, shape):
+            why = f"the freed graph failed its proof ({PROOF_BATCH} photos in one run against each alone)"
+    except Refused as e:
+        why = str(e)
+    except Exception as e:  # onnxruntime refuses the rewritten graph: stays at batch 1
+        why = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    if why:
         dst.unlink(missing_ok=True)
         data.unlink(missing_ok=True)
-        return None
+        return {"graph": None, "reason": why}
     return {
         "graph": FREE_FILE,
         "file": stamp(dst),

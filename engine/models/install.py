@@ -190,9 +190,7 @@ def _free_batch(stage: Path, folder_spec: ModelSpec, progress: Callable[[str], N
         return
     if progress is not None:
         progress("batch")
-    found, _ = freebatch.image_graph(stage, folder_spec, graph)
-    if found == graph:
-        log.info("model %s: its image graph stays at batch 1 (see engine.models.freebatch)", folder_spec.key)
+    freebatch.image_graph(stage, folder_spec, graph)  # derives, proves, logs a refusal
 
 
 def _add_int8(stage: Path, folder_spec: ModelSpec, recorded: dict[str, dict]) -> None:

@@ -31,7 +31,7 @@ from PIL import Image, ImageFile
 
 from engine.errors import DecodeError
 from engine.photos import formats, raw
-from engine.photos.photometa import PhotoMeta, extract_meta, orientation_of, safe_exif
+from engine.photos.photometa import UPRIGHT, PhotoMeta, extract_meta, orientation_of, safe_exif
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -59,16 +59,6 @@ _FORMATS = (
     "JPEG", "PNG", "HEIF", "AVIF", "WEBP", "GIF", "TIFF",
     "BMP", "DIB", "JPEG2000", "QOI", "PSD", "ICO", "PPM",
 )  # fmt: skip
-
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 _WHITE = (255, 255, 255)
 _ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
@@ -157,7 +147,7 @@ def decode_photo(
                     factor = min(rgb.size) // side
                     if factor >= 2:
                         rgb = rgb.reduce(factor)
-                method = _TRANSPOSE.get(orientation or 1)
+                method = UPRIGHT.get(orientation or 1)
                 if method is not None:
                     rgb = rgb.transpose(method)
                 elif rgb is im:

@@ -65,6 +65,18 @@ class PhotoMeta:
     keywords: tuple[str, ...] = ()
 
 
+# EXIF orientation (2-8) -> the transpose that makes the picture upright (1: none needed)
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 def orientation_of(exif: Image.Exif | None) -> int | None:
     """The EXIF orientation value (1-8), or None when absent or not a valid value."""
     if exif is None:

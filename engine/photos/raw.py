@@ -49,7 +49,7 @@ from PIL import Image
 
 from ..errors import DecodeError
 from .formats import extension
-from .photometa import PhotoMeta, clean_keywords, gps_position, parse_exif_datetime
+from .photometa import UPRIGHT, PhotoMeta, clean_keywords, gps_position, parse_exif_datetime
 
 #: A RAW file must hold at least this many bits per sensor pixel to carry its image data.
 MIN_BITS_PER_PIXEL = 0.1
@@ -62,15 +62,6 @@ PREVIEW_SHARE = 8
 
 #: LibRaw's ``flip`` (dcraw's numbering) -> the EXIF orientation that describes the same turn.
 _FLIP_TO_EXIF = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 #: Decodes an embedded JPEG preview (bytes) into RGB, draft-scaled towards ``side`` and *not*
 #: oriented; raises DecodeError. engine.photos.decode passes its own Pillow path, with its guards.
@@ -346,7 +337,7 @@ def _orient_preview(image: Image.Image, orientation: int, s) -> Image.Image:
 
     Previews are stored as the sensor sees the scene, like the raw data. One whose aspect is
     already the upright frame's (a converter that stored it turned) is not turned again."""
-    method = _TRANSPOSE.get(orientation)
+    method = UPRIGHT.get(orientation)
     if method is None:
         return image
     if orientation >= 5:  # a quarter turn: width and height swap

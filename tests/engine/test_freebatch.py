@@ -82,7 +82,7 @@ def _run(path, x):
 def test_a_sequence_first_vit_is_freed_and_gives_each_photo_its_lone_vector(tmp_path):
     src = _sequence_first_attention(tmp_path / "visual.onnx")
     found = freebatch.decide(tmp_path, "visual.onnx", "image", "embedding", [1, 3, 4, 4])
-    assert found is not None and found["graph"] == freebatch.FREE_FILE
+    assert found["graph"] == freebatch.FREE_FILE
     x = RNG.standard_normal((5, 3, 4, 4)).astype(np.float32)
     lone = np.concatenate([_run(src, x[i : i + 1]) for i in range(5)])
     np.testing.assert_allclose(_run(tmp_path / freebatch.FREE_FILE, x), lone, rtol=0, atol=1e-5)
@@ -110,7 +110,9 @@ def test_a_graph_that_would_mix_photos_is_refused_and_leaves_nothing(tmp_path, o
     _mixing(tmp_path / "visual.onnx", op)
     with pytest.raises(freebatch.Refused):
         freebatch.free_graph(tmp_path / "visual.onnx", tmp_path / "out.onnx")
-    assert freebatch.decide(tmp_path, "visual.onnx", "image", "embedding", [1, 3, 4, 4]) is None
+    found = freebatch.decide(tmp_path, "visual.onnx", "image", "embedding", [1, 3, 4, 4])
+    assert found["graph"] is None
+    assert "no place for the batch fits" in found["reason"]  # refused by the analysis, before any proof
     assert sorted(p.name for p in tmp_path.iterdir()) == ["visual.onnx"]
 
 

@@ -226,7 +226,8 @@ def test_a_graph_left_at_batch_one_runs_photos_side_by_side_with_the_same_vector
     folder = settings.models_dir / spec.key
     (folder / freebatch.FREE_FILE).unlink()  # as a graph the derivation refused leaves it
     freebatch.write_decision(folder / freebatch.DECISION,
-                             source_key(folder, "visual/model.onnx", spec.source.files), None)  # fmt: skip
+                             source_key(folder, "visual/model.onnx", spec.source.files),
+                             {"graph": None, "reason": "refused"})  # fmt: skip
     model = OnnxModel(folder, prefer_cpu=True, load_text=False)
     pixels = _pixels(7, model.input_size[0])
     got = model.encode_images(pixels, normalize=False)
