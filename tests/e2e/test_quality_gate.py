@@ -78,7 +78,7 @@ def _swap_channels(monkeypatch):
 
 
 def _no_exif_transpose(monkeypatch):
-    monkeypatch.setattr(engine.photos.decode, "_TRANSPOSE", {})
+    monkeypatch.setattr(engine.photos.decode, "UPRIGHT", {})
 
 
 def _wrong_normalisation(monkeypatch):
