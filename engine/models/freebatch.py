@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .derived import DATA_SUFFIX  # the derived graph's weights: <graph>.data
+
 FREE_FILE = "image.batch.onnx"  # the derived graph, beside model.json
-DATA_SUFFIX = ".data"  # its weights: image.batch.onnx.data
 DECISION = "image.batch.json"  # what was decided, for which image graph
 VERSION = 1
 MAX_ABS_DIFF = 1e-4
@@ -169,6 +170,8 @@ def free_graph(src: Path, dst: Path) -> None:
     import onnx
     from onnx.external_data_helper import load_external_data_for_model
 
+    from .derived import save_graph
+
     dst = Path(dst)
     stage = Path(tempfile.mkdtemp(prefix=".batch-", dir=dst.parent))
     try:
@@ -179,15 +182,7 @@ def free_graph(src: Path, dst: Path) -> None:
         model = onnx.load(os.fspath(folded), load_external_data=False)
         _free(model)
         load_external_data_for_model(model, os.fspath(stage))
-        onnx.save_model(model, os.fspath(stage / dst.name), save_as_external_data=True,
-                        all_tensors_to_one_file=True, location=dst.name + DATA_SUFFIX,
-                        size_threshold=1024)  # fmt: skip
-        data = stage / (dst.name + DATA_SUFFIX)  # none where every weight is small
-        if data.exists():
-            data.replace(dst.with_name(data.name))
-        else:
-            dst.with_name(data.name).unlink(missing_ok=True)
-        (stage / dst.name).replace(dst)
+        save_graph(model, dst, stage)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
