@@ -102,13 +102,15 @@ def measure(a, b, n_images: int = 48, rounds: int = 3, a8=None, b8=None, a1=None
 
 def _int8(folder: Path):
     """``folder``'s model with its int8 image tower (made once, as an install on VNNI does)."""
+    from ..models import freebatch
     from ..models.quantize import quantize_folder
     from ..models.runtime import OnnxModel
 
     if not (folder / "image.int8.onnx").is_file():
         quantize_folder(folder)
     model = OnnxModel(folder, int8=True, prefer_cpu=True, load_text=False)
-    if model.image_graph.batch is not None and model._image_base().batch is None:
+    freed, _ = freebatch.image_graph(folder, model.spec, model.parts.image)
+    if model.image_graph.batch is not None and freed.batch is None:
         # made from the batch-1 graph by an older photosift: made again from the freed one
         (folder / "image.int8.onnx").unlink()
         quantize_folder(folder)

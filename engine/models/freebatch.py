@@ -66,6 +66,11 @@ class Place:
     choices: frozenset = frozenset()
 
 
+def fixed(spec, graph) -> bool:
+    """Whether image ``graph`` is one this frees: fixed to a batch size, not NaFlex's."""
+    return graph.batch is not None and spec.preprocess.resize_mode != "naflex"
+
+
 def image_graph(folder: Path, spec, graph):
     """The image graph to run from a model folder, and the stamps of the files derived for it
     ({name: {"sha256", "size"}}, to check before use): ``graph`` itself where it takes any
@@ -76,7 +81,7 @@ def image_graph(folder: Path, spec, graph):
 
     from .derived import source_key
 
-    if graph.batch is None or spec.preprocess.resize_mode == "naflex":
+    if not fixed(spec, graph):
         return graph, {}
     folder = Path(folder)
     source = source_key(folder, graph.file, spec.source.files)

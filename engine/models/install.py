@@ -164,8 +164,7 @@ def _install(spec: ModelSpec, settings: Settings, files: dict[str, Path], checke
         )  # fmt: skip
         save_spec(folder_spec, stage / MODEL_FILE)
         check_model_folder(stage)
-        if folder_spec.source.layout != "photosift":  # ready exports: Immich's fix batch 1
-            _free_batch(stage, folder_spec, progress)
+        _free_batch(stage, folder_spec, progress)
         if int8_by_default(spec):  # the tower indexing runs on this CPU (engine.models.cpu)
             if progress is not None:
                 progress("int8")
@@ -186,7 +185,7 @@ def _free_batch(stage: Path, folder_spec: ModelSpec, progress: Callable[[str], N
     from .layouts import layout_of
 
     graph = layout_of(folder_spec).parts(folder_spec).image
-    if graph.batch is None or folder_spec.preprocess.resize_mode == "naflex":
+    if not freebatch.fixed(folder_spec, graph):  # Immich's are fixed to batch 1
         return
     if progress is not None:
         progress("batch")

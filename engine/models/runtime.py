@@ -114,6 +114,7 @@ class OnnxModel:
         self._load_lock = threading.RLock()
         self._tok_lock = threading.Lock()
         self.image_graph: Graph = self.parts.image
+        self._image_fp32: Graph = self.parts.image  # freed of batch 1 where it was (_image_base)
         self.text_graph: Graph = self.parts.text
         # An int8 tower made with other quantiser settings (an older photosift's 8-bit
         # weights saturate on CPUs without VNNI): the fp32 tower instead, until
@@ -135,7 +136,7 @@ class OnnxModel:
                 return self._image
             if not self._may_load["image"]:
                 raise ModelError(f"model {self.spec.key!r} was loaded without its image tower")
-            base = self._image_base()
+            self._image_fp32 = base = self._image_base()
             opts = self._image_opts(base)
             if self._int8:  # made by `photosift models quantize`, beside model.json, same names
                 sess, graph = self._tower(base, opts, "image.int8.onnx")
@@ -458,7 +459,7 @@ class OnnxModel:
         with self._load_lock:
             if not self._int8_unchecked:
                 return out
-            base = self._image_base()
+            base = self._image_fp32  # the fp32 graph the int8 tower was made from
             fp32, graph = self._tower(base, self._image_opts(base), checked=base != self.parts.image)
             want = _run(fp32, graph, pixels, self._pool)
             cos = (l2_normalize(out) * l2_normalize(want)).sum(1)
